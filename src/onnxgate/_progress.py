@@ -1,0 +1,49 @@
+"""Progress on stderr for steps that take longer than a second.
+
+The core never prints: pipelines take a ``Progress`` and call ``step()``; the CLI
+passes a :class:`StderrProgress`, library users get :class:`NullProgress`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, TextIO
+
+
+class NullProgress:
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        yield
+
+
+class StderrProgress:
+    """Announces a step once it has run for ``delay`` seconds, then says when it ends."""
+
+    def __init__(self, stream: TextIO | None = None, delay: float = 1.0):
+        self.stream = stream or sys.stderr
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        shown = threading.Event()
+        start = time.perf_counter()
+
+        def announce() -> None:
+            with self._lock:
+                shown.set()
+                print(f"onnxgate: {text} ...", file=self.stream, flush=True)
+
+        timer = threading.Timer(self.delay, announce)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            if shown.is_set():
+                with self._lock:
+                    print(f"onnxgate: {text} done in {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)

@@ -1,0 +1,329 @@
+"""scikit-learn (and xgboost/lightgbm estimators in its API) through skl2onnx.
+
+Conventions this module relies on, from skl2onnx:
+
+* classifiers emit ``label`` and ``probabilities`` (ZipMap disabled, so a plain tensor);
+  a classifier without ``predict_proba`` puts ``decision_function`` in ``probabilities``,
+  as ``[-d, d]`` for a binary problem;
+* regressors and transformers emit ``variable`` of shape (N, k), k >= 1;
+* clusterers and outlier detectors emit ``label`` and ``scores``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate.converters.base import Conversion, Trust
+from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+SUFFIXES = (".skops",) + PICKLE_SUFFIXES
+
+
+class SklearnConverter:
+    name = "sklearn"
+    install_hint = "pip install 'onnxgate[sklearn]'"
+
+    # -- recognise and load ---------------------------------------------------------------
+    def accepts(self, source: Any) -> bool:
+        if isinstance(source, (str, Path)):
+            return Path(source).suffix.lower() in SUFFIXES
+        module = type(source).__module__ or ""
+        return module.split(".")[0] in ("sklearn", "xgboost", "lightgbm", "imblearn") and hasattr(source, "get_params")
+
+    def load(self, source: Any, *, trust: Trust) -> Any:
+        if not isinstance(source, (str, Path)):
+            return _check_fitted(source)
+        path = Path(source)
+        if not path.is_file():
+            raise SourceError(f"source {str(path)!r} does not exist", "check the path")
+        if path.suffix.lower() == ".skops":
+            model = _load_skops(path, trust)
+        else:
+            if not trust.pickle:
+                raise UntrustedSourceError(
+                    f"refusing to unpickle {str(path)!r}: loading a pickle runs arbitrary code",
+                    "save the model with skops.io.dump instead, or pass --trust-pickle if you trust this file",
+                )
+            model = _load_pickle(path)
+        if not hasattr(model, "get_params"):
+            raise SourceError(
+                f"{str(path)!r} holds a {type(model).__name__}, not a scikit-learn estimator",
+                "save the fitted estimator or pipeline itself",
+            )
+        return _check_fitted(model)
+
+    # -- inputs ---------------------------------------------------------------------------
+    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        dtype = np.float64 if (options or {}).get("double") else np.float32
+        names = getattr(model, "feature_names_in_", None)
+        names = [str(n) for n in names] if names is not None else None
+        columns = sample.arrays if sample.kind in ("table", "named") and len(sample.arrays) > 1 else None
+        if columns is not None:
+            if names is None:
+                if sample.kind == "table" and all(v.dtype.kind == "f" for v in columns.values()):
+                    return {"X": _as_matrix(np.column_stack(list(columns.values())), model, dtype, sample)}
+                raise SampleError(
+                    f"the sample has named columns {list(columns)} but the model was fitted without feature names",
+                    "pass the features as one 2-D .npy array",
+                )
+            missing = [n for n in names if n not in columns]
+            if missing:
+                raise SampleError(
+                    f"sample {sample.path!r} lacks column(s) {missing}; the model expects {names}",
+                    "add the missing columns to the sample",
+                )
+            if _wants_columns(model, columns, names):
+                return {n: _column_feed(columns[n], dtype) for n in names}
+            return {"X": _as_matrix(np.column_stack([columns[n] for n in names]), model, dtype, sample)}
+        (only,) = sample.arrays.values()
+        return {"X": _as_matrix(only, model, dtype, sample)}
+
+    # -- conversion -----------------------------------------------------------------------
+    def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
+        import skl2onnx
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import (
+            DoubleTensorType,
+            FloatTensorType,
+            Int64TensorType,
+            StringTensorType,
+        )
+
+        _register_boosters(model)
+        types = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType, np.dtype(np.int64): Int64TensorType}
+        initial = []
+        for name, arr in feeds.items():
+            tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
+            initial.append((name, tensor_type([None, arr.shape[1]])))
+        opset = opset or default_opset()
+        conv_options: dict[Any, Any] = {}
+        if _is_classifier_like(model):
+            conv_options = {id(_final(model)): {"zipmap": False}}
+        try:
+            onx = convert_sklearn(
+                model,
+                initial_types=initial,
+                target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
+                options=conv_options or None,
+            )
+        except Exception as exc:
+            raise ConversionError(
+                f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
+                "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
+            ) from exc
+        return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=[f"inputs: {[(n, str(t)) for n, t in initial]}"])
+
+    # -- reference ------------------------------------------------------------------------
+    def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        X = _model_input(model, feeds)
+        final = _final(model)
+        out: dict[str, np.ndarray] = {}
+        for name in output_names:
+            out[name] = _reference_output(model, final, name, X)
+        return out
+
+    def versions(self) -> dict[str, str]:
+        from importlib import metadata
+
+        out = {}
+        for pkg in ("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm"):
+            try:
+                out[pkg] = metadata.version(pkg)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def default_opset() -> int:
+    import onnx
+    from skl2onnx import get_latest_tested_opset_version
+
+    return min(int(get_latest_tested_opset_version()), int(onnx.defs.onnx_opset_version()))
+
+
+def _ml_opset(opset: int) -> int:
+    # ai.onnx.ml 3 (TreeEnsemble* with double) arrived with opset 16; skl2onnx emits <= 3.
+    return 3 if opset >= 16 else 1
+
+
+def _load_skops(path: Path, trust: Trust) -> Any:
+    import zipfile
+
+    from skops.io import get_untrusted_types, load
+
+    try:
+        untrusted = get_untrusted_types(file=str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise SourceError(f"{str(path)!r} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
+    refused = [t for t in untrusted if t not in trust.types]
+    if refused and not trust.code:
+        raise UntrustedSourceError(
+            f"{str(path)!r} contains types skops does not trust by default: {refused}",
+            "check them, then pass --trust-type " + " --trust-type ".join(refused) + " (or --trust-code for all)",
+        )
+    try:
+        return load(str(path), trusted=untrusted)
+    except Exception as exc:
+        raise SourceError(f"cannot load {str(path)!r} with skops: {_one_line(exc)}", "re-save it with skops.io.dump") from None
+
+
+def _load_pickle(path: Path) -> Any:
+    try:
+        import joblib
+
+        return joblib.load(path)
+    except Exception as exc:
+        raise SourceError(f"cannot unpickle {str(path)!r}: {_one_line(exc)}", "check that it is a joblib or pickle file") from None
+
+
+def _check_fitted(model: Any) -> Any:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(_final(model))
+    except NotFittedError:
+        raise SourceError(f"the {type(model).__name__} is not fitted", "fit it before saving") from None
+    except TypeError:
+        pass  # not an estimator check_is_fitted understands; conversion will tell
+    return model
+
+
+def _final(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return _final(steps[-1][1]) if steps else model
+
+
+def _is_classifier_like(model: Any) -> bool:
+    final = _final(model)
+    return getattr(final, "_estimator_type", None) == "classifier" or hasattr(final, "classes_") and hasattr(final, "predict")
+
+
+def _wants_columns(model: Any, columns: dict[str, np.ndarray], names: list[str]) -> bool:
+    """One ONNX input per column when the model routes columns by name or mixes strings and numbers."""
+    if any(columns[n].dtype.kind in "OUS" for n in names):
+        return True
+    from sklearn.compose import ColumnTransformer
+
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, ColumnTransformer):
+            return True
+        stack.extend(step for _, step in getattr(m, "steps", []) or [])
+    return False
+
+
+def _column_feed(col: np.ndarray, dtype: type) -> np.ndarray:
+    if col.dtype.kind in "OUS":
+        return col.astype(str).astype(object).reshape(-1, 1)
+    return col.astype(dtype).reshape(-1, 1)
+
+
+def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndarray:
+    arr = np.asarray(arr)
+    where = sample.path or "the sample"
+    if arr.ndim != 2:
+        raise SampleError(
+            f"{where} has shape {list(arr.shape)}; a scikit-learn model needs a 2-D (rows, features) array",
+            "reshape it to (n_rows, n_features), e.g. x.reshape(1, -1) for one row",
+        )
+    if arr.dtype.kind not in "fiub":
+        raise SampleError(f"{where} holds {arr.dtype} values; the model expects numbers", "pass a numeric array")
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and arr.shape[1] != expected:
+        raise SampleError(
+            f"{where} has {arr.shape[1]} feature column(s); the model expects {expected}",
+            "pass a sample with the columns the model was fitted on",
+        )
+    return np.ascontiguousarray(arr.astype(dtype))
+
+
+def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
+    if list(feeds) == ["X"]:
+        names = getattr(model, "feature_names_in_", None)
+        if names is None:
+            return feeds["X"]
+        import pandas as pd
+
+        return pd.DataFrame(feeds["X"], columns=list(names))
+    import pandas as pd
+
+    return pd.DataFrame({n: (v[:, 0].astype(str) if v.dtype == object else v[:, 0]) for n, v in feeds.items()})
+
+
+def _reference_output(model: Any, final: Any, name: str, X: Any) -> np.ndarray:
+    est_type = getattr(final, "_estimator_type", None)
+    if name == "label":
+        return np.asarray(model.predict(X))
+    if name == "probabilities":
+        if hasattr(model, "predict_proba"):
+            try:
+                return np.asarray(model.predict_proba(X))
+            except AttributeError:  # e.g. SVC(probability=False) exposes the attribute but refuses
+                pass
+        d = np.asarray(model.decision_function(X))
+        return np.stack([-d, d], axis=1) if d.ndim == 1 else d
+    if name == "variable":
+        if hasattr(model, "predict") and est_type != "clusterer" and not (hasattr(model, "transform") and est_type is None):
+            y = np.asarray(model.predict(X))
+        else:
+            y = np.asarray(model.transform(X))
+        return y.reshape(-1, 1) if y.ndim == 1 else y
+    if name == "scores":
+        if est_type == "outlier_detector" or hasattr(final, "offset_"):
+            return np.asarray(model.decision_function(X)).reshape(-1, 1)
+        if hasattr(model, "transform"):
+            return np.asarray(model.transform(X))
+        return np.asarray(model.score_samples(X)).reshape(-1, 1)
+    raise ConversionError(
+        f"onnxgate does not know which {type(final).__name__} method produces ONNX output {name!r}",
+        "report this estimator to onnxgate; compare the outputs with --framework and a custom converter meanwhile",
+    )
+
+
+def _register_boosters(model: Any) -> None:
+    """Teach skl2onnx the xgboost/lightgbm estimators, via onnxmltools, when the model uses them."""
+    kinds = {type(m).__module__.split(".")[0] for m in _walk(model)}
+    if not kinds & {"xgboost", "lightgbm"}:
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    opts = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    if "xgboost" in kinds:
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBClassifier, XGBRegressor
+
+        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, convert_xgboost, options=opts)
+        update_registered_converter(XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost)
+    if "lightgbm" in kinds:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes, convert_lightgbm, options=opts)
+        update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm)
+
+
+def _walk(model: Any):
+    yield model
+    for _, step in getattr(model, "steps", []) or []:
+        yield from _walk(step)
+    for _, trans, _cols in getattr(model, "transformers", []) or []:
+        if hasattr(trans, "get_params"):
+            yield from _walk(trans)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]

@@ -1,0 +1,57 @@
+"""Error types: user errors (exit 2) and failed checks (exit 1) are distinct from bugs.
+
+Anything that is not an :class:`OnnxgateError` is a bug in onnxgate or in a library
+it calls, and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class OnnxgateError(Exception):
+    """A problem with the user's input: a missing file, a refused pickle, a bad flag.
+
+    The message is one line saying what is wrong; ``hint`` says how to fix it.
+    The CLI prints both on one line and exits with status 2.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class SourceError(OnnxgateError):
+    """The source model cannot be found, recognised or loaded."""
+
+
+class UntrustedSourceError(SourceError):
+    """Loading the source would run code the user has not trusted."""
+
+
+class SampleError(OnnxgateError):
+    """The sample inputs cannot be read or do not fit the model."""
+
+
+class ModelFileError(OnnxgateError):
+    """An ONNX file cannot be read, parsed or run."""
+
+
+class ConversionError(OnnxgateError):
+    """The converter could not export the model."""
+
+
+class PluginError(OnnxgateError):
+    """A converter plugin is missing, broken or registered twice."""
+
+
+class DuplicateConverterError(PluginError):
+    """Two plugins registered the same converter name."""
+
+
+class OutputPathError(OnnxgateError):
+    """An output path cannot be written."""

@@ -1,0 +1,1 @@
+"""Model zoo manifests, fetch and verify."""

@@ -1,0 +1,1 @@
+"""Convert -> validate -> publish pipelines."""

@@ -1,0 +1,1 @@
+"""Inputs, ONNX Runtime runs, comparison, providers, static checks and reports."""
