@@ -85,7 +85,6 @@ class SklearnConverter:
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import skl2onnx
-        from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import (
             DoubleTensorType,
             FloatTensorType,
@@ -104,12 +103,12 @@ class SklearnConverter:
         if _is_classifier_like(model):
             conv_options = {id(_final(model)): {"zipmap": False}}
         try:
-            onx = convert_sklearn(
-                model,
-                initial_types=initial,
-                target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
-                options=conv_options or None,
-            )
+            try:
+                onx = _convert(model, initial, opset, conv_options)
+            except NameError as exc:  # estimators without the zipmap option (LinearSVC, ...)
+                if "zipmap" not in str(exc):
+                    raise
+                onx = _convert(model, initial, opset, {})
         except Exception as exc:
             raise ConversionError(
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
@@ -139,6 +138,17 @@ class SklearnConverter:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]) -> Any:
+    from skl2onnx import convert_sklearn
+
+    return convert_sklearn(
+        model,
+        initial_types=initial,
+        target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
+        options=options or None,
+    )
 
 
 def default_opset() -> int:
@@ -247,22 +257,29 @@ def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndar
 
 
 def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
+    """The feeds as scikit-learn expects them: float64 (the same values) and a DataFrame where named."""
     if list(feeds) == ["X"]:
+        X = feeds["X"].astype(np.float64)
         names = getattr(model, "feature_names_in_", None)
         if names is None:
-            return feeds["X"]
+            return X
         import pandas as pd
 
-        return pd.DataFrame(feeds["X"], columns=list(names))
+        return pd.DataFrame(X, columns=list(names))
     import pandas as pd
 
-    return pd.DataFrame({n: (v[:, 0].astype(str) if v.dtype == object else v[:, 0]) for n, v in feeds.items()})
+    return pd.DataFrame(
+        {n: (v[:, 0].astype(str) if v.dtype == object else v[:, 0].astype(np.float64)) for n, v in feeds.items()}
+    )
 
 
 def _reference_output(model: Any, final: Any, name: str, X: Any) -> np.ndarray:
     est_type = getattr(final, "_estimator_type", None)
     if name == "label":
-        return np.asarray(model.predict(X))
+        y = np.asarray(model.predict(X))
+        # skl2onnx emits (N, 1) labels for outlier detectors and mixture models, (N,) for the rest
+        column = est_type in ("outlier_detector", "density_estimator") or hasattr(final, "offset_") or hasattr(final, "means_")
+        return y.reshape(-1, 1) if column and y.ndim == 1 else y
     if name == "probabilities":
         if hasattr(model, "predict_proba"):
             try:
@@ -270,7 +287,9 @@ def _reference_output(model: Any, final: Any, name: str, X: Any) -> np.ndarray:
             except AttributeError:  # e.g. SVC(probability=False) exposes the attribute but refuses
                 pass
         d = np.asarray(model.decision_function(X))
-        return np.stack([-d, d], axis=1) if d.ndim == 1 else d
+        if d.ndim == 1:  # binary: skl2onnx's LinearSVC emits the score as a column, others emit [-d, d]
+            return d.reshape(-1, 1) if type(final).__name__ == "LinearSVC" else np.stack([-d, d], axis=1)
+        return d
     if name == "variable":
         if hasattr(model, "predict") and est_type != "clusterer" and not (hasattr(model, "transform") and est_type is None):
             y = np.asarray(model.predict(X))
