@@ -28,6 +28,7 @@ def _add_source_options(p: argparse.ArgumentParser, *, sample_help: str = "share
     p.add_argument("--trust-code", action="store_true", help="allow module:callable sources and untrusted types")
     p.add_argument("--trust-type", action="append", default=[], metavar="T", help="trust one type in a .skops file")
     p.add_argument("--double", action="store_true", help="export with float64 inputs instead of float32")
+    p.add_argument("--static", action="store_true", help="keep the batch axis fixed at the sample's size (default: dynamic)")
 
 
 def _add_validate_options(p: argparse.ArgumentParser) -> None:
@@ -94,18 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _trust(args: argparse.Namespace) -> Any:
-    from onnxgate.converters.base import Trust
+    from onnxgate.trust import from_flags
 
-    env = {t.strip() for t in os.environ.get(TRUST_ENV, "").split(",") if t.strip()}
-    return Trust(
-        pickle=args.trust_pickle or "pickle" in env,
-        code=args.trust_code or "code" in env,
-        types=tuple(args.trust_type),
-    )
+    return from_flags(pickle=args.trust_pickle, code=args.trust_code, types=args.trust_type)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"double": args.double}
+    return {"double": args.double, "static": args.static}
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -280,3 +276,6 @@ def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `onnxgate inspect m.onnx | head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

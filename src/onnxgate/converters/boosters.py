@@ -1,0 +1,161 @@
+"""Native xgboost and lightgbm model files (not pickles), converted with onnxmltools.
+
+xgboost: ``*.ubj`` or ``*.json`` saved by ``Booster.save_model``; lightgbm: the text
+format of ``Booster.save_model`` (``*.txt``). Both formats are plain data, so loading
+them runs no code. Estimators in the scikit-learn API inside pipelines go through the
+sklearn converter instead.
+
+onnxmltools' conventions relied on: classifiers emit ``label`` and ``probabilities``
+((N, 2) for binary objectives), regressors emit ``variable`` of shape (N, 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate.converters.base import Conversion, Trust
+from onnxgate.errors import ConversionError, SampleError, SourceError
+
+# onnxmltools' tree-ensemble converters are tested up to this opset.
+DEFAULT_OPSET = 15
+
+
+def _peek(path: Path, n: int = 64) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+class _BoosterConverter:
+    name = ""
+    install_hint = ""
+    package = ""
+
+    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        if len(sample.arrays) != 1:
+            raise SampleError(
+                f"a {self.name} model takes one feature matrix; the sample has {list(sample.arrays)}",
+                "pass the features as one 2-D .npy array",
+            )
+        (x,) = sample.arrays.values()
+        expected = self._num_features(model)
+        if x.ndim != 2 or x.dtype.kind not in "fiub" or x.shape[1] != expected:
+            raise SampleError(
+                f"{sample.path or 'the sample'} is {x.dtype}{list(x.shape)}; the model expects (rows, {expected}) numbers",
+                "pass a 2-D numeric array with the model's feature columns",
+            )
+        dtype = np.float64 if (options or {}).get("double") else np.float32
+        return {"X": np.ascontiguousarray(x.astype(dtype))}
+
+    def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import DoubleTensorType, FloatTensorType
+
+        x = feeds["X"]
+        tensor = DoubleTensorType if x.dtype == np.float64 else FloatTensorType
+        try:
+            onx = self._convert(model, [("X", tensor([None, x.shape[1]]))], opset or DEFAULT_OPSET)
+        except Exception as exc:
+            raise ConversionError(
+                f"onnxmltools cannot convert this {self.name} model: {' '.join(str(exc).split())[:300]}",
+                f"try --opset {DEFAULT_OPSET} or lower",
+            ) from exc
+        return Conversion(onx, f"onnxmltools {onnxmltools.__version__}")
+
+    def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        pred = np.asarray(self._predict(model, feeds["X"].astype(np.float64)))
+        out: dict[str, np.ndarray] = {}
+        probs = np.stack([1 - pred, pred], axis=1) if pred.ndim == 1 else pred
+        for name in output_names:
+            if name == "probabilities":
+                out[name] = probs
+            elif name == "label":
+                out[name] = np.argmax(probs, axis=1).astype(np.int64)
+            elif name == "variable":
+                out[name] = pred.reshape(-1, 1) if pred.ndim == 1 else pred
+            else:
+                raise ConversionError(f"unexpected ONNX output {name!r} for a {self.name} model", "report this to onnxgate")
+        return out
+
+    def versions(self) -> dict[str, str]:
+        from importlib import metadata
+
+        return {p: metadata.version(p) for p in (self.package, "onnxmltools")}
+
+
+class XGBoostConverter(_BoosterConverter):
+    name = "xgboost"
+    install_hint = "pip install 'onnxgate[boosting]'"
+    package = "xgboost"
+
+    def accepts(self, source: Any) -> bool:
+        if not isinstance(source, (str, Path)):
+            return type(source).__module__.startswith("xgboost") and type(source).__name__ == "Booster"
+        p = Path(source)
+        suffix = p.suffix.lower()
+        return suffix == ".ubj" or (suffix == ".json" and _peek(p).lstrip().startswith(b'{"learner"'))
+
+    def load(self, source: Any, *, trust: Trust) -> Any:
+        import xgboost
+
+        if isinstance(source, xgboost.Booster):
+            return source
+        try:
+            return xgboost.Booster(model_file=str(source))
+        except xgboost.core.XGBoostError as exc:
+            raise SourceError(f"cannot load {str(source)!r} as an xgboost model: {str(exc).splitlines()[0][:200]}", "save it with Booster.save_model") from None
+
+    def _num_features(self, model: Any) -> int:
+        return int(model.num_features())
+
+    def _convert(self, model: Any, initial: list[Any], opset: int) -> Any:
+        from onnxmltools import convert_xgboost
+
+        return convert_xgboost(model, initial_types=initial, target_opset=opset)
+
+    def _predict(self, model: Any, X: np.ndarray) -> np.ndarray:
+        import xgboost
+
+        objective = json.loads(model.save_config())["learner"]["objective"]["name"]
+        if objective.startswith("multi:softmax"):
+            raise ConversionError("multi:softmax boosters return labels only", "train with multi:softprob to export probabilities")
+        return model.predict(xgboost.DMatrix(X))
+
+
+class LightGBMConverter(_BoosterConverter):
+    name = "lightgbm"
+    install_hint = "pip install 'onnxgate[boosting]'"
+    package = "lightgbm"
+
+    def accepts(self, source: Any) -> bool:
+        if not isinstance(source, (str, Path)):
+            return type(source).__module__.startswith("lightgbm") and type(source).__name__ == "Booster"
+        p = Path(source)
+        return p.suffix.lower() in (".txt", ".lgb") and _peek(p).startswith(b"tree\nversion=")
+
+    def load(self, source: Any, *, trust: Trust) -> Any:
+        import lightgbm
+
+        if isinstance(source, lightgbm.Booster):
+            return source
+        try:
+            return lightgbm.Booster(model_file=str(source))
+        except lightgbm.basic.LightGBMError as exc:
+            raise SourceError(f"cannot load {str(source)!r} as a lightgbm model: {str(exc).splitlines()[0][:200]}", "save it with Booster.save_model") from None
+
+    def _num_features(self, model: Any) -> int:
+        return int(model.num_feature())
+
+    def _convert(self, model: Any, initial: list[Any], opset: int) -> Any:
+        from onnxmltools import convert_lightgbm
+
+        return convert_lightgbm(model, initial_types=initial, target_opset=opset, zipmap=False)
+
+    def _predict(self, model: Any, X: np.ndarray) -> np.ndarray:
+        return model.predict(X)
