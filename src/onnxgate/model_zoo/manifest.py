@@ -1,0 +1,418 @@
+"""ONNX model hub manifests (``ONNX_HUB_MANIFEST.json``): build entries, read, merge.
+
+The schema is the one ``onnx.hub`` reads and onnx/models publishes: a JSON list of
+entries with ``model``, ``model_path``, ``onnx_version``, ``opset_version`` and
+``metadata`` (``model_sha``, ``model_bytes``, ``tags``, ``io_ports``,
+``model_with_data_path``, ``model_with_data_sha``, ``model_with_data_bytes``).
+onnxgate adds two optional keys that other readers ignore: ``metadata.tolerances``
+(``atol``/``rtol`` from a ``data.json`` beside the model, as in the ONNX backend
+test data) and ``metadata.onnxgate`` (provenance of a published model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from onnxgate._io import sha256_file, write_atomic
+from onnxgate.errors import ModelFileError, OnnxgateError
+
+MANIFEST_NAME = "ONNX_HUB_MANIFEST.json"
+MODEL_FILE = "model.onnx"
+TOLERANCE_FILE = "data.json"
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ManifestError(OnnxgateError):
+    """A manifest is missing, unreadable or does not follow the ONNX hub schema."""
+
+
+# -- building entries ------------------------------------------------------------------
+
+
+def _type_string(t: Any) -> str:
+    """ONNX Runtime's spelling of a type: ``tensor(float)``, ``seq(tensor(int64))``, ``map(int64,tensor(float))``."""
+    import onnx
+
+    which = t.WhichOneof("value")
+    if which == "tensor_type":
+        return f"tensor({onnx.TensorProto.DataType.Name(t.tensor_type.elem_type).lower()})"
+    if which == "sequence_type":
+        return f"seq({_type_string(t.sequence_type.elem_type)})"
+    if which == "map_type":
+        key = onnx.TensorProto.DataType.Name(t.map_type.key_type).lower()
+        return f"map({key},{_type_string(t.map_type.value_type)})"
+    if which == "optional_type":
+        return f"optional({_type_string(t.optional_type.elem_type)})"
+    if which == "sparse_tensor_type":
+        return f"sparse_tensor({onnx.TensorProto.DataType.Name(t.sparse_tensor_type.elem_type).lower()})"
+    return str(which)
+
+
+def _port(vi: Any) -> dict[str, Any]:
+    shape: list[Any] = []
+    t = vi.type
+    if t.WhichOneof("value") == "tensor_type" and t.tensor_type.HasField("shape"):
+        for d in t.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                shape.append(int(d.dim_value))
+            else:
+                shape.append(d.dim_param or None)
+    return {"name": vi.name, "shape": shape, "type": _type_string(t)}
+
+
+def io_ports(model: Any) -> dict[str, list[dict[str, Any]]]:
+    """Graph inputs (initializers excluded) and outputs, as the hub manifest lists them."""
+    initializers = {i.name for i in model.graph.initializer}
+    return {
+        "inputs": [_port(i) for i in model.graph.input if i.name not in initializers],
+        "outputs": [_port(o) for o in model.graph.output],
+    }
+
+
+def onnx_release_for(opset: int | None) -> str | None:
+    """The first ONNX release that knows ``opset`` (the hub's ``onnx_version`` field)."""
+    if opset is None:
+        return None
+    from onnx.helper import VERSION_TABLE
+
+    for release, _ir, ai_onnx, *_ in VERSION_TABLE:
+        if ai_onnx >= opset:
+            return ".".join(release.split(".")[:2])
+    return None
+
+
+def read_tolerances(model_dir: Path) -> dict[str, float] | None:
+    """``atol``/``rtol`` from ``data.json`` beside the model, if there is one."""
+    p = Path(model_dir) / TOLERANCE_FILE
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read {str(p)!r}: {exc}", "it must be JSON like {\"atol\": 1e-7, \"rtol\": 1e-3}") from None
+    out: dict[str, float] = {}
+    for key in ("atol", "rtol"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ManifestError(f"{str(p)!r}: {key} must be a non-negative number, got {value!r}", "fix data.json")
+            out[key] = float(value)
+    return out or None
+
+
+def external_data_files(model_path: Path) -> list[Path]:
+    """Files that ``model_path``'s external-data tensors point to; each must stay inside its directory."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model_dir = model_path.parent.resolve()
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:
+        raise ModelFileError(f"{str(model_path)!r} is not a valid ONNX model: {type(exc).__name__}", "re-export it") from None
+    files: list[Path] = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        files.append(check_external_location(model_dir, location, tensor.name))
+    return sorted(set(files))
+
+
+def check_external_location(model_dir: Path, location: str, tensor: str) -> Path:
+    """Resolve an external-data location, refusing anything that leaves ``model_dir``."""
+    bad = not location or os.path.isabs(location) or ".." in Path(location).parts or location.startswith(("/", "\\"))
+    target = (model_dir / location).resolve()
+    if bad or not target.is_relative_to(model_dir.resolve()):
+        raise ModelFileError(
+            f"tensor {tensor!r} keeps its data at {location!r}, outside the model's directory",
+            "external data must be a relative path inside the model directory",
+        )
+    return target
+
+
+def _safe_file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "model"
+
+
+def _tar_add_file(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.size = path.stat().st_size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+
+
+def _tar_add_dir(tar: tarfile.TarFile, arcname: str) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.type = tarfile.DIRTYPE
+    info.mtime = 0
+    info.mode = 0o755
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info)
+
+
+def archive_members(model_dir: Path) -> list[Path]:
+    """What goes into a model's ``.tar.gz``: model.onnx, its external data, data.json, test_data_set_*/."""
+    model_path = model_dir / MODEL_FILE
+    files = [model_path, *external_data_files(model_path)]
+    if (model_dir / TOLERANCE_FILE).is_file():
+        files.append(model_dir / TOLERANCE_FILE)
+    for ds in sorted(p for p in model_dir.glob("test_data_set_*") if p.is_dir()):
+        files += sorted(f for f in ds.rglob("*") if f.is_file() and not f.is_symlink())
+    return sorted(set(files))
+
+
+def write_archive(model_dir: Path, archive: Path, *, top: str) -> None:
+    """A deterministic ``.tar.gz`` (sorted, mtime 0, uid 0): the same inputs give the same sha256."""
+    model_dir = Path(model_dir)
+    members = archive_members(model_dir)
+    dirs = sorted({str(p.parent.relative_to(model_dir).as_posix()) for p in members} - {"."})
+    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".tmp", dir=archive.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    _tar_add_dir(tar, top)
+                    for d in dirs:
+                        _tar_add_dir(tar, f"{top}/{d}")
+                    for f in members:
+                        _tar_add_file(tar, f, f"{top}/{f.relative_to(model_dir).as_posix()}")
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, archive)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def model_entry(
+    model_dir: Path,
+    *,
+    name: str,
+    root: Path,
+    tags: Sequence[str] = (),
+    extra: dict | None = None,
+    version: str | None = None,
+    archive: bool = True,
+) -> dict:
+    """One hub manifest entry for ``model_dir/model.onnx`` and its ``test_data_set_*/``.
+
+    With ``archive`` (the default) it writes ``model_dir/<name>-<version>.tar.gz`` (version
+    from ``version``, else ``extra["version"]``, else the directory name) holding the model
+    and its test data, and records its path, sha256 and size as ``model_with_data_*``.
+    Paths are relative to ``root``, in posix form, as the hub expects.
+    """
+    import onnx
+
+    from onnxgate.validation.model_file import opset_of
+
+    model_dir, root = Path(model_dir), Path(root)
+    model_path = model_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelFileError(f"{str(model_path)!r} does not exist", "a zoo model directory holds model.onnx")
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{str(model_path)!r} is not a valid ONNX model ({type(exc).__name__})", "re-export it"
+        ) from None
+    opset = opset_of(model)
+    metadata: dict[str, Any] = {
+        "model_sha": sha256_file(model_path),
+        "model_bytes": model_path.stat().st_size,
+        "tags": list(tags),
+        "io_ports": io_ports(model),
+    }
+    if archive:
+        label = version or (extra or {}).get("version") or model_dir.name
+        archive_path = model_dir / f"{_safe_file_name(name)}-{_safe_file_name(str(label))}.tar.gz"
+        write_archive(model_dir, archive_path, top=_safe_file_name(model_dir.name))
+        metadata["model_with_data_path"] = _relative(archive_path, root)
+        metadata["model_with_data_sha"] = sha256_file(archive_path)
+        metadata["model_with_data_bytes"] = archive_path.stat().st_size
+    tolerances = read_tolerances(model_dir)
+    if tolerances:
+        metadata["tolerances"] = tolerances
+    if extra is not None:
+        metadata["onnxgate"] = extra
+    return {
+        "model": name,
+        "model_path": _relative(model_path, root),
+        "onnx_version": onnx_release_for(opset),
+        "opset_version": opset,
+        "metadata": metadata,
+    }
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ManifestError(
+            f"{str(path)!r} is not inside the manifest root {str(root)!r}", "put the models under the manifest's directory"
+        ) from None
+
+
+def find_models(directory: Path) -> list[Path]:
+    """Model directories in zoo layout under ``directory``: every ``**/model.onnx``'s parent, sorted."""
+    directory = Path(directory)
+    return sorted({p.parent for p in directory.rglob(MODEL_FILE) if p.is_file()})
+
+
+# -- reading and validating ------------------------------------------------------------
+
+
+def read_manifest(path_or_url: str | Path) -> list[dict]:
+    """Read and validate a manifest from a path, ``file://`` or ``http(s)://`` URL."""
+    text = _read_text(str(path_or_url))
+    return parse_manifest(text, str(path_or_url))
+
+
+def _read_text(location: str) -> str:
+    if re.match(r"^https?://", location):
+        from onnxgate.model_zoo.fetch import FetchError, download_bytes
+
+        try:
+            data = download_bytes(location)
+        except FetchError as exc:
+            raise ManifestError(f"cannot download manifest {location!r}: {exc.message}", "check the URL") from None
+    else:
+        from onnxgate.model_zoo.fetch import local_path
+
+        p = local_path(location)
+        if p.is_dir():
+            p = p / MANIFEST_NAME
+        if not p.is_file():
+            raise ManifestError(f"manifest {str(p)!r} does not exist", f"pass an {MANIFEST_NAME} path or URL")
+        data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"manifest {location!r} is not UTF-8 text", "pass an ONNX_HUB_MANIFEST.json file") from None
+
+
+def parse_manifest(text: str, what: str = "manifest") -> list[dict]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{what!r} is not valid JSON: {exc}", "fix or regenerate it with 'onnxgate zoo index'") from None
+    if not isinstance(data, list):
+        raise ManifestError(f"{what!r} must be a JSON list of model entries, got {type(data).__name__}", "see onnx/models' ONNX_HUB_MANIFEST.json")
+    for i, entry in enumerate(data):
+        validate_entry(entry, f"{what} entry {i}")
+    return data
+
+
+def validate_entry(entry: Any, where: str) -> None:
+    """Check one entry against the hub schema; raise :class:`ManifestError` naming the key."""
+
+    def bad(msg: str) -> ManifestError:
+        return ManifestError(f"{where}: {msg}", "fix the manifest or regenerate it with 'onnxgate zoo index'")
+
+    if not isinstance(entry, dict):
+        raise bad(f"expected an object, got {type(entry).__name__}")
+    for key in ("model", "model_path"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise bad(f"{key!r} must be a non-empty string")
+    opset = entry.get("opset_version")
+    if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool)):
+        raise bad(f"'opset_version' must be an integer, got {opset!r}")
+    meta = entry.get("metadata")
+    if not isinstance(meta, dict):
+        raise bad("'metadata' must be an object")
+    for key in ("model_sha", "model_with_data_sha"):
+        if key in meta and not (isinstance(meta[key], str) and _SHA_RE.match(meta[key])):
+            raise bad(f"metadata.{key} must be 64 lowercase hex digits (sha256), got {meta[key]!r}")
+    for key in ("model_bytes", "model_with_data_bytes"):
+        if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0):
+            raise bad(f"metadata.{key} must be a non-negative integer, got {meta[key]!r}")
+    if "model_with_data_path" in meta and not isinstance(meta["model_with_data_path"], str):
+        raise bad("metadata.model_with_data_path must be a string")
+    tags = meta.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise bad("metadata.tags must be a list of strings")
+    tol = meta.get("tolerances")
+    if tol is not None:
+        if not isinstance(tol, dict) or not all(
+            k in ("atol", "rtol") and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for k, v in tol.items()
+        ):
+            raise bad("metadata.tolerances must be an object with non-negative 'atol'/'rtol' numbers")
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``) held for the block; other processes wait."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def merge_entries(existing: list[dict], entries: list[dict]) -> list[dict]:
+    """Replace entries with the same (model, model_path), keep the order, append new ones."""
+    new = {(e["model"], e["model_path"]): e for e in entries}
+    merged = [new.pop((e["model"], e["model_path"]), e) for e in existing]
+    return merged + list(new.values())
+
+
+def dumps(entries: list[dict]) -> str:
+    return json.dumps(entries, indent=2, sort_keys=False) + "\n"
+
+
+def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
+    """Merge ``entries`` into the manifest at ``manifest_path`` (created if missing).
+
+    Writers take an exclusive lock on ``manifest_path + ".lock"`` and replace the file
+    atomically, so concurrent publishers never lose each other's entries and readers
+    see the old manifest or the new one, never half of one.
+    """
+    manifest_path = Path(manifest_path)
+    for i, e in enumerate(entries):
+        validate_entry(e, f"new entry {i}")
+    with locked(Path(str(manifest_path) + ".lock")):
+        existing = read_manifest(manifest_path) if manifest_path.exists() else []
+        write_atomic(manifest_path, dumps(merge_entries(existing, entries)))
+
+
+def index_directory(directory: Path, *, output: Path | None = None, progress: Any = None) -> list[dict]:
+    """Entries for every zoo-layout model under ``directory``; paths relative to the manifest's directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ManifestError(f"{str(directory)!r} is not a directory", "pass a directory of */model.onnx + test_data_set_N/")
+    root = Path(output).parent if output is not None else directory
+    models = find_models(directory)
+    if not models:
+        raise ManifestError(f"no */model.onnx under {str(directory)!r}", "a zoo directory holds NAME/model.onnx + NAME/test_data_set_N/")
+    entries = []
+    for model_dir in models:
+        rel = model_dir.relative_to(directory).as_posix()
+        name = model_dir.name if rel == "." else rel
+        tags = [p for p in Path(rel).parts[:-1]] if rel != "." else []
+        if progress is not None:
+            with progress.step(f"indexing {name}"):
+                entries.append(model_entry(model_dir, name=name, root=root, tags=tags))
+        else:
+            entries.append(model_entry(model_dir, name=name, root=root, tags=tags))
+    return entries

@@ -1,0 +1,103 @@
+"""Run verification tasks in N worker processes; a worker that dies fails only its model.
+
+``concurrent.futures.ProcessPoolExecutor`` marks the whole pool broken when one worker
+segfaults, so this keeps its own small pool: one pipe per worker, the parent waits on
+the pipes and the process sentinels together, and a dead worker's model is reported
+as an error with its exit signal while a fresh worker takes its place.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterable
+
+CRASH_ENV = "ONNXGATE_ZOO_CRASH_MODEL"  # fault injection for the crash test: a worker kills itself on this model
+
+
+def _worker(conn: Connection) -> None:
+    from onnxgate.model_zoo.verify import verify_task
+
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        if item is None:
+            return
+        index, task = item
+        if os.environ.get(CRASH_ENV) and task.entry.get("model") == os.environ[CRASH_ENV]:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        conn.send((index, verify_task(task)))
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Connection
+    busy: tuple[int, Any] | None = None
+
+
+def _start(ctx: Any) -> _Slot:
+    parent, child = ctx.Pipe(duplex=True)
+    p = ctx.Process(target=_worker, args=(child,), daemon=True)
+    p.start()
+    child.close()
+    return _Slot(p, parent)
+
+
+def run_pool(tasks: list[Any], jobs: int, on_result: Callable[[int, Any], None], crashed: Callable[[Any, str], Any]) -> None:
+    """Run ``verify_task`` over ``tasks`` in ``jobs`` processes; ``on_result(index, result)`` as each ends."""
+    ctx = mp.get_context("spawn")  # no fork: the parent may hold ORT threads
+    pending: Iterable[tuple[int, Any]] = iter(list(enumerate(tasks)))
+    slots = [_start(ctx) for _ in range(min(jobs, len(tasks)))]
+    try:
+        for slot in slots:
+            _feed(slot, pending)
+        while any(s.busy for s in slots):
+            busy = [s for s in slots if s.busy]
+            ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
+            for i, slot in enumerate(list(slots)):
+                if not slot.busy:
+                    continue
+                if slot.conn in ready or slot.process.sentinel in ready:
+                    got = None
+                    try:
+                        if slot.conn.poll():
+                            got = slot.conn.recv()
+                    except (EOFError, OSError):
+                        got = None
+                    if got is not None:
+                        slot.busy = None
+                        on_result(*got)
+                        _feed(slot, pending)
+                        continue
+                    if slot.process.is_alive():
+                        continue
+                    index, task = slot.busy
+                    code = slot.process.exitcode
+                    why = f"signal {-code} ({signal.Signals(-code).name})" if code and code < 0 else f"exit code {code}"
+                    on_result(index, crashed(task, f"the worker process verifying it died: {why}"))
+                    slot.conn.close()
+                    slots[i] = _start(ctx)
+                    _feed(slots[i], pending)
+    finally:
+        for slot in slots:
+            try:
+                slot.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for slot in slots:
+            slot.process.join(timeout=5)
+            if slot.process.is_alive():
+                slot.process.kill()
+
+
+def _feed(slot: _Slot, pending: Any) -> None:
+    item = next(pending, None)
+    slot.busy = item
+    if item is not None:
+        slot.conn.send(item)

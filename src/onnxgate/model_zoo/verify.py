@@ -1,0 +1,348 @@
+"""Verify zoo models: checksum, ``onnx.checker``, then every ``test_data_set_N`` under ONNX Runtime.
+
+Per model the verdict is one of:
+
+* ``passed`` -- every data set's outputs match the stored ones within tolerance;
+* ``mismatch`` -- ONNX Runtime ran the model but some output differs;
+* ``unsupported`` -- ONNX Runtime cannot load or run it (unknown op, opset, IR version);
+  ORT's reason is kept, and this is not a numeric mismatch;
+* ``load_failed`` -- it could not be fetched, its checksum is wrong, ``onnx.checker``
+  refuses it, or ORT fails to load it for another reason;
+* ``error`` -- a data set could not be read or run, or a worker process crashed;
+* ``untested`` -- the manifest has no test data for it: nothing was verified.
+
+Tolerances default to the ONNX backend tests' (rtol 1e-3, atol 1e-7) and are
+overridden per model by ``metadata.tolerances`` in the manifest.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate._io import sha256_file
+from onnxgate.errors import OnnxgateError
+from onnxgate.validation.compare import OutputComparison
+
+ZOO_ATOL = 1e-7  # onnx/backend/test/runner: np.testing.assert_allclose(rtol=1e-3, atol=1e-7)
+ZOO_RTOL = 1e-3
+STATUSES = ("passed", "mismatch", "unsupported", "load_failed", "error", "untested")
+LABELS = {
+    "passed": "passed",
+    "mismatch": "mismatch",
+    "unsupported": "unsupported",
+    "load_failed": "failed to load",
+    "error": "error",
+    "untested": "no test data",
+}
+
+# ORT's wording when the model is valid but this runtime lacks what it needs.
+_UNSUPPORTED = re.compile(
+    r"NOT_IMPLEMENTED|Could not find an implementation|is not a registered function/op|"
+    r"opset .*(not supported|under development)|Unsupported model IR version|"
+    r"No opset import for domain|is not supported|Unrecognized attribute|"
+    r"domain_version of \d+ is not supported|only \*guarantees\* support",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class DataSetResult:
+    name: str
+    outputs: list[OutputComparison] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        return "passed" if self.outputs and all(o.passed for o in self.outputs) else "mismatch"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "error": self.error, "outputs": [o.as_dict() for o in self.outputs]}
+
+
+@dataclass
+class ModelResult:
+    name: str
+    model_path: str
+    status: str
+    reason: str | None = None
+    sha256: str | None = None
+    tolerances: dict[str, float] = field(default_factory=dict)
+    data_sets: list[DataSetResult] = field(default_factory=list)
+    cache_hit: bool | None = None
+    local_path: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_path": self.model_path,
+            "status": self.status,
+            "reason": self.reason,
+            "sha256": self.sha256,
+            "tolerances": self.tolerances,
+            "cache_hit": self.cache_hit,
+            "local_path": self.local_path,
+            "seconds": round(self.seconds, 4),
+            "data_sets": [d.as_dict() for d in self.data_sets],
+        }
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] + ("…" if len(text) > 500 else "")
+
+
+# -- reading test data by the graph's declared types -----------------------------------
+
+
+def load_value(path: Path, type_proto: Any | None) -> Any:
+    """A ``.pb`` file as the graph's type says: TensorProto, SequenceProto, OptionalProto or MapProto
+    (as the ONNX backend test runner reads them)."""
+    import onnx
+    from onnx import numpy_helper
+
+    data = path.read_bytes()
+    which = type_proto.WhichOneof("value") if type_proto is not None else "tensor_type"
+    if which == "sequence_type":
+        proto = onnx.SequenceProto()
+        proto.ParseFromString(data)
+        return numpy_helper.to_list(proto)
+    if which == "optional_type":
+        proto = onnx.OptionalProto()
+        proto.ParseFromString(data)
+        return numpy_helper.to_optional(proto)
+    if which == "map_type":
+        proto = onnx.MapProto()
+        proto.ParseFromString(data)
+        return numpy_helper.to_dict(proto)
+    proto = onnx.TensorProto()
+    proto.ParseFromString(data)
+    return numpy_helper.to_array(proto)
+
+
+def _pb_files(directory: Path, prefix: str) -> list[Path]:
+    def index(p: Path) -> int:
+        m = re.search(r"_(\d+)\.pb$", p.name)
+        return int(m.group(1)) if m else 0
+
+    return sorted(directory.glob(f"{prefix}_*.pb"), key=index)
+
+
+def read_data_set(directory: Path, inputs: list[Any], outputs: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Feeds and expected outputs, matched to the graph's inputs/outputs by position."""
+    in_files, out_files = _pb_files(directory, "input"), _pb_files(directory, "output")
+    if len(in_files) > len(inputs):
+        raise ValueError(f"{len(in_files)} input files but the graph has {len(inputs)} inputs")
+    feeds = {vi.name: load_value(f, vi.type) for vi, f in zip(inputs, in_files)}
+    if len(out_files) != len(outputs):
+        raise ValueError(f"{len(out_files)} output files but the graph has {len(outputs)} outputs")
+    expected = {vi.name: load_value(f, vi.type) for vi, f in zip(outputs, out_files)}
+    return feeds, expected
+
+
+def _flatten(values: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Sequences and optionals as ``name[i]`` arrays, so the validator's comparison applies."""
+    out: dict[str, np.ndarray] = {}
+    for name, v in values.items():
+        if isinstance(v, list):
+            out[f"{name}.length"] = np.asarray(len(v), dtype=np.int64)
+            for i, item in enumerate(v):
+                out.update(_flatten({f"{name}[{i}]": item}))
+        elif isinstance(v, dict):
+            out[f"{name}.keys"] = np.asarray(sorted(v))
+            for k in sorted(v):
+                out.update(_flatten({f"{name}[{k!r}]": v[k]}))
+        elif v is None:
+            out[f"{name}.is_none"] = np.asarray(True)
+        else:
+            out[name] = np.asarray(v)
+    return out
+
+
+# -- one model -------------------------------------------------------------------------
+
+
+def _session(model_file: Path, threads: int | None) -> Any:
+    """A CPU session that logs nothing: ORT's load errors are raised and kept in the report,
+    not printed on stderr over the progress bar."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(model_file), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def verify_model_file(
+    model_file: Path,
+    data_dirs: list[Path],
+    *,
+    name: str,
+    model_path: str = "",
+    expected_sha: str | None = None,
+    tolerances: dict[str, float] | None = None,
+    threads: int | None = None,
+) -> ModelResult:
+    """Checksum, external-data paths, ``onnx.checker`` (full), one ORT session, every data set."""
+    import onnx
+
+    from onnxgate.model_zoo.manifest import external_data_files
+    from onnxgate.validation.compare import compare_outputs
+    from onnxgate.validation.tolerances import TolerancePolicy
+
+    start = time.perf_counter()
+    tol = {"atol": ZOO_ATOL, "rtol": ZOO_RTOL, **(tolerances or {})}
+    result = ModelResult(name, model_path, "passed", tolerances=tol, local_path=str(model_file))
+
+    def done(status: str, reason: str | None = None) -> ModelResult:
+        result.status, result.reason = status, reason
+        result.seconds = time.perf_counter() - start
+        return result
+
+    result.sha256 = sha256_file(model_file)
+    if expected_sha and result.sha256 != expected_sha:
+        return done("load_failed", f"sha256 mismatch: the manifest says {expected_sha}, the model is {result.sha256}")
+    try:
+        external_data_files(model_file)
+        onnx.checker.check_model(str(model_file), full_check=True)
+        model = onnx.load(str(model_file), load_external_data=False)
+    except OnnxgateError as exc:
+        return done("load_failed", str(exc))
+    except Exception as exc:
+        return done("load_failed", f"onnx.checker: {_one_line(exc)}")
+    try:
+        session = _session(model_file, threads)
+    except Exception as exc:
+        unsupported = type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc))
+        reason = "ONNX Runtime could not load it: " + _one_line(str(exc).replace(f"Load model from {model_file} failed:", ""))
+        return done("unsupported" if unsupported else "load_failed", reason)
+    if not data_dirs:
+        return done("untested", "no test_data_set_N/ directories: nothing to compare against")
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    policy = TolerancePolicy(atol=tol["atol"], rtol=tol["rtol"])
+    for d in data_dirs:
+        ds = DataSetResult(d.name)
+        result.data_sets.append(ds)
+        try:
+            feeds, expected = read_data_set(d, inputs, list(model.graph.output))
+        except Exception as exc:
+            ds.error = f"cannot read {d.name}: {_one_line(exc)}"
+            continue
+        try:
+            values = session.run(None, feeds)
+        except Exception as exc:
+            ds.error = f"ONNX Runtime failed to run {d.name}: {_one_line(exc)}"
+            if type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc)):
+                return done("unsupported", ds.error)
+            continue
+        got = dict(zip([o.name for o in session.get_outputs()], values))
+        ref_flat, got_flat = _flatten(expected), _flatten(got)
+        ds.outputs = compare_outputs(ref_flat, got_flat, policy=policy, output_names=list(got_flat))
+    statuses = {ds.status for ds in result.data_sets}
+    if "error" in statuses:
+        return done("error", next(ds.error for ds in result.data_sets if ds.error))
+    if "mismatch" in statuses:
+        bad = next(ds for ds in result.data_sets if ds.status == "mismatch")
+        problems = "; ".join(f"{o.name}: {'; '.join(o.problems)}" for o in bad.outputs if not o.passed)
+        return done("mismatch", f"{bad.name}: {problems}")
+    return done("passed")
+
+
+def find_model_file(directory: Path, expected_sha: str | None) -> Path:
+    """The ``.onnx`` file in an extracted archive: the one with the manifest's sha256, else model.onnx, else the only one."""
+    candidates = sorted(p for p in directory.rglob("*.onnx") if p.is_file())
+    if not candidates:
+        raise OnnxgateError("the archive holds no .onnx file", "the archive is incomplete")
+    if expected_sha:
+        for p in candidates:
+            if sha256_file(p) == expected_sha:
+                return p
+    named = [p for p in candidates if p.name == "model.onnx"]
+    if len(named) == 1 or len(candidates) == 1:
+        return (named or candidates)[0]
+    raise OnnxgateError(f"the archive holds {len(candidates)} .onnx files and none has the manifest's sha256", "fix the archive")
+
+
+def data_dirs_of(model_file: Path) -> list[Path]:
+    def index(p: Path) -> int:
+        m = re.search(r"(\d+)$", p.name)
+        return int(m.group(1)) if m else 0
+
+    return sorted((p for p in model_file.parent.glob("test_data_set_*") if p.is_dir()), key=index)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs for one model: plain data, so it pickles."""
+
+    entry: dict
+    manifest: str | None  # location the entry's paths resolve against; None for a local directory
+    cache: str | None
+    threads: int | None = None
+    retries: int | None = None
+    backoff: float | None = None
+
+
+def verify_task(task: Task) -> ModelResult:
+    """Fetch (through the cache) and verify one manifest entry; never raises for a model's own problems."""
+    from onnxgate.model_zoo.fetch import Cache, FetchError, resolve
+
+    entry, meta = task.entry, task.entry.get("metadata", {})
+    name, model_path = entry["model"], entry["model_path"]
+    tolerances = meta.get("tolerances") or {}
+    start = time.perf_counter()
+
+    def failed(status: str, reason: str, hit: bool | None = None) -> ModelResult:
+        r = ModelResult(name, model_path, status, reason, tolerances={"atol": ZOO_ATOL, "rtol": ZOO_RTOL, **tolerances})
+        r.cache_hit, r.seconds = hit, time.perf_counter() - start
+        return r
+
+    if task.manifest is None:  # a local zoo directory: verify in place
+        model_file = Path(model_path)
+        result = verify_model_file(
+            model_file, data_dirs_of(model_file), name=name, model_path=model_path,
+            expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads,
+        )
+        return result
+    kwargs = {k: v for k, v in (("retries", task.retries), ("backoff", task.backoff)) if v is not None}
+    cache = Cache(Path(task.cache), **kwargs)  # type: ignore[arg-type]
+    try:
+        if meta.get("model_with_data_path"):
+            sha = meta.get("model_with_data_sha")
+            if not sha:
+                return failed("load_failed", "the manifest gives no model_with_data_sha: the download cannot be checked")
+            got = cache.fetch(resolve(task.manifest, meta["model_with_data_path"]), sha256=sha, size=meta.get("model_with_data_bytes"))
+            tree = cache.extract(got.path, sha)
+            model_file = find_model_file(tree, meta.get("model_sha"))
+            data_dirs = data_dirs_of(model_file)
+        else:
+            sha = meta.get("model_sha")
+            if not sha:
+                return failed("load_failed", "the manifest gives no model_sha: the download cannot be checked")
+            got = cache.fetch(resolve(task.manifest, model_path), sha256=sha, size=meta.get("model_bytes"))
+            model_file, data_dirs = got.path, []
+    except FetchError as exc:
+        return failed("load_failed", exc.message)
+    except OnnxgateError as exc:
+        return failed("load_failed", str(exc))
+    result = verify_model_file(
+        model_file, data_dirs, name=name, model_path=model_path,
+        expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads,
+    )
+    result.cache_hit = got.hit
+    result.seconds = time.perf_counter() - start
+    return result
