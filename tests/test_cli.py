@@ -146,3 +146,29 @@ def test_demo_sklearn_models(tmp_path, monkeypatch, capsys):
         assert f"{name}" in out
         assert json.loads((tmp_path / "reports" / f"{name}.json").read_text())["status"] == "passed"
         assert (tmp_path / "onnx" / f"{name}.onnx").exists()
+
+
+def test_missing_framework_is_one_line_with_install_hint(tmp_path):
+    """With scikit-learn uninstalled (hidden from imports), a .skops source says what to install."""
+    import textwrap
+
+    from tests.conftest import ROOT, run_onnxgate
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class _Uninstalled:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("sklearn", "skops", "skl2onnx"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, _Uninstalled())
+    """))
+    (tmp_path / "m.skops").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    result = run_onnxgate("run", tmp_path / "m.skops", "--sample", tmp_path / "x.npy",
+                          env={"PYTHONPATH": f"{site}:{ROOT / 'src'}"})
+    assert_user_error(result, "not installed", "onnxgate[sklearn]")

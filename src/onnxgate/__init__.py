@@ -16,6 +16,8 @@ _API = {
     "validate": "onnxgate.pipelines.run",
     "run": "onnxgate.pipelines.run",
     "inspect": "onnxgate.pipelines.run",
+    "publish": "onnxgate.pipelines.publish",
+    "gate": "onnxgate.pipelines.gate",
     "load_source": "onnxgate.pipelines.run",
     "Report": "onnxgate.validation.report",
     "compare_outputs": "onnxgate.validation.compare",
@@ -25,6 +27,7 @@ _API = {
     "Trust": "onnxgate.converters.base",
     "registry": "onnxgate.converters.base",
     "OnnxgateError": "onnxgate.errors",
+    "best_variant": "onnxgate.pipelines.optimize",
 }
 
 __all__ = sorted(_API) + ["__version__"]

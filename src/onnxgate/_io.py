@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def check_output_path(path: str | Path | None, what: str = "output") -> Path | N
             f"cannot write {what} {str(p)!r}: directory {str(parent)!r} does not exist",
             "create it first or choose another path",
         )
+    if _write_through(p) and not p.is_dir():
+        return p  # a device, FIFO or symlink such as /dev/stdout: written through, not replaced
     if p.is_dir():
         raise OutputPathError(f"cannot write {what} {str(p)!r}: it is a directory", "give a file path")
     if not os.access(parent, os.W_OK):
@@ -28,10 +31,24 @@ def check_output_path(path: str | Path | None, what: str = "output") -> Path | N
     return p
 
 
+def _write_through(p: Path) -> bool:
+    """Paths that must be written in place: symlinks (renaming would replace the link) and non-regular files."""
+    if p.is_symlink():
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(p).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write to a temp file in the same directory, fsync, then rename over ``path``."""
     p = Path(path)
     raw = data.encode() if isinstance(data, str) else data
+    if _write_through(p):  # /dev/stdout, a FIFO, a symlink: write through, never rename over it
+        with open(p, "wb") as f:
+            f.write(raw)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -29,6 +29,10 @@ def _add_source_options(p: argparse.ArgumentParser, *, sample_help: str = "share
     p.add_argument("--trust-type", action="append", default=[], metavar="T", help="trust one type in a .skops file")
     p.add_argument("--double", action="store_true", help="export with float64 inputs instead of float32")
     p.add_argument("--static", action="store_true", help="keep the batch axis fixed at the sample's size (default: dynamic)")
+    p.add_argument("--seed", type=int, metavar="N", help="seed for inputs synthesised without --sample (default 0; recorded in the report)")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE", help="size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)")
+    p.add_argument("--input-range", action="append", default=[], metavar="NAME=LO:HI", help="value range of a synthesised input (HI exclusive for integers)")
+    p.add_argument("--signature", metavar="NAME", help="SavedModel signature to convert (default: serving_default)")
 
 
 def _add_validate_options(p: argparse.ArgumentParser) -> None:
@@ -38,6 +42,25 @@ def _add_validate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="F.json", help="write the JSON report")
     p.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
     p.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    p.add_argument("--benchmark", action="store_true", help="time the original and ONNX Runtime at batch 1 and the sample's batch")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="threads for both the original and ONNX Runtime when timing (default 1)")
+    p.add_argument("--optimize", action="store_true", help="also build, validate and time optimised variants (ORT offline, float16, int8)")
+    p.add_argument("--tol", action="append", default=[], metavar="NAME=ATOL:RTOL", help="tolerance for one output (repeatable)")
+    p.add_argument("--error-stat", metavar="max|mean|quantile:Q", help="error statistic for float outputs (default: max, element-wise)")
+    p.add_argument("--topk", type=int, metavar="K", help="also require top-K class agreement for score/logit outputs")
+    p.add_argument("--edge", action="store_true", help="also validate on edge cases: all zeros, large magnitudes")
+    p.add_argument("--save-evidence", metavar="DIR", help="write DIR/test_data_set_0 (inputs + the original's outputs) to re-verify with ORT alone")
+    p.add_argument("--localize", action="store_true", help="when parity fails, name the first ONNX node whose output diverges")
+    p.add_argument("--in-process", action="store_true", help="run ONNX Runtime in this process (faster; a crash in it ends onnxgate)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="kill and report a model whose load or run takes longer")
+    p.add_argument("--provider-option", action="append", default=[], metavar="PROVIDER:KEY=VALUE",
+                   help="an execution provider option, recorded in the report (repeatable), e.g. OpenVINO:precision=FP32")
+    p.add_argument("--ep-plugin", action="append", default=[], metavar="NAME=LIBRARY_PATH",
+                   help="register a plugin execution provider library (repeatable)")
+    p.add_argument("--require-full-placement", action="store_true", help="fail when any node falls back from a provider to CPU")
+    p.add_argument("--target-ort", metavar="VERSION", help="also check opset/IR version against this ONNX Runtime release")
+    p.add_argument("--mobile-check", action="store_true", help="summarise ORT's NNAPI/CoreML usability checker in the report")
+    p.add_argument("--opt-levels", metavar="disable,all", help="graph optimisation levels to validate at (default: disable,all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("validate", help="compare a source model with an ONNX file on the same inputs")
-    p.add_argument("source")
-    p.add_argument("model", metavar="MODEL.onnx")
+    p = sub.add_parser(
+        "validate",
+        help="compare a source model with an ONNX file on the same inputs",
+        usage="%(prog)s [SOURCE] MODEL.onnx [options]  (SOURCE optional with --evidence DIR)",
+    )
+    p.add_argument("source", nargs="?", help="the original model (omit with --evidence)")
+    p.add_argument("model", metavar="MODEL.onnx", nargs="?")
+    p.add_argument("--evidence", metavar="DIR", help="re-verify against stored test_data_set_N/ outputs with ONNX Runtime alone")
     _add_source_options(p)
     _add_validate_options(p)
     p.set_defaults(func=cmd_validate)
@@ -70,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int)
     _add_source_options(p)
     _add_validate_options(p)
+    p.add_argument("--publish-best", action="store_true", help="write/publish the fastest variant that passes parity (implies --optimize)")
+    p.add_argument("--publish", metavar="DIR", help="publish into registry DIR (zoo layout + ONNX_HUB_MANIFEST.json) if it passed")
+    p.add_argument("--name", metavar="N", help="model name in the registry (with --publish)")
+    p.add_argument("--version", metavar="V", help="model version in the registry (with --publish)")
+    p.add_argument("--force", action="store_true", help="with --publish: overwrite an already published version")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="with --publish: manifest tag (repeatable)")
     p.set_defaults(func=cmd_run)
+
+    _add_gate_parser(sub)
 
     p = sub.add_parser("inspect", help="show an ONNX model's inputs, outputs, opsets and metadata")
     p.add_argument("model", metavar="MODEL.onnx")
@@ -79,11 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("providers", help="list ONNX Runtime execution providers here")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--ep-plugin", action="append", default=[], metavar="NAME=LIBRARY_PATH",
+                   help="also register this plugin execution provider library (repeatable)")
     p.set_defaults(func=cmd_providers)
 
     p = sub.add_parser("converters", help="list converter plugins and where they come from")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_converters)
+
+    _add_zoo_parser(sub)
 
     p = sub.add_parser("demo", help="run the whole pipeline on built-in example models")
     p.add_argument("--workdir", default="demo-out", metavar="DIR")
@@ -100,8 +140,74 @@ def _trust(args: argparse.Namespace) -> Any:
     return from_flags(pickle=args.trust_pickle, code=args.trust_code, types=args.trust_type)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
+
+
+def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword options of validate()/run() for --benchmark/--threads/--optimize/--publish-best."""
+    out = {"benchmark": args.benchmark or None, "threads": args.threads, "optimize": args.optimize or None}
+    if getattr(args, "publish_best", False):
+        out["publish_best"] = True
+    return out
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _isolation(args: argparse.Namespace) -> Any:
+    from onnxgate.validation.isolation import IsolationPolicy
+
+    return IsolationPolicy(in_process=bool(getattr(args, "in_process", False)), timeout=getattr(args, "timeout", None))
+
+
+def _provider_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "provider_options": args.provider_option,
+        "ep_plugins": args.ep_plugin,
+        "require_full_placement": args.require_full_placement,
+        "target_ort": args.target_ort,
+        "mobile_check": args.mobile_check,
+        "optimizations": args.opt_levels,
+    }
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"double": args.double, "static": args.static}
+    from onnxgate.validation.synthesize import parse_dims, parse_ranges
+
+    return {
+        "double": args.double,
+        "static": args.static,
+        "seed": args.seed,
+        "dims": parse_dims(args.dim),
+        "input_ranges": parse_ranges(args.input_range),
+        "signature": args.signature,
+    }
+
+
+def _validation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword options of validate()/run() for the comparison, evidence and localisation flags."""
+    return {
+        "tol": args.tol,
+        "error_stat": args.error_stat,
+        "topk": args.topk,
+        "edge": args.edge,
+        "save_evidence": args.save_evidence,
+        "localize": args.localize,
+    }
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -133,12 +239,23 @@ def _report_paths(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from onnxgate._io import check_output_path
+    from onnxgate.errors import OnnxgateError
     from onnxgate.pipelines.run import validate, write_reports
 
+    source, model = args.source, args.model
+    if model is None and args.evidence is not None:  # onnxgate validate MODEL.onnx --evidence DIR
+        source, model = None, source
+    if model is None:
+        raise OnnxgateError(
+            "validate needs SOURCE and MODEL.onnx" if source is None else f"validate needs MODEL.onnx after {source!r}",
+            "run 'onnxgate validate SOURCE MODEL.onnx', or 'onnxgate validate MODEL.onnx --evidence DIR'",
+        )
     paths = {k: check_output_path(v, f"{k} report") for k, v in _report_paths(args).items()}
     report = validate(
-        args.source,
-        args.model,
+        source,
+        model,
+        evidence=args.evidence,
+        **_validation_options(args),
         sample=args.sample,
         atol=args.atol,
         rtol=args.rtol,
@@ -147,6 +264,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         trust=_trust(args),
         options=_options(args),
         progress=_progress(args),
+        isolation=_isolation(args),
+        **_provider_kwargs(args),
+        **_speed_options(args),
     )
     write_reports(report, paths)
     _print_summary(report)
@@ -156,7 +276,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from onnxgate.pipelines.run import run
 
-    report, _ = run(
+    _check_publish_args(args)
+    report, conv = run(
         args.source,
         output=args.output,
         sample=args.sample,
@@ -169,11 +290,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         options=_options(args),
         report_paths=_report_paths(args),
         progress=_progress(args),
+        isolation=_isolation(args),
+        **_provider_kwargs(args),
+        **_validation_options(args),
+        **_speed_options(args),
     )
     _print_summary(report)
     if args.output:
         print(f"wrote {args.output}" if report.passed else f"did not write {args.output}: validation did not pass")
+        published = report.model.get("published_variant")
+        if report.passed and published:
+            print(f"  variant written: {published['name']} ({published['bytes']} bytes, sha256 {published['sha256'][:16]}…)")
+    if args.publish:
+        _publish_run(args, report, conv)
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _check_publish_args(args: argparse.Namespace) -> None:
+    """--publish needs --name and --version; all three are checked before any work."""
+    from onnxgate.errors import OnnxgateError
+
+    given = [f for f, v in (("--name", args.name), ("--version", args.version), ("--force", args.force), ("--tag", args.tag)) if v]
+    if not args.publish:
+        if given:
+            raise OnnxgateError(f"{given[0]} only applies with --publish DIR", "add --publish DIR or drop it")
+        return
+    missing = [f for f, v in (("--name", args.name), ("--version", args.version)) if not v]
+    if missing:
+        raise OnnxgateError(f"--publish needs {' and '.join(missing)}", "e.g. --publish registry/ --name iris --version 1.0.0")
+    if args.publish_best and not args.output:
+        raise OnnxgateError("--publish with --publish-best needs -o OUT.onnx", "the chosen variant is published from that file")
+    from onnxgate.pipelines.publish import check_target
+
+    check_target(args.publish, args.name, args.version, force=args.force)
+
+
+def _publish_run(args: argparse.Namespace, report: Any, conv: Any) -> None:
+    from pathlib import Path
+
+    from onnxgate.pipelines.publish import publish_report
+
+    if not report.passed:
+        print(f"did not publish {args.name} {args.version}: validation did not pass")
+        return
+    model = Path(args.output).read_bytes() if args.publish_best else conv.model
+    pub = publish_report(
+        args.publish, name=args.name, version=args.version, model=model, report=report,
+        tags=args.tag, force=args.force, progress=_progress(args),
+    )
+    print(f"published {pub.name} {pub.version} -> {pub.directory}" + (" (replaced)" if pub.replaced else ""))
+    print(f"  manifest {pub.manifest}")
 
 
 def _print_summary(report: Any) -> None:
@@ -181,20 +347,29 @@ def _print_summary(report: Any) -> None:
           f"(opset {report.model.get('opset')}, {report.seconds:.2f}s)")
     for case in report.cases:
         if case.error:
-            print(f"  {case.name:<10} {_short(case.provider):<10} ERROR  {case.error}")
+            print(f"  {case.name:<10} {_where(case):<15} ERROR  {case.error}")
         for o in case.outputs:
             err = "" if o.max_abs_error is None else f"max abs err {o.max_abs_error:.3g}"
             ties = f", {o.ties} tie(s)" if o.ties else ""
             verdict = "ok  " if o.passed else "FAIL"
-            print(f"  {case.name:<10} {_short(case.provider):<10} {verdict} {o.name:<16} {err}{ties}")
+            print(f"  {case.name:<10} {_where(case):<15} {verdict} {o.name:<16} {err}{ties}")
     for f in report.findings:
         print(f"  check {f.check}: {f.level}: {f.message}")
+    for extra in (getattr(report, "speed", None), getattr(report, "variants", None)):
+        if extra is not None:
+            print("\n".join(extra.text()))
     for line in report.failures():
         print(f"  failure: {line}", file=sys.stderr)
 
 
 def _short(provider: str) -> str:
     return provider.replace("ExecutionProvider", "")
+
+
+def _where(case: Any) -> str:
+    """``OpenVINO`` at ORT_ENABLE_ALL, ``OpenVINO/noopt`` at ORT_DISABLE_ALL."""
+    level = getattr(case, "optimization", "all")
+    return _short(case.provider) + ("" if level == "all" else "/noopt" if level == "disable" else f"/{level}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -219,9 +394,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    from onnxgate.validation.providers import list_providers
+    from onnxgate.validation.providers import list_providers, parse_ep_plugins
 
-    infos = list_providers()
+    infos = list_providers(parse_ep_plugins(args.ep_plugin))
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return EXIT_OK
@@ -251,6 +426,169 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir, progress=_progress(args))
 
 
+# -- gate ------------------------------------------------------------------------------
+
+
+def _add_gate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "gate",
+        help="CI gate: convert and validate the models a change touched (onnxgate.toml)",
+        description="Select models from onnxgate.toml (or [tool.onnxgate] in pyproject.toml), convert, validate, "
+        "compare with the published version and optionally publish. Exit 0 all passed, 1 a model failed, 2 bad config.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="changed files (as a pre-commit hook passes them): only their models")
+    p.add_argument("--config", metavar="F", help="config file (default: ./onnxgate.toml, else ./pyproject.toml [tool.onnxgate])")
+    p.add_argument("--changed-since", metavar="REV", help="only models whose source, sample or table changed in REV...HEAD")
+    p.add_argument("--shard", metavar="K/N", help="run the K-th of N deterministic shares (a CI matrix)")
+    p.add_argument("--junit", metavar="F.xml", help="write JUnit XML, one testsuite per model")
+    p.add_argument("--summary", metavar="F.md", help="write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--publish", action="store_true", help="publish passing models into the configured registry")
+    p.add_argument("--registry", metavar="DIR", help="registry directory (default: registry under [defaults])")
+    p.add_argument("--force", action="store_true", help="with --publish: overwrite already published versions")
+    p.set_defaults(func=cmd_gate)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from onnxgate._io import check_output_path, write_atomic
+    from onnxgate.pipelines.gate import gate
+
+    junit = check_output_path(args.junit, "JUnit report")
+    summary = check_output_path(args.summary, "summary")
+    quiet = args.quiet
+
+    def on_result(i: int, n: int, outcome: Any) -> None:
+        if not quiet:
+            first = (outcome.failures() or [""])[0]
+            detail = f": {first}" if outcome.status != "passed" and first else ""
+            print(f"onnxgate: gate [{i}/{n}] {outcome.name} {outcome.version}: {outcome.status.upper()} "
+                  f"({outcome.seconds:.1f}s){detail}", file=sys.stderr, flush=True)
+
+    result = gate(
+        args.config,
+        changed_since=args.changed_since,
+        files=args.files or None,
+        shard=args.shard,
+        publish=args.publish,
+        registry=args.registry,
+        force=args.force,
+        progress=_progress(args),
+        on_result=on_result,
+    )
+    markdown = result.to_markdown()
+    if junit is not None:
+        write_atomic(junit, result.to_junit())
+    if summary is not None:
+        write_atomic(summary, markdown)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(markdown)
+    if not result.outcomes:
+        print(f"no models selected ({len(result.selected)} changed, none in this shard)" if result.selected else "no models changed")
+    for o in result.outcomes:
+        extra = f", compared with {o.previous}" if o.previous else ""
+        extra += f", published to {o.published}" if o.published else ""
+        print(f"{o.status.upper():<7} {o.name} {o.version} ({o.why}{extra})")
+        for line in o.failures():
+            print(f"  failure: {line}")
+        for note in o.notes:
+            print(f"  note: {note}")
+    return result.exit_code
+
+
+# -- zoo -------------------------------------------------------------------------------
+
+
+def _add_zoo_parser(sub: Any) -> None:
+    p = sub.add_parser("zoo", help="index, fetch and verify a model zoo (ONNX_HUB_MANIFEST.json)")
+    zoo = p.add_subparsers(dest="zoo_command", metavar="VERB", parser_class=_Parser, required=True)
+
+    z = zoo.add_parser("index", help="write an ONNX hub manifest for a directory of */model.onnx + test_data_set_N/")
+    z.add_argument("directory", metavar="DIR")
+    z.add_argument("-o", "--output", required=True, metavar="ONNX_HUB_MANIFEST.json")
+    z.set_defaults(func=cmd_zoo_index)
+
+    def selection(z: argparse.ArgumentParser) -> None:
+        z.add_argument("--model", action="append", default=[], metavar="NAME", help="only this model (repeatable)")
+        z.add_argument("--tag", action="append", default=[], metavar="T", help="only models with this tag (repeatable)")
+        z.add_argument("--cache", metavar="DIR", help="download cache (default: $ONNXGATE_CACHE or ~/.cache/onnxgate)")
+
+    z = zoo.add_parser("fetch", help="download models and their test data into the cache, checked by sha256")
+    z.add_argument("manifest", metavar="MANIFEST", help="ONNX_HUB_MANIFEST.json path or URL")
+    selection(z)
+    z.set_defaults(func=cmd_zoo_fetch)
+
+    z = zoo.add_parser("verify", help="fetch and verify models with ONNX Runtime against their stored outputs")
+    z.add_argument("manifest", metavar="MANIFEST|DIR", help="manifest path or URL, or a zoo directory")
+    selection(z)
+    z.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="verify in N worker processes (default 1: in this process)")
+    z.add_argument("--report", metavar="F.json", help="write the JSON report")
+    z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    z.set_defaults(func=cmd_zoo_verify)
+
+
+def cmd_zoo_index(args: argparse.Namespace) -> int:
+    from onnxgate.model_zoo.zoo import index_zoo
+
+    entries = index_zoo(args.directory, args.output, progress=_progress(args))
+    print(f"wrote {args.output} ({len(entries)} models)")
+    return EXIT_OK
+
+
+def cmd_zoo_fetch(args: argparse.Namespace) -> int:
+    from onnxgate.model_zoo.zoo import fetch_zoo
+
+    bar = _Bar(args.quiet)
+    results = fetch_zoo(args.manifest, models=args.model, tags=args.tag, cache=args.cache, on_result=lambda r, i, n: bar.update(i, n, r.name))
+    bar.close()
+    for r in results:
+        state = f"error: {r.error}" if r.error else ("cached" if r.cache_hit else "downloaded")
+        print(f"{r.name}: {r.path or '-'} ({state})")
+    return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
+
+
+def cmd_zoo_verify(args: argparse.Namespace) -> int:
+    from onnxgate._io import check_output_path, write_atomic
+    from onnxgate.model_zoo.zoo import verify_zoo
+
+    report_path = check_output_path(args.report, "JSON report")
+    junit_path = check_output_path(args.junit, "JUnit report")
+    bar = _Bar(args.quiet)
+    report = verify_zoo(
+        args.manifest, models=args.model, tags=args.tag, jobs=args.jobs, cache=args.cache,
+        on_result=lambda r, i, n: bar.update(i, n, f"{r.name}: {r.status}"),
+    )
+    bar.close()
+    if report_path:
+        write_atomic(report_path, report.to_json())
+    if junit_path:
+        write_atomic(junit_path, report.to_junit())
+    print(report.table(), end="")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+class _Bar:
+    """A progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
+
+    def __init__(self, quiet: bool, width: int = 30):
+        self.quiet, self.width, self.tty, self.last = quiet, width, sys.stderr.isatty(), -1
+
+    def update(self, done: int, total: int, text: str) -> None:
+        if self.quiet or not total:
+            return
+        filled = self.width * done // total
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {text}"
+        if self.tty:
+            print(f"\r{line[:120]:<120}", end="", file=sys.stderr, flush=True)
+        elif done * 10 // total != self.last or done == total:
+            self.last = done * 10 // total
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr, flush=True)
+
+
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -263,6 +601,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _dispatch(args.func, args)
 
 
+_EXTRA_FOR_MODULE = {
+    "sklearn": "sklearn", "skl2onnx": "sklearn", "skops": "sklearn", "pandas": "sklearn", "onnxmltools": "sklearn",
+    "joblib": "sklearn", "xgboost": "boosting", "lightgbm": "boosting", "torch": "torch", "onnxscript": "torch",
+    "tensorflow": "tensorflow", "keras": "tensorflow", "tf2onnx": "tensorflow", "tf_keras": "tensorflow",
+}
+
+
 def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from onnxgate.errors import OnnxgateError
 
@@ -273,6 +618,16 @@ def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
             raise
         print(f"onnxgate: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional framework is not installed
+        if args.debug or not exc.name or exc.name.split(".")[0] == "onnxgate":
+            raise
+        extra = _EXTRA_FOR_MODULE.get(exc.name.split(".")[0], "all")
+        print(
+            f"onnxgate: error: this model needs the Python package {exc.name!r}, which is not installed "
+            f"(pip install 'onnxgate[{extra}]')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
         return 130

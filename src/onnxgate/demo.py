@@ -82,6 +82,34 @@ def build_sklearn_demo(workdir: Path) -> list[DemoModel]:
 BUILDERS: list[Callable[[Path], list[DemoModel]]] = [build_sklearn_demo]
 
 
+def build_torch_demo(workdir: Path) -> list[DemoModel]:
+    """The PyTorch models (onnxgate.demo_torch); none when torch is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return []
+    from onnxgate.demo_torch import build_torch_demo as build
+
+    return build(workdir)
+
+
+BUILDERS.append(build_torch_demo)
+
+
+def build_keras_demo(workdir: Path) -> list[DemoModel]:
+    """The Keras and TensorFlow models (onnxgate.demo_keras); none when TensorFlow is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None:
+        return []
+    from onnxgate.demo_keras import build_keras_demo as build
+
+    return build(workdir)
+
+
+BUILDERS.append(build_keras_demo)
+
+
 def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
     from onnxgate.converters.base import Trust
     from onnxgate.pipelines.run import run
@@ -95,6 +123,7 @@ def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
     reports.mkdir(exist_ok=True)
     onnx_dir.mkdir(exist_ok=True)
     rows = []
+    speeds: list[tuple[str, str, Any]] = []
     worst = 0
     for m in models:
         start = time.perf_counter()
@@ -110,12 +139,29 @@ def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
                 "junit": reports / f"{m.name}.xml",
             },
             progress=progress,
+            benchmark=True,
+            benchmark_seconds=0.1,  # a demo's figure; benchmarks/bench_speedup.py times longer
         )
+        speeds.append((m.name, m.framework, report.speed))
         max_err = max((o.max_abs_error or 0.0 for c in report.cases for o in c.outputs), default=0.0)
         rows.append((m.name, m.framework, report.status, len(report.cases), max_err, time.perf_counter() - start))
         worst = max(worst, 0 if report.passed else 1)
     print(f"{'model':<26} {'framework':<10} {'status':<7} {'cases':>5} {'max abs err':>12} {'seconds':>8}")
     for name, fw, status, cases, err, secs in rows:
         print(f"{name:<26} {fw:<10} {status:<7} {cases:>5} {err:>12.3g} {secs:>8.2f}")
+    _print_speed_table(speeds)
     print(f"reports in {reports}, ONNX files in {onnx_dir}")
     return worst
+
+
+def _print_speed_table(speeds: list[tuple[str, str, Any]]) -> None:
+    """Is it worth it? Median latency of the original and of ONNX Runtime, same threads for both."""
+    measured = [(n, fw, s) for n, fw, s in speeds if s is not None]
+    if not measured:
+        return
+    print(f"\nspeed: median latency, {measured[0][2].threads} thread(s) for both (--threads N to change)")
+    print(f"{'model':<26} {'framework':<10} {'batch':>5} {'original ms':>12} {'onnxruntime ms':>15} {'speedup':>8}")
+    for name, fw, speed in measured:
+        for r in speed.rows:
+            print(f"{name:<26} {fw:<10} {r.batch:>5} {r.original.median_ms:>12.3f} "
+                  f"{r.onnxruntime.median_ms:>15.4f} {r.speedup:>7.1f}x")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters.base import Conversion, Trust
-from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
+from onnxgate.errors import ConversionError, SampleError, SourceError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 SUFFIXES = (".skops",) + PICKLE_SUFFIXES
@@ -43,11 +43,9 @@ class SklearnConverter:
         if path.suffix.lower() == ".skops":
             model = _load_skops(path, trust)
         else:
-            if not trust.pickle:
-                raise UntrustedSourceError(
-                    f"refusing to unpickle {str(path)!r}: loading a pickle runs arbitrary code",
-                    "save the model with skops.io.dump instead, or pass --trust-pickle if you trust this file",
-                )
+            from onnxgate.trust import require_pickle
+
+            require_pickle(trust, repr(str(path)), alternative="save the model with skops.io.dump instead")
             model = _load_pickle(path)
         if not hasattr(model, "get_params"):
             raise SourceError(
@@ -81,6 +79,31 @@ class SklearnConverter:
             return {"X": _as_matrix(np.column_stack([columns[n] for n in names]), model, dtype, sample)}
         (only,) = sample.arrays.values()
         return {"X": _as_matrix(only, model, dtype, sample)}
+
+    def synthesize(self, model: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Inputs without a sample, from ``n_features_in_`` (and the feature names and
+        categories where the model routes columns by name): see validation.synthesize."""
+        from onnxgate.validation.synthesize import InputSpec, synthesize_from_options
+
+        dtype = np.float64 if (options or {}).get("double") else np.float32
+        names = getattr(model, "feature_names_in_", None)
+        categories = _column_categories(model)
+        if names is not None and (categories or _wants_columns(model, {}, [])):
+            specs = []
+            for n in (str(x) for x in names):
+                cats = categories.get(n)
+                if cats is not None and any(isinstance(c, str) for c in cats):
+                    specs.append(InputSpec(n, object, (None, 1), choices=tuple(str(c) for c in cats)))
+                else:
+                    specs.append(InputSpec(n, dtype, (None, 1)))
+            return synthesize_from_options(specs, options)
+        n_features = getattr(model, "n_features_in_", None)
+        if n_features is None:
+            raise SampleError(
+                f"the {type(_final(model)).__name__} does not record how many features it was fitted on",
+                "pass --sample FILE with a few rows of real inputs",
+            )
+        return synthesize_from_options([InputSpec("X", dtype, (None, int(n_features)))], options)
 
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
@@ -172,12 +195,9 @@ def _load_skops(path: Path, trust: Trust) -> Any:
         untrusted = get_untrusted_types(file=str(path))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise SourceError(f"{str(path)!r} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
-    refused = [t for t in untrusted if t not in trust.types]
-    if refused and not trust.code:
-        raise UntrustedSourceError(
-            f"{str(path)!r} contains types skops does not trust by default: {refused}",
-            "check them, then pass --trust-type " + " --trust-type ".join(refused) + " (or --trust-code for all)",
-        )
+    from onnxgate.trust import require_types
+
+    require_types(trust, repr(str(path)), untrusted)
     try:
         return load(str(path), trusted=untrusted)
     except Exception as exc:
@@ -229,6 +249,23 @@ def _wants_columns(model: Any, columns: dict[str, np.ndarray], names: list[str])
             return True
         stack.extend(step for _, step in getattr(m, "steps", []) or [])
     return False
+
+
+def _column_categories(model: Any) -> dict[str, list[Any]]:
+    """Column name -> fitted categories, for encoders inside a ColumnTransformer."""
+    from sklearn.compose import ColumnTransformer
+
+    out: dict[str, list[Any]] = {}
+    for m in _walk(model):
+        if not isinstance(m, ColumnTransformer):
+            continue
+        for _, trans, cols in getattr(m, "transformers_", []) or []:
+            enc = next((s for s in _walk(trans) if hasattr(s, "categories_")), None) if hasattr(trans, "get_params") else None
+            if enc is None or not isinstance(cols, (list, tuple)):
+                continue
+            for col, cats in zip(cols, enc.categories_):
+                out[str(col)] = list(cats)
+    return out
 
 
 def _column_feed(col: np.ndarray, dtype: type) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.validation.tolerances import TolerancePolicy, dtype_name
+from onnxgate.validation.tolerances import Tolerance, TolerancePolicy, dtype_name
 
 # Outputs named like this hold classifier labels: exact, except rows whose reference
 # top-two probabilities tie within tolerance (reported as ties, not hidden).
@@ -40,6 +40,13 @@ class OutputComparison:
     worst: dict[str, Any] | None = None  # {"index": [...], "reference": x, "onnx": y}
     ties: int = 0
     nan_mismatch: int = 0
+    error_stat: str | None = None  # "max" (element-wise) | "mean" | "quantile:Q"
+    stat_value: float | None = None  # the statistic measured ...
+    stat_limit: float | None = None  # ... and the bound it had to stay within
+    agreement: float | None = None  # labels: fraction of rows whose label matches
+    topk: int | None = None
+    topk_agreement: float | None = None  # fraction of rows whose top-k class sets match
+    topk_ties: int = 0
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,7 +69,8 @@ def _scalar(x: Any) -> Any:
     return x.item() if hasattr(x, "item") else x
 
 
-def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> None:
+def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> None:
+    atol, rtol = tol.atol, tol.rtol
     r = ref.astype(np.float64)
     g = got.astype(np.float64)
     ref_nan, got_nan = np.isnan(r), np.isnan(g)
@@ -71,10 +79,12 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, atol:
     with np.errstate(invalid="ignore", over="ignore"):
         abs_err = np.where(ref_nan | got_nan | both_inf_same, 0.0, np.abs(g - r))
         rel_err = abs_err / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
-        bad = (abs_err > atol + rtol * np.abs(np.where(np.isinf(r), 0.0, r))) | nan_bad
+        scale = np.abs(np.where(np.isinf(r) | ref_nan, 0.0, r))
+        bad = (abs_err > atol + rtol * scale) | nan_bad
     c.total = int(r.size)
     c.mismatched = int(bad.sum())
     c.nan_mismatch = int(nan_bad.sum())
+    c.error_stat = tol.stat
     if r.size:
         finite = np.isfinite(abs_err)
         c.max_abs_error = float(abs_err.max()) if finite.all() else float("inf")
@@ -82,11 +92,30 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, atol:
         c.max_rel_error = float(np.where(abs_err == 0, 0.0, rel_err).max())
         idx = np.unravel_index(int(np.argmax(np.where(bad, np.inf, abs_err))), r.shape)
         c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
-    if c.mismatched:
-        c.problems.append(
+    if tol.stat == "mean" and r.size:
+        c.stat_value = c.mean_abs_error
+        c.stat_limit = float(atol + rtol * scale.mean())
+        c.rule = f"{tol.rule}: mean |onnx - ref| <= {atol:g} + {rtol:g} * mean |ref|"
+        failed = not (c.stat_value <= c.stat_limit)
+        what = f"mean abs error {c.stat_value:.3g} exceeds {c.stat_limit:.3g} ({c.mismatched} of {c.total} values beyond element-wise tolerance)"
+    elif tol.quantile is not None and r.size:
+        c.stat_value = 1.0 - c.mismatched / c.total  # fraction of elements within tolerance
+        c.stat_limit = tol.quantile
+        c.rule = f"{tol.rule}: at least {tol.quantile:g} of elements within |onnx - ref| <= {atol:g} + {rtol:g} * |ref|"
+        failed = c.stat_value < tol.quantile
+        what = f"only {c.stat_value:.4g} of values are within atol={atol:g} rtol={rtol:g}; {tol.quantile:g} required"
+    else:
+        c.stat_value = c.max_abs_error
+        c.rule = f"{tol.rule}: |onnx - ref| <= {atol:g} + {rtol:g} * |ref| element-wise"
+        failed = bool(c.mismatched)
+        what = (
             f"{c.mismatched} of {c.total} values differ beyond atol={atol:g} rtol={rtol:g} "
             f"(max abs error {c.max_abs_error:.3g})"
         )
+    if c.nan_mismatch and not failed:
+        failed, what = True, f"{c.nan_mismatch} of {c.total} values are NaN on one side only"
+    if failed:
+        c.problems.append(what)
 
 
 def _tie_rows(probabilities: np.ndarray, atol: float, rtol: float) -> np.ndarray:
@@ -134,14 +163,20 @@ def compare_outputs(
         if ref.shape != got.shape:
             c.problems.append(f"shape differs: reference {list(ref.shape)}, ONNX {list(got.shape)}")
         if not c.problems:
-            if c.kind == "float":
-                tol = policy.for_output(name, got.dtype)
-                c.atol, c.rtol, c.rule = tol.atol, tol.rtol, tol.rule
-                _compare_floats(c, ref, got, tol.atol, tol.rtol)
+            tol = policy.for_output(name, got.dtype)
+            if c.kind == "float" or (_kind(got.dtype) == "int" and _kind(ref.dtype) == "int" and name in policy.per_output):
+                c.kind = "float" if c.kind == "float" else "integer-tolerance"
+                c.atol, c.rtol = tol.atol, tol.rtol
+                _compare_floats(c, ref, got, tol)
+                if policy.topk and c.kind == "float":
+                    _check_topk(c, ref, got, policy.topk, tol)
             else:
-                bad = _compare_exact(c, ref, got)
-                if name in LABEL_OUTPUTS and c.mismatched:
-                    _excuse_ties(c, bad, ref, got, reference, policy)
+                c.atol, c.rtol = 0.0, 0.0
+                bad = _compare_exact(c, ref, got, tol)
+                if name in LABEL_OUTPUTS:
+                    c.agreement = 1.0 - c.mismatched / c.total if c.total else 1.0
+                    if c.mismatched:
+                        _excuse_ties(c, bad, ref, got, reference, policy)
         c.passed = not c.problems
         results.append(c)
     extra = sorted(set(reference) - set(names))
@@ -150,8 +185,8 @@ def compare_outputs(
     return results
 
 
-def _compare_exact(c: OutputComparison, ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    c.rule = "exact"
+def _compare_exact(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> np.ndarray:
+    c.rule = tol.rule
     if c.onnx_dtype and _kind(got.dtype) == "string":
         bad = ref.astype(str) != got.astype(str)
     else:
@@ -191,3 +226,31 @@ def _excuse_ties(
         i = int(np.argmax(real))
         c.worst = {"index": [i], "reference": _scalar(ref[i]), "onnx": _scalar(got[i])}
         c.problems.append(f"{c.mismatched} of {c.total} labels differ on rows without a probability tie")
+
+
+def _check_topk(c: OutputComparison, ref: np.ndarray, got: np.ndarray, k: int, tol: Tolerance) -> None:
+    """Task-level check for scores with a class axis (last axis): the top-k class sets agree.
+
+    Rows where the reference's k-th and (k+1)-th scores are within tolerance are ties
+    (either set is right) and are counted, not failed.
+    """
+    if ref.ndim < 2 or ref.shape[-1] <= k or ref.size == 0:
+        return
+    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    g = got.reshape(-1, got.shape[-1]).astype(np.float64)
+    order = np.argsort(-r, axis=1, kind="stable")
+    ref_top = np.sort(order[:, :k], axis=1)
+    got_top = np.sort(np.argsort(-g, axis=1, kind="stable")[:, :k], axis=1)
+    differs = np.any(ref_top != got_top, axis=1)
+    kth = np.take_along_axis(r, order[:, k - 1 : k + 1], axis=1)
+    ties = np.abs(kth[:, 0] - kth[:, 1]) <= tol.atol + tol.rtol * np.abs(kth[:, 0])
+    real = differs & ~ties
+    c.topk = k
+    c.topk_ties = int(np.sum(differs & ties))
+    c.topk_agreement = float(1.0 - real.mean())
+    c.rule = f"{c.rule}; top-{k} class sets agree except ties"
+    if real.any():
+        c.problems.append(
+            f"top-{k} classes differ on {int(real.sum())} of {len(real)} rows without a tie "
+            f"(top-{k} agreement {100 * c.topk_agreement:.2f}%)"
+        )

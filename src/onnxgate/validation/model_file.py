@@ -29,8 +29,12 @@ def load_onnx(path: str | Path) -> tuple[Any, bytes]:
             f"ONNX file {str(p)!r} is {size / 1e9:.1f} GB, over the 2 GB protobuf limit",
             "save large weights as external data (onnx.save(..., save_as_external_data=True))",
         )
+    from onnxgate.validation import limits
+
+    limits.check_model_size(size, f"ONNX file {str(p)!r}")
     data = p.read_bytes()
     model = parse_onnx(data, str(p))
+    limits.check_external_data(model, p.parent, f"ONNX file {str(p)!r}")
     return model, data
 
 
@@ -56,6 +60,15 @@ def opset_of(model: Any) -> int | None:
     return None
 
 
+def _dtype_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:  # a corrupt or newer file: show the number rather than fail
+        return f"unknown({elem_type})"
+
+
 def _value_info(vi: Any) -> dict[str, Any]:
     import onnx
 
@@ -63,7 +76,7 @@ def _value_info(vi: Any) -> dict[str, Any]:
     if t.HasField("tensor_type"):
         tt = t.tensor_type
         dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in tt.shape.dim] if tt.HasField("shape") else None
-        return {"name": vi.name, "type": onnx.TensorProto.DataType.Name(tt.elem_type).lower(), "shape": dims}
+        return {"name": vi.name, "type": _dtype_name(tt.elem_type), "shape": dims}
     return {"name": vi.name, "type": t.WhichOneof("value"), "shape": None}
 
 
@@ -94,13 +107,18 @@ def describe(model: Any, data: bytes | None = None, path: str | None = None) -> 
     }
 
 
-def static_checks(model: Any) -> list[Finding]:
-    """``onnx.checker`` (full check, with shape inference) and the opset against ONNX Runtime's."""
+def static_checks(model: Any, path: str | Path | None = None) -> list[Finding]:
+    """``onnx.checker`` (full check, with shape inference) and the opset against ONNX Runtime's.
+
+    With weights in external data the checker must resolve them next to the file, so it
+    is given ``path`` (it checks the files exist without loading them into the proto).
+    """
     import onnx
 
     findings: list[Finding] = []
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path) if external and path is not None else model, full_check=True)
     except Exception as exc:
         msg = " ".join(str(exc).split())[:300]
         findings.append(Finding("error", "onnx.checker", msg))

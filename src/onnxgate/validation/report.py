@@ -76,6 +76,12 @@ class Report:
     error: str | None = None
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     seconds: float | None = None
+    # --benchmark / --optimize (validation.speed.SpeedReport, pipelines.optimize.VariantSet):
+    # informative, they never change the status; duck-typed (as_dict, markdown) to keep imports light
+    speed: Any = None
+    variants: Any = None
+    # validation.provider_checks.ProviderSection: provider matrix, placement, options, precision notes
+    providers: Any = None
 
     @property
     def status(self) -> str:
@@ -103,10 +109,10 @@ class Report:
                 lines.append(f"{f.check}: {f.message}")
         for c in self.cases:
             if c.error:
-                lines.append(f"[{c.name} on {c.provider}] {c.error}")
+                lines.append(f"[{_case_label(c)} on {c.provider}] {c.error}")
             for o in c.outputs:
                 if not o.passed:
-                    lines.append(f"[{c.name} on {c.provider}] output {o.name!r}: {'; '.join(o.problems)}")
+                    lines.append(f"[{_case_label(c)} on {c.provider}] output {o.name!r}: {'; '.join(o.problems)}")
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,6 +133,9 @@ class Report:
             "cases": [c.as_dict() for c in self.cases],
             "error": self.error,
             "failures": self.failures(),
+            "speed": self.speed.as_dict() if self.speed is not None else None,
+            "variants": self.variants.as_dict() if self.variants is not None else None,
+            "providers": self.providers.as_dict() if self.providers is not None else None,
         }
 
     def to_json(self) -> str:
@@ -146,7 +155,7 @@ class Report:
             lines.append(f"- converter: {self.conversion.get('converter')}")
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items())))
         if self.findings:
-            lines += ["", "## Static checks", ""]
+            lines += ["", "## Checks", ""]
             lines += [f"- **{f.level}** {f.check}: {f.message}" for f in self.findings]
         lines += [
             "",
@@ -157,14 +166,17 @@ class Report:
         ]
         for c in self.cases:
             if c.error:
-                lines.append(f"| {c.name} | {c.provider} | — | error | | | | {_md(c.error)} |")
+                lines.append(f"| {_case_label(c)} | {c.provider} | — | error | | | | {_md(c.error)} |")
             for o in c.outputs:
                 status = "pass" if o.passed else "**FAIL**"
                 ties = f" ({o.ties} ties)" if o.ties else ""
                 lines.append(
-                    f"| {c.name} | {c.provider} | `{o.name}` | {status} | {_num(o.max_abs_error)} | "
+                    f"| {_case_label(c)} | {c.provider} | `{o.name}` | {status} | {_num(o.max_abs_error)} | "
                     f"{_num(o.max_rel_error)} | {o.mismatched}/{o.total}{ties} | {_md(o.rule or '; '.join(o.problems))} |"
                 )
+        for extra in (self.providers, self.speed, self.variants):
+            if extra is not None:
+                lines += ["", *extra.markdown()]
         if self.failures():
             lines += ["", "## Failures", ""] + [f"- {_md(f)}" for f in self.failures()]
         return "\n".join(lines) + "\n"
@@ -196,7 +208,7 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
             if c.error:
                 errors += 1
                 cases.append(
-                    f"    <testcase classname={classname} name={quoteattr(c.name)}>"
+                    f"    <testcase classname={classname} name={quoteattr(_case_label(c))}>"
                     f"<error message={quoteattr(c.error)}/></testcase>"
                 )
                 continue
@@ -206,7 +218,7 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
                     failures += 1
                     detail = json.dumps(o.as_dict(), default=_json_default, indent=1)
                     body = f"<failure message={quoteattr('; '.join(o.problems))}>{escape(detail)}</failure>"
-                cases.append(f"    <testcase classname={classname} name={quoteattr(f'{c.name} {o.name}')}>{body}</testcase>")
+                cases.append(f"    <testcase classname={classname} name={quoteattr(f'{_case_label(c)} {o.name}')}>{body}</testcase>")
         out.append(
             f"  <testsuite name={quoteattr(suite_name)} tests=\"{len(cases)}\" failures=\"{failures}\" "
             f"errors=\"{errors}\" time=\"{report.seconds or 0:.3f}\">"
@@ -215,6 +227,11 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
         out.append("  </testsuite>")
     out.append("</testsuites>")
     return "\n".join(out) + "\n"
+
+
+def _case_label(c: Case) -> str:
+    """``batch=8``, or ``batch=8 (ORT_DISABLE_ALL)`` for a case run without graph optimisation."""
+    return c.name if c.optimization == "all" else f"{c.name} (ORT_{'DISABLE_ALL' if c.optimization == 'disable' else 'ENABLE_' + c.optimization.upper()})"
 
 
 def _num(x: float | None) -> str:

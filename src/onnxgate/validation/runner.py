@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.validation.providers import canonical_provider, plugin_devices, register_plugins
+from onnxgate.validation.placement import RECORD_ASSIGNMENT_KEY, Placement, placement_of
+from onnxgate.validation.providers import canonical_provider, is_plugin, mark_used, plugin_devices, register_plugins
 
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -33,6 +34,10 @@ class Session:
 
     def output_names(self) -> list[str]:
         return [o.name for o in self.session.get_outputs()]
+
+    def placement(self) -> Placement:
+        """Which provider took which node (needs ``record_placement=True`` at creation)."""
+        return placement_of(self.session, self.provider, self.optimization)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = _cast_feeds(feeds, self.input_types())
@@ -76,28 +81,40 @@ def create_session(
     optimization: str = "all",
     provider_options: dict[str, str] | None = None,
     threads: int | None = None,
+    record_placement: bool = False,
+    ep_plugins: dict[str, str] | None = None,
 ) -> Session:
+    """An ORT session on ``provider`` (built-in or plugin), falling back to CPU for nodes it does not take.
+
+    Plugin EPs are selected through their devices (``add_provider_for_devices``); only the
+    devices of that exact EP name are used (not its meta-device variants such as ``.AUTO``).
+    """
     import onnxruntime as ort
 
     provider = canonical_provider(provider)
+    register_plugins(ep_plugins)
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[optimization])
     so.log_severity_level = 3
+    if record_placement:
+        so.add_session_config_entry(RECORD_ASSIGNMENT_KEY, "1")
     if threads:
         so.intra_op_num_threads = threads
     providers: list[Any] | None = None
     try:
+        # a registered plugin EP also shows in get_available_providers(), but only its devices select it
+        devices = plugin_devices(provider) if provider != "CPUExecutionProvider" else []
         if provider == "CPUExecutionProvider":
-            providers = ["CPUExecutionProvider"]
-        elif provider in ort.get_available_providers():
+            providers = [("CPUExecutionProvider", provider_options or {})] if provider_options else ["CPUExecutionProvider"]
+        elif devices:
+            so.add_provider_for_devices(devices, {k: str(v) for k, v in (provider_options or {}).items()})
+        elif provider in ort.get_available_providers() and not is_plugin(provider):
             providers = [(provider, provider_options or {}), "CPUExecutionProvider"]
         else:
-            register_plugins()
-            devices = plugin_devices(provider)
-            if not devices:
-                raise RunError(f"execution provider {provider} is not available here")
-            so.add_provider_for_devices(devices, provider_options or {})
+            raise RunError(f"execution provider {provider} is not available here")
         session = ort.InferenceSession(model, sess_options=so, providers=providers)
+        if devices:
+            mark_used(provider)
     except RunError:
         raise
     except Exception as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxgate.errors import SampleError
+from onnxgate.validation import limits
 
 MAX_SAMPLE_BYTES = 2 * 1024**3  # refuse samples that would not fit comfortably in memory
 
@@ -59,6 +60,7 @@ def load_sample(path: str | Path) -> Sample:
 
 
 def _load_npy(p: Path) -> Sample:
+    limits.check_npy_file(p)
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as exc:
@@ -68,6 +70,7 @@ def _load_npy(p: Path) -> Sample:
 
 
 def _load_npz(p: Path) -> Sample:
+    limits.check_npz_file(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -88,6 +91,7 @@ def _check_array(arr: np.ndarray, what: str) -> None:
 
 
 def _load_csv(p: Path) -> Sample:
+    limits.check_csv_rows(p)
     try:
         with p.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -133,7 +137,10 @@ def _read_tensor(p: Path) -> tuple[str, np.ndarray]:
     tensor = onnx.TensorProto()
     try:
         tensor.ParseFromString(p.read_bytes())
+        limits.check_tensor_proto(tensor, repr(str(p)))
         arr = numpy_helper.to_array(tensor)
+    except SampleError:
+        raise
     except Exception as exc:
         raise SampleError(
             f"cannot read {str(p)!r} as an ONNX TensorProto: {_first_line(exc)}",

@@ -1,7 +1,9 @@
-"""Tolerance policy: defaults by output dtype, global and per-output overrides.
+"""Tolerance policy: defaults by output dtype and comparison kind, global and per-output overrides.
 
 The defaults live here as data, never inside the comparison code. A float output
-passes where ``|onnx - reference| <= atol + rtol * |reference|`` element-wise.
+passes where ``|onnx - reference| <= atol + rtol * |reference|`` element-wise (numpy's
+``allclose`` form), unless an error statistic other than the element-wise maximum
+is asked for (``--error-stat``).
 
 Where the defaults come from:
 
@@ -15,14 +17,35 @@ Where the defaults come from:
   down to 6e-5 and accumulate error in absolute terms.
 * bfloat16 -- ``torch.testing``: rtol=1.6e-2, atol=1e-5; we keep rtol and use
   atol=1e-2 for the same reason as float16 (8 mantissa bits).
-* integers, bool, strings -- exact (the ONNX backend runner compares these exactly).
+* integers, bool, strings -- exact: the ONNX backend test runner compares non-float
+  outputs with ``np.testing.assert_array_equal``, and ``torch.testing`` uses
+  atol=rtol=0 for integer and bool tensors. A per-output ``--tol`` still applies to
+  an integer output (e.g. quantised values that may be off by one).
+
+Comparison kinds (``OutputComparison.kind``):
+
+* ``float`` -- element-wise as above; ``--error-stat mean`` compares the mean absolute
+  error with ``atol + rtol * mean|reference|`` (Polygraphy's ``--check-error-stat mean``);
+  ``--error-stat quantile:Q`` passes when at least a fraction Q of the elements are within
+  the element-wise tolerance (a robust form of Polygraphy's quantile statistic, for large
+  outputs where a few outliers are expected); ``max`` is the element-wise default.
+* ``exact`` -- integers, bool, strings.
+* ``label`` -- classifier labels: exact except rows whose reference top-two probabilities
+  are closer than the probability tolerance (ties, reported; skl2onnx's test helper
+  likewise skips label comparison where probabilities tie).
+* top-k (``--topk K``) -- for float outputs with a class axis (logits, probabilities):
+  the top-K class sets must agree on every row whose reference K-th and (K+1)-th scores
+  do not tie, in the spirit of optimum's exporter check that compares task outputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from onnxgate.errors import OnnxgateError
 
 # dtype name -> (atol, rtol, source of the numbers)
 DEFAULTS: dict[str, tuple[float, float, str]] = {
@@ -30,17 +53,27 @@ DEFAULTS: dict[str, tuple[float, float, str]] = {
     "float32": (1e-5, 1e-4, "Polygraphy atol, 10x its rtol for float32-vs-float64 references"),
     "float16": (1e-3, 1e-3, "torch.testing / ONNX backend rtol for float16"),
     "bfloat16": (1e-2, 1.6e-2, "torch.testing rtol for bfloat16"),
+    "integer": (0.0, 0.0, "exact, as the ONNX backend test runner and torch.testing compare integers"),
+    "bool": (0.0, 0.0, "exact, as the ONNX backend test runner and torch.testing compare bools"),
+    "string": (0.0, 0.0, "exact, as the ONNX backend test runner compares strings"),
 }
+
+ERROR_STATS = ("max", "mean", "quantile:Q")
 
 
 @dataclass(frozen=True)
 class Tolerance:
     atol: float
     rtol: float
-    rule: str  # where the numbers came from, for the report
+    rule: str  # which rule applied and where its numbers came from, for the report
+    stat: str = "max"  # "max" (element-wise) | "mean" | "quantile:Q"
+
+    @property
+    def quantile(self) -> float | None:
+        return float(self.stat.split(":", 1)[1]) if self.stat.startswith("quantile:") else None
 
     def as_dict(self) -> dict[str, object]:
-        return {"atol": self.atol, "rtol": self.rtol, "rule": self.rule}
+        return {"atol": self.atol, "rtol": self.rtol, "rule": self.rule, "stat": self.stat}
 
 
 @dataclass(frozen=True)
@@ -50,30 +83,115 @@ class TolerancePolicy:
     atol: float | None = None
     rtol: float | None = None
     per_output: dict[str, tuple[float, float]] = field(default_factory=dict)
+    error_stat: str = "max"
+    topk: int | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        atol: float | None = None,
+        rtol: float | None = None,
+        per_output: Mapping[str, tuple[float, float]] | Iterable[str] | None = None,
+        error_stat: str | None = None,
+        topk: int | None = None,
+    ) -> "TolerancePolicy":
+        """Build from CLI-shaped values (``--tol NAME=ATOL:RTOL`` strings or a mapping)."""
+        for flag, value in (("--atol", atol), ("--rtol", rtol)):
+            if value is not None and not (value >= 0):
+                raise OnnxgateError(f"{flag} {value} must be >= 0", f"e.g. {flag} 1e-5")
+        if topk is not None and topk < 1:
+            raise OnnxgateError(f"--topk {topk} must be a positive integer", "e.g. --topk 5")
+        return cls(
+            atol=atol,
+            rtol=rtol,
+            per_output=parse_tol(per_output),
+            error_stat=parse_error_stat(error_stat),
+            topk=topk,
+        )
 
     def for_output(self, name: str, dtype: np.dtype) -> Tolerance:
+        key = dtype_family(dtype)
         if name in self.per_output:
             atol, rtol = self.per_output[name]
-            return Tolerance(atol, rtol, f"per-output override for {name!r}")
-        key = dtype_name(dtype)
+            return Tolerance(atol, rtol, f"--tol override for {name!r}", self.error_stat)
         d_atol, d_rtol, source = DEFAULTS.get(key, DEFAULTS["float32"])
+        if key in ("integer", "bool", "string"):
+            return Tolerance(0.0, 0.0, f"exact for {key} ({source})", "max")
         if self.atol is None and self.rtol is None:
-            return Tolerance(d_atol, d_rtol, f"default for {key} ({source})")
+            return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
         return Tolerance(
             d_atol if self.atol is None else self.atol,
             d_rtol if self.rtol is None else self.rtol,
             "user --atol/--rtol" + (f" with {key} default for the other" if None in (self.atol, self.rtol) else ""),
+            self.error_stat,
         )
 
     def as_dict(self) -> dict[str, object]:
         return {
             "atol": self.atol,
             "rtol": self.rtol,
+            "error_stat": self.error_stat,
+            "topk": self.topk,
             "per_output": {k: {"atol": a, "rtol": r} for k, (a, r) in self.per_output.items()},
             "defaults": {k: {"atol": a, "rtol": r, "source": s} for k, (a, r, s) in DEFAULTS.items()},
         }
 
 
+def parse_tol(items: Mapping[str, tuple[float, float]] | Iterable[str] | None) -> dict[str, tuple[float, float]]:
+    """``["probabilities=1e-4:1e-3"]`` -> ``{"probabilities": (1e-4, 1e-3)}``."""
+    if isinstance(items, Mapping):
+        return {str(k): (float(a), float(r)) for k, (a, r) in items.items()}
+    out: dict[str, tuple[float, float]] = {}
+    for item in items or []:
+        name, sep, value = str(item).rpartition("=")
+        a_s, colon, r_s = value.partition(":")
+        try:
+            atol, rtol = float(a_s), float(r_s)
+            ok = bool(sep and name and colon) and atol >= 0 and rtol >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise OnnxgateError(
+                f"--tol {item!r} is not NAME=ATOL:RTOL with non-negative numbers",
+                "e.g. --tol probabilities=1e-4:1e-3 (NAME is an ONNX output name)",
+            )
+        out[name] = (atol, rtol)
+    return out
+
+
+def parse_error_stat(value: str | None) -> str:
+    """``None``/``"max"``/``"elementwise"`` -> ``"max"``; ``"mean"``; ``"quantile:Q"`` with 0 < Q <= 1."""
+    if value is None or value in ("max", "elementwise", "elemwise"):
+        return "max"
+    if value == "mean":
+        return "mean"
+    if value.startswith("quantile:"):
+        try:
+            q = float(value.split(":", 1)[1])
+        except ValueError:
+            q = -1.0
+        if 0 < q <= 1:
+            return f"quantile:{q:g}"
+    raise OnnxgateError(
+        f"--error-stat {value!r} is not one of {list(ERROR_STATS)}",
+        "e.g. --error-stat mean or --error-stat quantile:0.99",
+    )
+
+
 def dtype_name(dtype: np.dtype) -> str:
     name = np.dtype(dtype).name
     return "bfloat16" if name in ("bfloat16", "V2") else name
+
+
+def dtype_family(dtype: np.dtype) -> str:
+    """The DEFAULTS key for a dtype: the float name, or integer / bool / string."""
+    name = dtype_name(dtype)
+    kind = np.dtype(dtype).kind if name != "bfloat16" else "f"
+    if kind in "iu":
+        return "integer"
+    if kind == "b":
+        return "bool"
+    if kind in "USO":
+        return "string"
+    return name

@@ -1,0 +1,547 @@
+"""PyTorch through ``torch.onnx.export``: ExportedPrograms, TorchScript and in-memory modules.
+
+Sources and how they load:
+
+* ``*.pt2`` -- ``torch.export.load``; the program's own dims rule: its dynamic dims
+  become dynamic ONNX axes, its static dims stay static (the batch sweep then reports
+  the frozen axis).
+* ``*.pt`` / ``*.pth`` -- TorchScript (``torch.jit.load``). A file that is a pickled
+  whole module is refused unless ``--trust-pickle`` (``torch.load`` runs code); a
+  weights-only state dict is named as such, since it is not a model by itself.
+* ``nn.Module`` / ``ExportedProgram`` objects -- what a ``module:callable`` factory
+  returns (the pipeline calls the factory only under ``--trust-code``).
+
+Conversion tries the dynamo exporter first and falls back to the TorchScript exporter,
+recording which one produced the file and why the first failed. Outputs (tensors,
+tuples, lists, dicts) are flattened with torch's pytree, the same flattening the
+exporter uses, and named from their paths: ``output`` for a single tensor,
+``output_0``/``output_1`` for a tuple, ``logits``/``aux_0`` for dict keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate.converters.base import Conversion, Trust
+from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
+
+SUFFIXES = (".pt2", ".pt", ".pth")
+TORCHSCRIPT_EXPORTER_MAX_OPSET = 20  # torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+SYNTH_SEED = 0
+
+
+@dataclass
+class TorchModel:
+    """A loaded PyTorch source: what it is, how to call it, and its input names."""
+
+    kind: str  # "exported" | "torchscript" | "module"
+    obj: Any  # ExportedProgram | ScriptModule | nn.Module
+    input_names: list[str]
+    required: list[str]  # input names without a default value
+    origin: str
+    _callable: Any = field(default=None, repr=False)
+
+    def callable(self) -> Any:
+        """What to run for the reference: ``ep.module()`` for a program, the module otherwise."""
+        if self._callable is None:
+            self._callable = self.obj.module() if self.kind == "exported" else self.obj
+        return self._callable
+
+
+class TorchConverter:
+    name = "torch"
+    install_hint = "pip install 'onnxgate[torch]'"
+
+    # -- recognise and load ---------------------------------------------------------------
+    def accepts(self, source: Any) -> bool:
+        if isinstance(source, (str, Path)):
+            return Path(source).suffix.lower() in SUFFIXES
+        if "torch" not in sys.modules:  # an object cannot be a torch object if torch is not imported
+            return False
+        import torch
+
+        return isinstance(source, (torch.nn.Module, torch.export.ExportedProgram))
+
+    def load(self, source: Any, *, trust: Trust) -> TorchModel:
+        _require_torch(self.install_hint)
+        if not isinstance(source, (str, Path)):
+            return _wrap(source, f"<{type(source).__name__} object>")
+        path = Path(source)
+        if not path.is_file():
+            raise SourceError(f"source {str(path)!r} does not exist", "check the path")
+        if path.suffix.lower() == ".pt2":
+            return _wrap(_load_exported(path), str(path))
+        return _wrap(_load_pt(path, trust), str(path))
+
+    # -- inputs ---------------------------------------------------------------------------
+    def feeds(self, model: TorchModel, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        where = sample.path or "the sample"
+        if sample.kind == "table":
+            raise SampleError(
+                f"{where} is a CSV table; a PyTorch model takes tensors",
+                f"pass a .npy (one input) or a .npz with keys {model.required}",
+            )
+        if sample.kind == "array":
+            if len(model.required) != 1:
+                raise SampleError(
+                    f"{where} holds one array but forward takes {len(model.required)} inputs {model.required}",
+                    "pass a .npz with one array per input: numpy.savez(path, " + ", ".join(f"{n}=..." for n in model.required) + ")",
+                )
+            (arr,) = sample.arrays.values()
+            named = {model.required[0]: arr}
+        else:
+            named = dict(sample.arrays)
+            unknown = [k for k in named if k not in model.input_names]
+            missing = [n for n in model.required if n not in named]
+            if unknown or missing:
+                raise SampleError(
+                    f"{where} has inputs {list(named)}; forward expects {model.input_names}"
+                    + (f" (missing {missing})" if missing else ""),
+                    "name the .npz arrays after forward's parameters: numpy.savez(path, "
+                    + ", ".join(f"{n}=..." for n in model.required) + ")",
+                )
+        order = [n for n in model.input_names if n in named]
+        dtypes = _input_dtypes(model)
+        exact = model.kind == "exported"  # a program declares each input's dtype; a module only its float dtype
+        return {n: _as_feed(named[n], dtypes.get(n) if exact or named[n].dtype.kind == "f" else None, n, where) for n in order}
+
+    def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Inputs for a source that carries them: an ExportedProgram's example inputs or input specs."""
+        if model.kind != "exported":
+            raise SampleError(
+                f"a {model.kind} model does not record its input shapes",
+                f"pass --sample FILE: a .npy (one input) or a .npz with keys {model.required}",
+            )
+        return _synthesize_exported(model, options)
+
+    # -- conversion -----------------------------------------------------------------------
+    def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
+        import torch
+
+        static = bool(options.get("static"))
+        requested = opset
+        opset = opset or default_opset()
+        args = _tensors(model, feeds)
+        out_names = _output_names(model, args)
+        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}"]
+        try:
+            proto = _export_dynamo(model, args, list(feeds), out_names, opset, static)
+            tool = f"torch.onnx.export dynamo=True (torch {torch.__version__})"
+            notes.append("exporter: dynamo (torch.export)")
+        except Exception as exc:
+            first = _one_line(exc)
+            if requested and requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
+                raise ConversionError(
+                    f"the dynamo exporter failed ({first}) and the TorchScript fallback supports opset <= "
+                    f"{TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {requested}",
+                    f"pass --opset {TORCHSCRIPT_EXPORTER_MAX_OPSET} or lower to allow the fallback",
+                ) from exc
+            try:
+                proto = _export_torchscript(model, args, list(feeds), out_names, min(opset, TORCHSCRIPT_EXPORTER_MAX_OPSET), static)
+            except Exception as exc2:
+                raise ConversionError(
+                    f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: {_one_line(exc2)}",
+                    "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
+                ) from exc2
+            tool = f"torch.onnx.export dynamo=False (TorchScript fallback, torch {torch.__version__})"
+            notes.append(f"exporter: torchscript fallback; the dynamo exporter failed: {first}")
+        if model.kind == "exported" and not static and not _has_dynamic_dims(model.obj):
+            notes.append("the ExportedProgram has static input shapes; the ONNX graph keeps them")
+        got = [i.name for i in proto.graph.input]
+        init = {i.name for i in proto.graph.initializer}
+        got = [n for n in got if n not in init]
+        if sorted(got) != sorted(feeds):
+            raise ConversionError(
+                f"the exported ONNX inputs are {got}; expected {list(feeds)}",
+                "report this model to onnxgate; an input may be unused by forward",
+            )
+        return Conversion(proto, tool, notes)
+
+    # -- reference ------------------------------------------------------------------------
+    def reference(self, model: TorchModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            flat = flatten_outputs(model.callable()(*_tensors(model, feeds)))
+        arrays = {n: _to_numpy(t) for n, t in flat}
+        if set(output_names) <= set(arrays):
+            return {n: arrays[n] for n in output_names}
+        if len(output_names) == len(flat):  # an ONNX file named by another tool: match by position
+            return {n: _to_numpy(t) for n, (_, t) in zip(output_names, flat)}
+        return arrays  # compare_outputs reports the names that do not match
+
+    def versions(self) -> dict[str, str]:
+        from importlib import metadata
+
+        out = {}
+        for pkg in ("torch", "onnxscript"):
+            try:
+                out[pkg] = metadata.version(pkg)
+            except metadata.PackageNotFoundError:
+                pass
+        return out
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def _require_torch(hint: str) -> None:
+    """A missing or broken torch is a user error naming the extra, not a traceback."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        from onnxgate.errors import PluginError
+
+        raise PluginError(f"the torch converter needs PyTorch, which cannot be imported ({exc})", hint) from None
+
+
+def _wrap(obj: Any, origin: str) -> TorchModel:
+    import torch
+
+    if isinstance(obj, torch.export.ExportedProgram):
+        specs = obj.graph_signature.input_specs
+        names = [s.arg.name for s in specs if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
+        return TorchModel("exported", obj, names, list(names), origin)
+    if isinstance(obj, torch.jit.ScriptModule):
+        args = obj.forward.schema.arguments[1:]
+        names = [a.name for a in args]
+        required = [a.name for a in args if not a.has_default_value()]
+        return TorchModel("torchscript", obj.eval(), names, required, origin)
+    if isinstance(obj, torch.nn.Module):
+        names, required = _signature(obj)
+        return TorchModel("module", obj.eval(), names, required, origin)
+    raise SourceError(
+        f"{origin} gave a {type(obj).__name__}, not a torch.nn.Module or ExportedProgram",
+        "make the factory return the model itself (an nn.Module or torch.export.ExportedProgram)",
+    )
+
+
+def _signature(module: Any) -> tuple[list[str], list[str]]:
+    import inspect
+
+    params = inspect.signature(module.forward).parameters.values()
+    plain = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params) and not plain:
+        raise SourceError(
+            f"{type(module).__name__}.forward takes *args, so its inputs have no names",
+            "give forward named parameters, e.g. def forward(self, x, mask)",
+        )
+    return [p.name for p in plain], [p.name for p in plain if p.default is p.empty]
+
+
+def _load_exported(path: Path) -> Any:
+    import zipfile
+
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"{str(path)!r} is not a torch.export archive (not a zip file)", "save it with torch.export.save(program, path)")
+    try:
+        with _quiet():
+            program = torch.export.load(str(path))
+    except Exception as exc:
+        raise SourceError(
+            f"{str(path)!r} is not a saved ExportedProgram: {_one_line(exc)}",
+            "save it with torch.export.save(torch.export.export(model, args), path); "
+            "a torch.save()d module belongs in a .pt file with --trust-pickle",
+        ) from None
+    return program
+
+
+def _load_pt(path: Path, trust: Trust) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        with _quiet():
+            return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        jit_error = _one_line(exc)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # the weights-only unpickler met code: a whole pickled module
+        if not trust.pickle:
+            raise UntrustedSourceError(
+                f"refusing to unpickle {str(path)!r}: it is not TorchScript and loading a pickled module runs arbitrary code",
+                "save it with torch.export.save (.pt2) or torch.jit.save, or pass --trust-pickle if you trust this file",
+            ) from None
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise SourceError(f"cannot load {str(path)!r} with torch.load: {_one_line(exc)}", "check that it is a PyTorch file") from None
+    except Exception:
+        raise SourceError(
+            f"{str(path)!r} is neither TorchScript nor a torch.save file ({jit_error})",
+            "save the model with torch.export.save (.pt2) or torch.jit.save (.pt)",
+        ) from None
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    raise SourceError(
+        f"{str(path)!r} holds a {type(obj).__name__} (weights only), not a model",
+        "pass a module:callable factory that builds the module and loads these weights (with --trust-code)",
+    )
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+def _input_dtypes(model: TorchModel) -> dict[str, Any]:
+    """The dtype each input should have: exact for a program, the parameters' float dtype otherwise."""
+    import torch
+
+    if model.kind == "exported":
+        out = {}
+        user = set(model.input_names)
+        for node in model.obj.graph.nodes:
+            if node.op == "placeholder" and node.name in user and hasattr(node.meta.get("val"), "dtype"):
+                out[node.name] = node.meta["val"].dtype
+        return out
+    floats = [p.dtype for p in model.obj.parameters() if p.is_floating_point()]
+    floats += [b.dtype for b in model.obj.buffers() if b.is_floating_point()]
+    fdtype = floats[0] if floats else torch.float32
+    return {n: fdtype for n in model.input_names}
+
+
+_NUMPY_OF = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
+
+
+def _as_feed(arr: np.ndarray, want: Any, name: str, where: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise SampleError(f"{where} input {name!r} holds {arr.dtype} values; a PyTorch model takes numbers", "pass a numeric array")
+    target = str(want).replace("torch.", "") if want is not None else None
+    if target == "bfloat16":
+        import ml_dtypes
+
+        return np.ascontiguousarray(arr.astype(ml_dtypes.bfloat16))
+    if target in _NUMPY_OF:
+        kind = np.dtype(_NUMPY_OF[target]).kind
+        if arr.dtype.kind == "f" and kind in "iu":
+            raise SampleError(
+                f"{where} input {name!r} holds floats; the model takes {target} (e.g. token ids)",
+                f"save the array as integers: x.astype(numpy.{target})",
+            )
+        return np.ascontiguousarray(arr.astype(_NUMPY_OF[target]))
+    if arr.dtype.kind in "iu":  # token ids: embeddings take int64
+        return np.ascontiguousarray(arr.astype(np.int64))
+    return np.ascontiguousarray(arr)
+
+
+def _tensors(model: TorchModel, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    import torch
+
+    out = []
+    for name in model.input_names:
+        if name not in feeds:
+            continue
+        arr = feeds[name]
+        if arr.dtype.name == "bfloat16":
+            out.append(torch.from_numpy(arr.astype(np.float32)).to(torch.bfloat16))
+        else:
+            out.append(torch.from_numpy(np.array(arr, copy=True)))
+    return tuple(out)
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.float().numpy().astype(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The program's example inputs when saved with it; else seeded data from its input specs."""
+    example = getattr(model.obj, "example_inputs", None)
+    if example is not None:
+        args, kwargs = example
+        import torch.utils._pytree as pytree
+
+        flat = [t for t in pytree.tree_leaves((args, kwargs))]
+        if len(flat) == len(model.input_names) and all(hasattr(t, "numpy") for t in flat):
+            options.setdefault("synthesized", "ExportedProgram.example_inputs")
+            return {n: _to_numpy(t) for n, t in zip(model.input_names, flat)}
+    options["seed"] = SYNTH_SEED
+    options.setdefault("synthesized", "seeded random data from the ExportedProgram's input specs")
+    rng = np.random.default_rng(SYNTH_SEED)
+    out = {}
+    vals = {n.name: n.meta.get("val") for n in model.obj.graph.nodes if n.op == "placeholder"}
+    for name in model.input_names:
+        val = vals.get(name)
+        shape = [_concrete(d) for d in val.shape]
+        dtype = str(val.dtype).replace("torch.", "")
+        if dtype.startswith("float") or dtype == "bfloat16":
+            out[name] = _as_feed(rng.standard_normal(shape).astype(np.float32), val.dtype, name, "synthesised input")
+        elif dtype == "bool":
+            out[name] = rng.integers(0, 2, shape).astype(bool)
+        else:  # integer ids: small values stay inside any embedding's vocabulary
+            out[name] = rng.integers(0, 2, shape).astype(_NUMPY_OF.get(dtype, np.int64))
+    return out
+
+
+def _concrete(dim: Any) -> int:
+    """A symbolic dim's example value (its hint), or 2 when it has none."""
+    if isinstance(dim, int):
+        return dim
+    try:
+        hint = dim.node.hint
+        return int(hint) if hint is not None else 2
+    except AttributeError:
+        return 2
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+def default_opset() -> int:
+    """The newest opset both the dynamo exporter and the installed onnx / ONNX Runtime know."""
+    import onnx
+    from torch.onnx import _constants
+
+    return min(int(_constants.ONNX_MAX_OPSET), int(onnx.defs.onnx_opset_version()), _ort_max_opset())
+
+
+def _ort_max_opset() -> int:
+    """ONNX Runtime releases track onnx; 1.20 knows opset 23 (the ORT operator docs' table)."""
+    try:
+        from importlib import metadata
+
+        major, minor = (int(x) for x in metadata.version("onnxruntime").split(".")[:2])
+    except Exception:
+        return 21
+    return 23 if (major, minor) >= (1, 20) else 21 if (major, minor) >= (1, 18) else 20
+
+
+def _has_dynamic_dims(program: Any) -> bool:
+    import torch
+
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and isinstance(getattr(node.meta.get("val"), "shape", None), torch.Size):
+            if any(not isinstance(d, int) for d in node.meta["val"].shape):
+                return True
+    return False
+
+
+def _export_dynamo(model: TorchModel, args: tuple, input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = dict(dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names, verbose=False)
+    if model.kind == "exported" and not static:
+        target, call_args = model.obj, None  # the program's own dims become the ONNX axes
+    elif model.kind == "exported":
+        target, call_args = model.callable(), args
+    else:
+        target, call_args = model.obj, args
+        if not static:
+            kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim.AUTO} if a.dim() else None for a in args)
+    with _quiet():
+        program = torch.onnx.export(target, call_args, **kwargs)
+    return program.model_proto
+
+
+def _export_torchscript(model: TorchModel, args: tuple, input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
+    import onnx
+    import torch
+
+    dynamic = None
+    if not static:
+        dynamic = {n: {0: "batch"} for n, a in zip(input_names, args) if a.dim()}
+        dynamic.update({n: {0: "batch"} for n in output_names})
+    buf = io.BytesIO()
+    with _quiet():
+        torch.onnx.export(
+            model.callable(),
+            args,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _output_names(model: TorchModel, args: tuple) -> list[str]:
+    """A program's names come from its output spec; a module's from one forward pass."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    spec = getattr(getattr(model.obj, "call_spec", None), "out_spec", None) if model.kind == "exported" else None
+    if spec is not None:
+        outputs = pytree.tree_unflatten([torch.empty(0) for _ in range(spec.num_leaves)], spec)
+    else:
+        with torch.no_grad():
+            outputs = model.callable()(*args)
+    return [n for n, _ in flatten_outputs(outputs)]
+
+
+def flatten_outputs(out: Any) -> list[tuple[str, Any]]:
+    """(name, tensor) pairs in pytree order -- the order the exporters give the ONNX outputs."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    if isinstance(out, torch.Tensor):
+        return [("output", out)]
+    leaves, _ = pytree.tree_flatten_with_path(out)
+    named = []
+    for path, leaf in leaves:
+        if not isinstance(leaf, torch.Tensor):
+            continue
+        parts = [_key_name(k) for k in path]
+        name = "_".join(parts)
+        if isinstance(path[0], pytree.SequenceKey):
+            name = f"output_{name}"
+        named.append((name, leaf))
+    return named
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return re.sub(r"\W", "_", str(getattr(key, attr)))
+    return re.sub(r"\W", "_", str(key))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and warnings; the core never prints (they go to the notes' void)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR + 10)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The gist of a long torch error: its type, and the first line of its cause when it has one."""
+
+    def first(e: BaseException) -> str:
+        lines = [l.strip() for l in _ANSI.sub("", str(e)).splitlines() if l.strip()]
+        return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+    text = f"{type(exc).__name__}: {first(exc.__cause__)}" if exc.__cause__ is not None else first(exc)
+    return text[:400]

@@ -1,0 +1,466 @@
+"""The CI gate: convert and validate exactly the models a change touched.
+
+``gate(changed_since="origin/main", shard=(1, 4))`` reads the config, asks git which
+files changed in ``REV...HEAD`` (renames followed), selects the models whose source,
+sample, ONNX file, watched paths or config table changed, keeps this shard's share, and
+for each one: converts, validates, replays the new ONNX model on the previously
+published version's test data (drift and I/O signature changes are regressions), and
+publishes it when asked. The CI system's matrix is the parallel engine (``--shard K/N``).
+
+Results are data (:class:`GateResult`); the CLI renders JUnit, Markdown and the exit code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from onnxgate._progress import NullProgress
+from onnxgate.errors import OnnxgateError
+from onnxgate.pipelines.config import ConfigError, GateConfig, ModelSpec, config_section, load_config
+
+
+class GateError(OnnxgateError):
+    """The gate cannot run: git failed, a bad --shard, --publish without a registry."""
+
+
+# -- change selection ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    status: str  # git's letter: A, M, D, R, C, T
+    path: str  # repository-relative, posix
+    old_path: str | None = None  # the other side of a rename or copy
+
+
+def _git(args: Sequence[str], cwd: Path) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise GateError("git is not installed", "install git, or run the gate without --changed-since") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GateError(
+            f"'git {' '.join(args)}' failed in {str(cwd)!r}: {detail}",
+            "is this a git checkout with the base revision fetched? (CI: actions/checkout with fetch-depth: 0)",
+        )
+    return proc.stdout
+
+
+def repo_root(cwd: Path) -> Path:
+    return Path(_git(["rev-parse", "--show-toplevel"], cwd).strip()).resolve()
+
+
+def parse_name_status(text: str) -> list[Change]:
+    """``git diff --name-status -z`` output: ``STATUS\\0PATH\\0`` or ``RNNN\\0OLD\\0NEW\\0``."""
+    tokens = text.split("\0")
+    changes: list[Change] = []
+    i = 0
+    while i < len(tokens) and tokens[i]:
+        status = tokens[i]
+        if status[0] in "RC":
+            changes.append(Change(status[0], tokens[i + 2], tokens[i + 1]))
+            i += 3
+        else:
+            changes.append(Change(status[0], tokens[i + 1]))
+            i += 2
+    return changes
+
+
+def check_revision(rev: str, cwd: Path) -> None:
+    try:
+        _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd)
+    except GateError:
+        raise GateError(
+            f"unknown revision {rev!r} in {str(cwd)!r}",
+            "fetch it first (git fetch origin main; in CI checkout with fetch-depth: 0) or pass an existing commit",
+        ) from None
+
+
+def changes_since(rev: str, cwd: Path) -> list[Change]:
+    """What ``REV...HEAD`` changed (since the merge base), renames detected."""
+    check_revision(rev, cwd)
+    return parse_name_status(_git(["diff", "--name-status", "-M", "-z", f"{rev}...HEAD"], cwd))
+
+
+def _old_section(config: GateConfig, top: Path, base: str | None) -> dict[str, Any] | None:
+    """The config's onnxgate section at ``base`` (None when it did not exist or did not parse)."""
+    if base is None:
+        return None
+    rel = config.path.resolve().relative_to(top).as_posix()
+    try:
+        text = _git(["show", f"{base}:{rel}"], top)
+        return config_section(text, config.path)
+    except OnnxgateError:
+        return None
+
+
+def _rel(path: Path, top: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(top).as_posix()
+    except ValueError:
+        return None
+
+
+def _touches(changed: str, target: str) -> bool:
+    return changed == target or changed.startswith(target.rstrip("/") + "/")
+
+
+def select_models(
+    config: GateConfig,
+    *,
+    changed_since: str | None = None,
+    files: Sequence[str | Path] | None = None,
+) -> dict[str, str]:
+    """``{model name: why it was selected}``, in config order.
+
+    Without ``changed_since`` or ``files`` every model is selected. ``files`` (a
+    pre-commit hook's staged paths) is compared against HEAD's config.
+    """
+    if changed_since is None and files is None:
+        return {m.name: "all models" for m in config.models}
+    top = repo_root(config.root)
+    if changed_since is not None:
+        changes = changes_since(changed_since, top)
+        base = _git(["merge-base", changed_since, "HEAD"], top).strip()
+    else:
+        try:
+            base: str | None = _git(["rev-parse", "--verify", "--quiet", "HEAD"], top).strip() or None
+        except GateError:  # no commit yet: every model is new
+            base = None
+        changes = [Change("M", r) for r in (_rel(Path(f), top) for f in files or []) if r]
+    old = _old_section(config, top, base)
+    old_tables = {t["name"]: t for t in (old or {}).get("model", []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
+    defaults_changed = old is not None and old.get("defaults", {}) != config.defaults
+    selected: dict[str, str] = {}
+    for spec in config.models:
+        why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed)
+        if why:
+            selected[spec.name] = why
+    return selected
+
+
+def _why(
+    spec: ModelSpec, config: GateConfig, top: Path, changes: list[Change],
+    old_tables: dict[str, Any], no_old_config: bool, defaults_changed: bool,
+) -> str | None:
+    targets = {k: _rel(p, top) for k, p in (("source", spec.source_path), ("sample", spec.sample), ("onnx", spec.onnx)) if p is not None}
+    for change in changes:
+        for what, target in targets.items():
+            if target and _touches(change.path, target):
+                if change.status == "R" and change.old_path:
+                    return f"{what} renamed from {change.old_path}"
+                return f"{what} changed"
+        root = _rel(config.root, top) or ""
+        for pattern in spec.watch:
+            full = f"{root}/{pattern}" if root and root != "." else pattern
+            if fnmatch.fnmatch(change.path, full):
+                return f"watched {change.path} changed"
+    if no_old_config or spec.name not in old_tables:
+        return "new in the config"
+    if old_tables[spec.name] != spec.table:
+        return "config table changed"
+    if defaults_changed:
+        return "config defaults changed"
+    return None
+
+
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    if text is None or isinstance(text, tuple):
+        return text
+    k_s, sep, n_s = str(text).partition("/")
+    if sep and k_s.isdigit() and n_s.isdigit() and 1 <= int(k_s) <= int(n_s):
+        return int(k_s), int(n_s)
+    raise GateError(f"invalid --shard {text!r}", "write K/N with 1 <= K <= N, e.g. --shard 2/4")
+
+
+def shard_names(names: Sequence[str], shard: tuple[int, int] | None) -> list[str]:
+    """Round-robin over the sorted names: every CI job computes the same split, shards differ by at most one."""
+    if shard is None:
+        return list(names)
+    k, n = shard
+    return [name for i, name in enumerate(sorted(names)) if i % n == k - 1]
+
+
+# -- checking one model ----------------------------------------------------------------
+
+
+@dataclass
+class ModelOutcome:
+    name: str
+    version: str
+    why: str
+    report: Any = None  # validation.report.Report
+    error: str | None = None  # a user error (bad source, failed conversion): the model could not be checked
+    previous: str | None = None  # the published version it was compared with
+    published: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else self.report.status
+
+    def failures(self) -> list[str]:
+        return [self.error] if self.error else self.report.failures()
+
+
+def _trust(spec: ModelSpec) -> Any:
+    from onnxgate.trust import from_flags
+
+    return from_flags(pickle="pickle" in spec.trust, code="code" in spec.trust, types=spec.trust_types)
+
+
+def check_model(
+    spec: ModelSpec,
+    *,
+    registry: Path | None,
+    publish: bool = False,
+    force: bool = False,
+    why: str = "",
+    progress: Any = None,
+) -> ModelOutcome:
+    """Convert (or load the committed ONNX file), validate, compare with the published version, publish."""
+    from onnxgate.pipelines.publish import latest_published, publish_report
+    from onnxgate.pipelines.run import convert, load_source, validate
+    from onnxgate.validation.tolerances import TolerancePolicy
+
+    progress = progress or NullProgress()
+    start = time.perf_counter()
+    outcome = ModelOutcome(spec.name, spec.version, why)
+    try:
+        policy = TolerancePolicy.from_options(atol=spec.atol, rtol=spec.rtol, per_output=spec.tol)
+        source = spec.source_path if spec.source_path is not None else spec.source
+        common = dict(sample=spec.sample, framework=spec.framework, trust=_trust(spec), options=dict(spec.options))
+        if spec.onnx is not None:
+            loaded = load_source(source, **common)
+            report = validate(source, spec.onnx, tolerances=policy, providers=spec.providers, loaded=loaded, progress=progress)
+            model_bytes = spec.onnx.read_bytes()
+        else:
+            conv = convert(source, None, opset=spec.opset, progress=progress, **common)
+            report = validate(
+                source, conv.model, tolerances=policy, providers=spec.providers,
+                loaded=conv.loaded, conversion=conv, progress=progress,
+            )
+            model_bytes = conv.model.SerializeToString()
+        outcome.report = report
+        if registry is not None and spec.regression != "off":
+            entries = _published(registry, spec.name)
+            same = next((e for e in entries if _version_of(e) == spec.version), None)
+            previous = same or latest_published(registry, spec.name)
+            if previous is not None:
+                with progress.step(f"comparing {spec.name} with published {_version_of(previous)}"):
+                    outcome.previous = compare_with_published(report, model_bytes, previous, registry, policy, spec.regression)
+            if same is not None and not force:
+                outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
+                publish = False
+        if publish and report.passed:
+            pub = publish_report(
+                registry, name=spec.name, version=spec.version, model=model_bytes, report=report,
+                tags=spec.tags, force=force, progress=progress,
+            )
+            outcome.published = pub.directory
+    except OnnxgateError as exc:
+        outcome.error = str(exc)
+    outcome.seconds = round(time.perf_counter() - start, 3)
+    return outcome
+
+
+def _published(registry: Path, name: str) -> list[dict[str, Any]]:
+    from onnxgate.pipelines.publish import registry_entries
+
+    return [e for e in registry_entries(registry) if e["model"] == name]
+
+
+def _version_of(entry: dict[str, Any]) -> str:
+    from onnxgate.pipelines.publish import entry_version
+
+    return entry_version(entry)
+
+
+def signature_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Differences between two ``io_ports`` (names, types, ranks, fixed dims); symbolic dims may change."""
+    problems: list[str] = []
+    for kind in ("inputs", "outputs"):
+        before = {p["name"]: p for p in old.get(kind, [])}
+        after = {p["name"]: p for p in new.get(kind, [])}
+        for name in before.keys() - after.keys():
+            problems.append(f"{kind[:-1]} {name!r} was removed")
+        for name in after.keys() - before.keys():
+            problems.append(f"{kind[:-1]} {name!r} was added")
+        for name in before.keys() & after.keys():
+            a, b = before[name], after[name]
+            if a.get("type") != b.get("type"):
+                problems.append(f"{kind[:-1]} {name!r} type {a.get('type')} -> {b.get('type')}")
+            sa, sb = a.get("shape"), b.get("shape")
+            if isinstance(sa, list) and isinstance(sb, list):
+                fixed_differs = len(sa) != len(sb) or any(
+                    isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(sa, sb)
+                )
+                if fixed_differs:
+                    problems.append(f"{kind[:-1]} {name!r} shape {sa} -> {sb}")
+    return sorted(problems)
+
+
+def compare_with_published(
+    report: Any, model_bytes: bytes, entry: dict[str, Any], registry: Path, policy: Any, mode: str
+) -> str:
+    """Replay the new model on the published version's test data; record drift and signature changes.
+
+    With ``mode="fail"`` drift is a failing case ``vs VERSION`` and a signature change an
+    error finding; with ``"warn"`` both are warning findings. Returns the version compared.
+    """
+    import onnx
+
+    from onnxgate.model_zoo.manifest import io_ports
+    from onnxgate.validation.compare import compare_outputs
+    from onnxgate.validation.evidence import read_test_data_set
+    from onnxgate.validation.report import Case, Finding
+    from onnxgate.validation.runner import RunError, create_session
+
+    version = _version_of(entry)
+    level = "error" if mode == "fail" else "warning"
+    new_ports = io_ports(onnx.load_model_from_string(model_bytes))
+    changes = signature_changes(entry.get("metadata", {}).get("io_ports") or {}, new_ports)
+    for text in changes:
+        report.findings.append(Finding(level, "regression", f"I/O signature changed since published {version}: {text}"))
+    data_dir = registry / Path(entry["model_path"]).parent / "test_data_set_0"
+    if not data_dir.is_dir():
+        report.findings.append(Finding("warning", "regression", f"published {version} has no test_data_set_0; drift not checked"))
+        return version
+    inputs, outputs = read_test_data_set(data_dir)
+    if sorted(inputs) != sorted(p["name"] for p in new_ports["inputs"]):
+        return version  # the signature finding says why the old data cannot be replayed
+    case = Case(f"vs published {version}", "CPUExecutionProvider", "all", {k: list(v.shape) for k, v in inputs.items()})
+    try:
+        got = create_session(model_bytes, provider="CPUExecutionProvider").run(inputs)
+    except RunError as exc:
+        case.error = f"the new model cannot run on published {version}'s test data: {exc}"
+        got = None
+    if got is not None:
+        names = [n for n in outputs if n in got]
+        case.outputs = compare_outputs({n: outputs[n] for n in names}, got, policy=policy, output_names=names)
+    if mode == "fail":
+        report.cases.append(case)
+    else:
+        for o in case.outputs:
+            if not o.passed:
+                report.findings.append(Finding("warning", "regression", f"output {o.name!r} drifted from published {version}: {'; '.join(o.problems)}"))
+        if case.error:
+            report.findings.append(Finding("warning", "regression", case.error))
+    return version
+
+
+# -- the gate --------------------------------------------------------------------------
+
+
+@dataclass
+class GateResult:
+    config: Path
+    changed_since: str | None
+    shard: tuple[int, int] | None
+    selected: dict[str, str]  # before sharding: name -> why
+    outcomes: list[ModelOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "passed" if all(o.status == "passed" for o in self.outcomes) else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "passed" else 1
+
+    def to_junit(self) -> str:
+        """One <testsuite> per model (a model that could not be checked is one erroring testcase)."""
+        from onnxgate.validation.report import Report, junit_xml
+
+        suites = []
+        for o in self.outcomes:
+            report = o.report  # not ``o.report or ...``: a Report's truth value is "passed"
+            if report is None:
+                report = Report(source=None, framework=None, model={}, inputs={}, tolerances={}, versions={}, error=o.error)
+            if o.error and o.report is not None:
+                report.error = o.error
+            report.seconds = report.seconds or o.seconds
+            suites.append((o.name, report))
+        return junit_xml(suites)
+
+    def to_markdown(self) -> str:
+        """A summary for $GITHUB_STEP_SUMMARY: one row per model, then the failures."""
+        icon = {"passed": "✅", "failed": "❌", "error": "⚠️"}
+        scope = f"changed since `{self.changed_since}`" if self.changed_since else "all models"
+        shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""
+        lines = [f"## onnxgate gate: {self.status.upper()}", "",
+                 f"{len(self.outcomes)} model(s) checked ({scope}{shard}; {len(self.selected)} selected) in {self.seconds:.1f}s", ""]
+        if self.outcomes:
+            lines += ["| model | version | status | why | worst max abs err | compared with | published | time |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for o in self.outcomes:
+                lines.append(
+                    f"| `{o.name}` | {o.version} | {icon.get(o.status, '')} {o.status} | {o.why} | {_worst(o)} | "
+                    f"{o.previous or '—'} | {'yes' if o.published else 'no'} | {o.seconds:.1f}s |"
+                )
+        bad = [o for o in self.outcomes if o.status != "passed"]
+        if bad:
+            lines += ["", "### Failures", ""]
+            for o in bad:
+                lines += [f"- `{o.name}`: " + _md(line) for line in o.failures()]
+        notes = [(o.name, n) for o in self.outcomes for n in o.notes]
+        if notes:
+            lines += ["", "### Notes", ""] + [f"- `{name}`: {_md(n)}" for name, n in notes]
+        return "\n".join(lines) + "\n"
+
+
+def _worst(o: ModelOutcome) -> str:
+    if o.report is None:
+        return "—"
+    errs = [x.max_abs_error for c in o.report.cases for x in c.outputs if x.max_abs_error is not None]
+    return f"{max(errs):.3g}" if errs else "—"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def gate(
+    config: str | Path | GateConfig | None = None,
+    *,
+    changed_since: str | None = None,
+    files: Sequence[str | Path] | None = None,
+    shard: str | tuple[int, int] | None = None,
+    publish: bool | None = None,
+    registry: str | Path | None = None,
+    force: bool | None = None,
+    progress: Any = None,
+    on_result: Callable[[int, int, ModelOutcome], None] | None = None,
+) -> GateResult:
+    """Select, shard, check every model; never stops at the first failure.
+
+    Bad config, git or flags raise (exit 2) before any model runs; a model that
+    cannot be converted or loaded is an "error" outcome and the others still run.
+    """
+    started = time.perf_counter()
+    cfg = config if isinstance(config, GateConfig) else load_config(config)
+    shard_t = parse_shard(shard)
+    reg = Path(registry) if registry is not None else cfg.registry
+    if publish and reg is None:
+        raise GateError("--publish needs a registry", f"set registry = \"DIR\" under [defaults] in {cfg.path}, or pass --registry DIR")
+    selected = select_models(cfg, changed_since=changed_since, files=files)
+    names = shard_names(list(selected), shard_t)
+    result = GateResult(cfg.path, changed_since, shard_t, selected)
+    for i, name in enumerate(names, 1):
+        outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name], progress=progress)
+        result.outcomes.append(outcome)
+        if on_result is not None:
+            on_result(i, len(names), outcome)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+__all__ = ["ConfigError", "GateError", "GateResult", "ModelOutcome", "gate", "select_models", "shard_names", "parse_shard"]

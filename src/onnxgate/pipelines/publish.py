@@ -1,0 +1,350 @@
+"""Publish a model that passed into a registry in the ONNX model-zoo layout.
+
+```
+REGISTRY/ONNX_HUB_MANIFEST.json        the ONNX hub manifest, + metadata.onnxgate provenance
+REGISTRY/NAME/VERSION/model.onnx
+REGISTRY/NAME/VERSION/test_data_set_0/  inputs + the ORIGINAL framework's outputs
+REGISTRY/NAME/VERSION/data.json         the tolerances it was validated with (zoo verify reads them)
+REGISTRY/NAME/VERSION/report.json
+REGISTRY/NAME/VERSION/NAME-VERSION.tar.gz
+```
+
+Why it is safe to run anywhere, at any time:
+
+* Everything is built in a staging directory inside the registry (same filesystem) and
+  renamed into place, so a reader sees a whole version or none of it. A publisher killed
+  half-way leaves only a hidden staging directory, which the next publish removes.
+* The rename and the manifest update happen under one exclusive file lock (the
+  manifest's ``.lock``); the manifest is replaced atomically. Concurrent publishers of
+  different models both end up listed; of the same version, exactly one wins.
+* A version listed in the manifest is never overwritten without ``force`` (it is then
+  swapped in with one ``renameat2(RENAME_EXCHANGE)`` where the OS has it). A version
+  directory that the manifest does not list is debris of a killed publish and is replaced.
+* Only a report whose status is "passed" is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from onnxgate._io import write_atomic
+from onnxgate._progress import NullProgress
+from onnxgate.errors import OnnxgateError
+
+MANIFEST_NAME = "ONNX_HUB_MANIFEST.json"
+STAGING = ".onnxgate-staging"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class PublishError(OnnxgateError):
+    """A model cannot be published: a bad name or version, an existing version, a failed report."""
+
+
+@dataclass
+class Publication:
+    name: str
+    version: str
+    directory: Path
+    manifest: Path
+    entry: dict[str, Any]
+    replaced: bool  # an existing version was overwritten (force, or debris of a killed publish)
+
+
+@dataclass
+class PublishResult:
+    """What :func:`publish` did: the validation report, and the publication when it passed."""
+
+    report: Any
+    publication: Publication | None
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+
+# -- registry queries --------------------------------------------------------------------
+
+
+def model_path(name: str, version: str) -> str:
+    return f"{name}/{version}/model.onnx"
+
+
+def manifest_of(registry: str | Path) -> Path:
+    return Path(registry) / MANIFEST_NAME
+
+
+def registry_entries(registry: str | Path) -> list[dict[str, Any]]:
+    """The registry's manifest entries ([] for a registry that does not exist yet)."""
+    from onnxgate.model_zoo.manifest import read_manifest
+
+    path = manifest_of(registry)
+    return read_manifest(path) if path.is_file() else []
+
+
+def entry_version(entry: dict[str, Any]) -> str:
+    meta = entry.get("metadata", {}).get("onnxgate") or {}
+    return str(meta.get("version") or Path(entry["model_path"]).parent.name)
+
+
+def version_key(version: str) -> tuple[Any, ...]:
+    """Natural order: "1.10.0" after "1.9.0"; numbers before words at the same place."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+_]|(?<=\d)(?=\D)|(?<=\D)(?=\d)", version) if p)
+
+
+def latest_published(registry: str | Path, name: str, *, before: str | None = None) -> dict[str, Any] | None:
+    """The newest published entry of ``name`` other than version ``before`` (None if there is none)."""
+    entries = [e for e in registry_entries(registry) if e["model"] == name and entry_version(e) != before]
+    return max(entries, key=lambda e: version_key(entry_version(e)), default=None)
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise PublishError(
+            f"invalid {what} {value!r}: it becomes a directory name",
+            "use letters, digits and . _ + - (starting with a letter or digit)",
+        )
+    return value
+
+
+def check_target(registry: str | Path, name: str, version: str, *, force: bool = False) -> Path:
+    """Fail before any work when ``name``/``version`` is bad or already published (and not ``force``)."""
+    check_name(name, "model name")
+    check_name(version, "version")
+    reg = Path(registry)
+    if reg.exists() and not reg.is_dir():
+        raise PublishError(f"registry {str(reg)!r} is not a directory", "pass a directory to --publish")
+    if not force and _is_listed(registry_entries(reg), name, version):
+        raise PublishError(
+            f"{name} {version} is already published in {str(reg)!r}",
+            "bump --version, or pass --force to overwrite it",
+        )
+    return reg / name / version
+
+
+def _is_listed(entries: list[dict[str, Any]], name: str, version: str) -> bool:
+    return any(e["model"] == name and e["model_path"] == model_path(name, version) for e in entries)
+
+
+# -- publishing ------------------------------------------------------------------------
+
+
+def publish_report(
+    registry: str | Path,
+    *,
+    name: str,
+    version: str,
+    model: Any,
+    report: Any,
+    inputs: dict[str, Any] | None = None,
+    outputs: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    force: bool = False,
+    progress: Any = None,
+) -> Publication:
+    """Publish ``model`` (bytes or ModelProto) with the evidence of a passed ``report``.
+
+    ``inputs``/``outputs`` (the original's outputs on ``inputs``) default to the data
+    ``validate()`` kept on the report for its first case.
+    """
+    progress = progress or NullProgress()
+    check_target(registry, name, version, force=force)
+    if not report.passed:
+        raise PublishError(
+            f"refusing to publish {name} {version}: validation {report.status}", "only a model that passed is published"
+        )
+    if inputs is None or outputs is None:
+        data = getattr(report, "reference_data", None)
+        if data is None:
+            raise PublishError(f"cannot publish {name} {version}: no reference outputs", "pass inputs= and outputs=")
+        inputs, outputs = data
+    raw = model if isinstance(model, bytes) else model.SerializeToString()
+    reg = Path(registry)
+    reg.mkdir(parents=True, exist_ok=True)
+    (reg / STAGING).mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=reg / STAGING))
+    try:
+        with progress.step(f"publishing {name} {version} to {reg}"):
+            build = staging / version
+            entry = _stage(build, staging, raw, report, inputs, outputs, name=name, version=version, tags=tags)
+            return _commit(reg, build, entry, name=name, version=version, force=force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(
+    build: Path, staging: Path, raw: bytes, report: Any, inputs: dict[str, Any], outputs: dict[str, Any],
+    *, name: str, version: str, tags: Sequence[str],
+) -> dict[str, Any]:
+    """Write the version's files into ``build`` and return its manifest entry (paths as published)."""
+    from onnxgate.model_zoo.manifest import model_entry
+    from onnxgate.validation.evidence import write_test_data_set
+
+    build.mkdir()
+    write_atomic(build / "model.onnx", raw)
+    write_test_data_set(build / "test_data_set_0", inputs, outputs)
+    tolerances = validated_tolerances(report)
+    if tolerances:
+        write_atomic(build / "data.json", json.dumps(tolerances) + "\n")
+    report.model["path"] = model_path(name, version)
+    write_atomic(build / "report.json", report.to_json())
+    entry = model_entry(build, name=name, root=staging, tags=list(tags), extra=provenance(report, name, version), version=version)
+    _readable(build)
+    entry["model_path"] = f"{name}/{entry['model_path']}"
+    meta = entry["metadata"]
+    if "model_with_data_path" in meta:
+        meta["model_with_data_path"] = f"{name}/{meta['model_with_data_path']}"
+    return entry
+
+
+def _readable(build: Path) -> None:
+    """Registries are served and shared: files 0644, directories 0755 (temp files start as 0600), less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [build, *build.rglob("*")]:
+        os.chmod(p, (0o755 if p.is_dir() else 0o644) & ~umask)
+
+
+def _commit(reg: Path, build: Path, entry: dict[str, Any], *, name: str, version: str, force: bool) -> Publication:
+    """Under the manifest lock: move the version into place, then replace the manifest."""
+    from onnxgate.model_zoo.manifest import dumps, locked, merge_entries, read_manifest
+
+    manifest = manifest_of(reg)
+    target = reg / name / version
+    with locked(Path(str(manifest) + ".lock")):
+        existing = read_manifest(manifest) if manifest.is_file() else []
+        listed = _is_listed(existing, name, version)
+        if listed and not force:  # another publisher won the race since check_target
+            raise PublishError(f"{name} {version} is already published in {str(reg)!r}", "bump --version, or pass --force to overwrite it")
+        _remove_stale_staging(reg / STAGING)
+        target.parent.mkdir(exist_ok=True)
+        replaced = target.exists()
+        if not replaced:
+            os.rename(build, target)
+        elif _exchange(build, target):  # the old version is now at ``build``; removed with the staging dir
+            pass
+        else:
+            old = build.with_name(build.name + ".old")
+            os.rename(target, old)
+            os.rename(build, target)
+        _fsync_dir(target.parent)
+        write_atomic(manifest, dumps(merge_entries(existing, [entry])))
+    return Publication(name, version, target, manifest, entry, replaced)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_stale_staging(staging_root: Path) -> None:
+    """Staging directories of publishers that died (their pid is gone); called under the lock."""
+    for d in staging_root.glob("*-*"):
+        pid = d.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def validated_tolerances(report: Any) -> dict[str, float]:
+    """The loosest atol/rtol any float output was held to: what a zoo verifier should use too."""
+    atols = [o.atol for c in report.cases for o in c.outputs if o.kind == "float" and o.atol is not None]
+    rtols = [o.rtol for c in report.cases for o in c.outputs if o.kind == "float" and o.rtol is not None]
+    out: dict[str, float] = {}
+    if atols:
+        out["atol"] = float(max(atols))
+    if rtols:
+        out["rtol"] = float(max(rtols))
+    return out
+
+
+def provenance(report: Any, name: str, version: str) -> dict[str, Any]:
+    """``metadata.onnxgate``: where the model came from and what it was checked against."""
+    return {
+        "version": version,
+        "status": report.status,
+        "source": report.source,
+        "framework": report.framework,
+        "converter": (report.conversion or {}).get("converter"),
+        "versions": report.versions,
+        "providers": sorted({c.provider for c in report.cases}),
+        "tolerances": {k: v for k, v in report.tolerances.items() if k != "defaults"},
+        "inputs_hash": report.inputs.get("hash"),
+        "report": f"{name}/{version}/report.json",
+        "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def publish(
+    source: Any,
+    registry: str | Path,
+    *,
+    name: str,
+    version: str,
+    force: bool | None = None,
+    tags: Sequence[str] | None = None,
+    sample: Any = None,
+    opset: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    tolerances: Any = None,
+    providers: str | list[str] | None = None,
+    framework: str | None = None,
+    trust: Any = None,
+    options: dict[str, Any] | None = None,
+    progress: Any = None,
+) -> PublishResult:
+    """Convert and validate ``source``; publish it into ``registry`` only if it passed.
+
+    Name, version and the registry are checked before any work; a failed validation
+    publishes nothing (``result.publication`` is None).
+    """
+    from onnxgate.pipelines.run import convert, validate
+
+    check_target(registry, name, version, force=bool(force))
+    conv = convert(source, None, sample=sample, opset=opset, framework=framework, trust=trust, options=options, progress=progress)
+    report = validate(
+        source, conv.model, atol=atol, rtol=rtol, tolerances=tolerances, providers=providers,
+        progress=progress, loaded=conv.loaded, conversion=conv,
+    )
+    if not report.passed:
+        return PublishResult(report, None)
+    pub = publish_report(
+        registry, name=name, version=version, model=conv.model, report=report,
+        tags=tags or (), force=bool(force), progress=progress,
+    )
+    return PublishResult(report, pub)

@@ -1,0 +1,153 @@
+"""Re-verify an ONNX file against stored evidence with ONNX Runtime alone.
+
+``onnxgate validate MODEL.onnx --evidence DIR`` reads ``test_data_set_N/`` (inputs and
+the ORIGINAL framework's outputs, written by ``--save-evidence`` or shipped by a model
+zoo) and compares ONNX Runtime's outputs with them. No framework is imported: the
+original's answers are in the files.
+
+The batch sweep still runs where the evidence allows it: when every stored input and
+output of a data set shares one leading size N > 1 and the graph declares axis 0 of
+every input dynamic, rows are independent by declaration, so the first rows of the
+stored outputs are the reference for the first rows of the inputs (batch 1 and an odd
+size). A graph that froze the batch size inside (a Reshape to the export batch) then
+fails with the axis named, exactly as in a framework-backed validation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate._progress import NullProgress
+from onnxgate.errors import SampleError
+from onnxgate.validation.batch_axes import batch_error, frozen_output_problems
+from onnxgate.validation.compare import compare_outputs
+from onnxgate.validation.evidence import find_test_data_sets, read_test_data_set
+from onnxgate.validation.model_file import describe, load_onnx, static_checks
+from onnxgate.validation.report import Case, Finding, Report
+from onnxgate.validation.runner import RunError, create_session
+from onnxgate.validation.samples import inputs_hash
+from onnxgate.validation.tolerances import TolerancePolicy
+
+
+def validate_evidence(
+    onnx_model: str | Path,
+    evidence: str | Path,
+    *,
+    policy: TolerancePolicy,
+    provider_names: list[str],
+    localize: bool = False,
+    progress: Any = None,
+    versions: dict[str, str] | None = None,
+) -> Report:
+    """Compare ONNX Runtime with the stored outputs of every data set under ``evidence``."""
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    proto, data = load_onnx(onnx_model)
+    info = describe(proto, data, str(onnx_model))
+    input_names = [i["name"] for i in info["inputs"]]
+    output_names = [o["name"] for o in info["outputs"]]
+    sets = []
+    for d in find_test_data_sets(evidence):
+        ins, outs = read_test_data_set(d)
+        sets.append((d, _by_graph_names(ins, input_names, d, "input"), _by_graph_names(outs, output_names, d, "output")))
+    first_inputs = sets[0][1]
+    report = Report(
+        source=f"evidence {evidence}",
+        framework=None,
+        model={k: info[k] for k in ("path", "sha256", "bytes", "opset", "ir_version", "producer", "opset_imports")},
+        inputs={
+            "sample": str(evidence),
+            "kind": "evidence",
+            "hash": inputs_hash(first_inputs),
+            "seed": None,
+            "sets": [str(d) for d, _, _ in sets],
+            "shapes": {k: list(v.shape) for k, v in first_inputs.items()},
+            "dtypes": {k: str(v.dtype) for k, v in first_inputs.items()},
+        },
+        tolerances=policy.as_dict(),
+        versions=versions or {},
+    )
+    report.findings = static_checks(proto, onnx_model)
+    cases: list[tuple[str, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+    for d, ins, outs in sets:
+        cases.append((d.name, ins, outs, ins))
+    if not any(_rows(ins) == 1 for _, ins, _ in sets):
+        d, ins, outs = sets[0]
+        for n in _sweep_sizes(ins, outs, info["inputs"]):
+            cases.append((f"{d.name} batch={n}", _head(ins, n), _head(outs, n), ins))
+    for provider in provider_names:
+        session = None
+        for name, feeds, expected, base in cases:
+            case = Case(name, provider, "all", {k: list(v.shape) for k, v in feeds.items()})
+            report.cases.append(case)
+            try:
+                with progress.step(f"running ONNX Runtime ({provider}) on {name}"):
+                    session = session or create_session(session_source(proto, data, onnx_model), provider=provider)
+                    got = session.run(feeds)
+                case.providers_used = session.providers_used
+            except RunError as exc:
+                case.error = batch_error(str(exc), info["inputs"], feeds, base)
+                continue
+            case.outputs = compare_outputs(expected, got, policy=policy, output_names=output_names)
+            frozen_output_problems(case.outputs, feeds, base)
+    if localize and report.status == "failed":
+        failing = next((c for c in report.cases if c.outputs and c.status == "failed"), None)
+        if failing is not None:
+            feeds = next(f for n, f, _, _ in cases if n == failing.name)
+            from onnxgate.validation.localize import localize as find_divergence
+
+            with progress.step("localising the divergence"):
+                loc = find_divergence(proto, feeds, policy=policy, provider=failing.provider)
+            text = loc.message()
+            if loc.divergence is None:
+                text += (
+                    "; so ONNX Runtime's optimiser is not the cause: the file itself computes something other than "
+                    "the stored outputs (changed weights or nodes, or a conversion fault)"
+                )
+            report.findings.append(Finding("info", "localize", f"[{failing.name} on {failing.provider}] {text}"))
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def session_source(proto: Any, data: bytes, path: str | Path | None) -> bytes | str:
+    """The file path when weights live in external data (ORT resolves them next to it), else the bytes."""
+    external = any(t.data_location == 1 for t in proto.graph.initializer)  # TensorProto.EXTERNAL
+    return str(path) if external and path is not None else data
+
+
+def _by_graph_names(tensors: dict[str, np.ndarray], names: list[str], where: Path, kind: str) -> dict[str, np.ndarray]:
+    """Stored tensors keyed by the graph's names: by name when they match, else by position."""
+    if sorted(tensors) == sorted(names):
+        return {n: tensors[n] for n in names}
+    if len(tensors) != len(names):
+        raise SampleError(
+            f"{str(where)!r} holds {len(tensors)} {kind} tensor(s) {list(tensors)}; the model has {len(names)}: {names}",
+            "pass the evidence written for this model",
+        )
+    return dict(zip(names, tensors.values()))
+
+
+def _rows(arrays: dict[str, np.ndarray]) -> int | None:
+    leading = {int(np.asarray(v).shape[0]) if np.asarray(v).ndim else None for v in arrays.values()}
+    return leading.pop() if len(leading) == 1 else None
+
+
+def _sweep_sizes(ins: dict[str, np.ndarray], outs: dict[str, np.ndarray], inputs: list[dict[str, Any]]) -> list[int]:
+    """Batch sizes to derive by row slicing, or none when rows are not independent by declaration."""
+    n = _rows(ins)
+    if n is None or n < 2 or _rows(outs) != n:
+        return []
+    if not all(io.get("shape") and not isinstance(io["shape"][0], int) for io in inputs):
+        return []
+    sizes = [1]
+    if n > 4:
+        sizes.append((n // 2) | 1)
+    return sizes
+
+
+def _head(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v[:n]) for k, v in arrays.items()}
