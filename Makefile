@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[all,test]"
+	# tf-keras (legacy .h5 models) declares a dependency on "tensorflow", which would pull the
+	# full GPU-enabled wheel beside tensorflow-cpu; install it without dependencies instead.
+	$(PY) -m pip install --quiet --no-deps "tf-keras==2.21.0"
 	touch $(STAMP)
 
 demo: $(STAMP)

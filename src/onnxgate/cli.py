@@ -521,7 +521,9 @@ def _add_zoo_parser(sub: Any) -> None:
     z = zoo.add_parser("verify", help="fetch and verify models with ONNX Runtime against their stored outputs")
     z.add_argument("manifest", metavar="MANIFEST|DIR", help="manifest path or URL, or a zoo directory")
     selection(z)
-    z.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="verify in N worker processes (default 1: in this process)")
+    z.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="verify in N worker processes (default 1)")
+    z.add_argument("--in-process", action="store_true", help="verify in this process: faster start, no crash isolation")
+    z.add_argument("--timeout", type=float, metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
     z.set_defaults(func=cmd_zoo_verify)
@@ -556,6 +558,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
     bar = _Bar(args.quiet)
     report = verify_zoo(
         args.manifest, models=args.model, tags=args.tag, jobs=args.jobs, cache=args.cache,
+        in_process=args.in_process, timeout=args.timeout,
         on_result=lambda r, i, n: bar.update(i, n, f"{r.name}: {r.status}"),
     )
     bar.close()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -367,6 +368,24 @@ def test_worker_crash_fails_only_its_model(indexed, tmp_path, monkeypatch):
     assert res["vision/linear"].status == "passed" and res["tabular/iris_logreg"].status == "passed"
     assert res["vision/tampered"].status == "mismatch"
     assert [r.name for r in report.results] == ["tabular/iris_logreg", "vision/linear", "vision/relu_softmax", "vision/tampered"]  # manifest order
+
+
+def test_default_single_worker_isolates_crash_and_hang(indexed, tmp_path, monkeypatch, cli):
+    """--jobs 1 still runs in a worker: a segfault or a hang fails that model, the run goes on."""
+    from onnxgate.model_zoo.pool import CRASH_ENV, HANG_ENV
+
+    monkeypatch.setenv(CRASH_ENV, "vision/relu_softmax")
+    monkeypatch.setenv(HANG_ENV, "vision/linear")
+    start = time.monotonic()
+    result = cli("-q", "zoo", "verify", indexed, "--cache", tmp_path / "c", "--timeout", "3",
+                 "--report", tmp_path / "r.json", "--model", "vision/linear", "--model", "vision/relu_softmax",
+                 "--model", "tabular/iris_logreg")
+    assert result.code == 1
+    assert time.monotonic() - start < 60
+    res = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())["models"]}
+    assert "SIGSEGV" in res["vision/relu_softmax"]["reason"]
+    assert "--timeout 3s" in res["vision/linear"]["reason"]
+    assert res["tabular/iris_logreg"]["status"] == "passed"
 
 
 def test_external_data_outside_the_model_directory_is_refused(tmp_path):

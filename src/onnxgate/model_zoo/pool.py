@@ -11,11 +11,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable
 
 CRASH_ENV = "ONNXGATE_ZOO_CRASH_MODEL"  # fault injection for the crash test: a worker kills itself on this model
+HANG_ENV = "ONNXGATE_ZOO_HANG_MODEL"  # fault injection for the timeout test: a worker hangs on this model
 
 
 def _worker(conn: Connection) -> None:
@@ -31,6 +33,8 @@ def _worker(conn: Connection) -> None:
         index, task = item
         if os.environ.get(CRASH_ENV) and task.entry.get("model") == os.environ[CRASH_ENV]:
             os.kill(os.getpid(), signal.SIGSEGV)
+        if os.environ.get(HANG_ENV) and task.entry.get("model") == os.environ[HANG_ENV]:
+            signal.pause()
         conn.send((index, verify_task(task)))
 
 
@@ -39,6 +43,7 @@ class _Slot:
     process: Any
     conn: Connection
     busy: tuple[int, Any] | None = None
+    since: float = 0.0  # when the current task was sent
 
 
 def _start(ctx: Any) -> _Slot:
@@ -49,8 +54,18 @@ def _start(ctx: Any) -> _Slot:
     return _Slot(p, parent)
 
 
-def run_pool(tasks: list[Any], jobs: int, on_result: Callable[[int, Any], None], crashed: Callable[[Any, str], Any]) -> None:
-    """Run ``verify_task`` over ``tasks`` in ``jobs`` processes; ``on_result(index, result)`` as each ends."""
+def run_pool(
+    tasks: list[Any],
+    jobs: int,
+    on_result: Callable[[int, Any], None],
+    crashed: Callable[[Any, str], Any],
+    timeout: float | None = None,
+) -> None:
+    """Run ``verify_task`` over ``tasks`` in ``jobs`` processes; ``on_result(index, result)`` as each ends.
+
+    A task still running after ``timeout`` seconds has its worker killed and is reported
+    through ``crashed``; a fresh worker takes the next task.
+    """
     ctx = mp.get_context("spawn")  # no fork: the parent may hold ORT threads
     pending: Iterable[tuple[int, Any]] = iter(list(enumerate(tasks)))
     slots = [_start(ctx) for _ in range(min(jobs, len(tasks)))]
@@ -59,9 +74,19 @@ def run_pool(tasks: list[Any], jobs: int, on_result: Callable[[int, Any], None],
             _feed(slot, pending)
         while any(s.busy for s in slots):
             busy = [s for s in slots if s.busy]
-            ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
+            left = None if timeout is None else max(0.0, min(s.since for s in busy) + timeout - time.monotonic())
+            ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=left)
             for i, slot in enumerate(list(slots)):
                 if not slot.busy:
+                    continue
+                if timeout is not None and slot.conn not in ready and time.monotonic() - slot.since > timeout:
+                    slot.process.kill()
+                    slot.process.join(5)
+                    index, task = slot.busy
+                    on_result(index, crashed(task, f"verifying it took longer than --timeout {timeout:g}s; the worker was killed"))
+                    slot.conn.close()
+                    slots[i] = _start(ctx)
+                    _feed(slots[i], pending)
                     continue
                 if slot.conn in ready or slot.process.sentinel in ready:
                     got = None
@@ -99,5 +124,6 @@ def run_pool(tasks: list[Any], jobs: int, on_result: Callable[[int, Any], None],
 def _feed(slot: _Slot, pending: Any) -> None:
     item = next(pending, None)
     slot.busy = item
+    slot.since = time.monotonic()
     if item is not None:
         slot.conn.send(item)

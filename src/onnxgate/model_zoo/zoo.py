@@ -161,9 +161,16 @@ def verify_zoo(
     cache: str | Path | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    in_process: bool = False,
+    timeout: float | None = None,
     on_result: Callable[[ModelResult, int, int], None] | None = None,
 ) -> ZooReport:
-    """Fetch (through the cache) and verify the selected models; ``jobs`` > 1 uses worker processes."""
+    """Fetch (through the cache) and verify the selected models in ``jobs`` worker processes.
+
+    Workers isolate the caller from crashes in native code (a model that segfaults ONNX
+    Runtime fails alone) and ``timeout`` bounds each model; ``in_process`` trades that
+    isolation for the worker start-up time.
+    """
     from onnxgate.model_zoo.fetch import default_cache_dir
     from onnxgate.model_zoo.verify import verify_task
 
@@ -186,13 +193,13 @@ def verify_zoo(
         if on_result:
             on_result(result, done, len(tasks))
 
-    if jobs == 1 or len(tasks) <= 1:
+    if in_process:
         for i, t in enumerate(tasks):
             record(i, verify_task(t))
-    else:
+    elif tasks:
         from onnxgate.model_zoo.pool import run_pool
 
-        run_pool(tasks, jobs, record, _crashed)
+        run_pool(tasks, jobs, record, _crashed, timeout=timeout)
     return ZooReport(zoo.location, [r for r in results if r is not None], time.perf_counter() - start, jobs)
 
 
