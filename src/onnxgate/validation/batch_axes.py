@@ -36,6 +36,11 @@ def frozen_input_axes(inputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]
     return out
 
 
+def _process_fault(error: str) -> bool:
+    """A crashed or killed worker (validation/isolation.py) says nothing about shapes."""
+    return "ONNX Runtime crashed" in error or "did not finish" in error or "worker" in error
+
+
 def batch_error(
     error: str,
     inputs: list[dict[str, Any]],
@@ -45,7 +50,7 @@ def batch_error(
 ) -> str:
     """The case error for an ORT failure: the frozen axis first when that explains it."""
     rows, sample_rows = _rows(feeds), _rows(sample_feeds)
-    if rows is None or rows == sample_rows:
+    if rows is None or rows == sample_rows or _process_fault(error):
         return error
     frozen = frozen_input_axes(inputs, feeds)
     if frozen:

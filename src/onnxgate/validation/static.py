@@ -20,9 +20,9 @@ from onnxgate.errors import OnnxgateError
 from onnxgate.validation.report import Finding
 
 # ONNX Runtime release -> (ai.onnx opset, ai.onnx.ml opset, IR version) it implements.
-# Transcribed from ORT's version matrix (onnxruntime.ai/docs/reference/compatibility.html,
-# docs/Versioning.md). Releases missing here are refused by --target-ort rather than guessed;
-# the installed ORT is always checked with limits read from ORT itself.
+# Transcribed from ORT's version matrix (docs/reference/compatibility.md on
+# onnxruntime.ai, rows 1.0-1.18). Releases missing here are refused by --target-ort
+# rather than guessed; the installed ORT is always checked with limits read from ORT itself.
 ORT_COMPATIBILITY: dict[str, tuple[int, int, int]] = {
     "1.0": (11, 2, 6),
     "1.1": (11, 2, 6),
@@ -33,17 +33,16 @@ ORT_COMPATIBILITY: dict[str, tuple[int, int, int]] = {
     "1.6": (13, 2, 7),
     "1.7": (13, 2, 7),
     "1.8": (14, 2, 7),
-    "1.9": (15, 2, 7),
-    "1.10": (15, 2, 7),
-    "1.11": (15, 2, 7),
+    "1.9": (15, 2, 8),
+    "1.10": (15, 2, 8),
+    "1.11": (16, 2, 8),
     "1.12": (17, 3, 8),
     "1.13": (17, 3, 8),
     "1.14": (18, 3, 8),
-    "1.15": (19, 3, 9),
+    "1.15": (19, 3, 8),
     "1.16": (19, 3, 9),
     "1.17": (20, 4, 9),
     "1.18": (21, 4, 10),
-    "1.19": (21, 4, 10),
 }
 
 # Domains ONNX Runtime implements itself; anything else needs a custom-op library.
