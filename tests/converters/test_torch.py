@@ -198,6 +198,22 @@ def test_pt2_without_sample_uses_the_programs_example_inputs(cli, zoo, tmp_path)
     assert report["inputs"]["kind"] == "synthesised" and report["inputs"]["shapes"] == {"x": [8, 1, 6, 6]}
 
 
+def test_pt2_seed_and_dims_synthesise_from_the_input_specs(cli, zoo, tmp_path):
+    """--seed/--dim ask for synthesis from the program's specs: seeded, recorded, resized."""
+    hashes = []
+    for seed in ("1", "1", "2"):
+        rep = tmp_path / f"r{len(hashes)}.json"
+        r = cli("-q", "run", zoo / "dyn.pt2", "--seed", seed, "--report", rep)
+        assert r.code == 0, r.out + r.err
+        report = _report(rep)
+        assert report["inputs"]["seed"] == int(seed) and report["inputs"]["shapes"]["x"][0] == 8
+        hashes.append(report["inputs"]["hash"])
+    assert hashes[0] == hashes[1] != hashes[2]
+    rep = tmp_path / "dim.json"
+    assert cli("-q", "run", zoo / "dyn.pt2", "--dim", "x:0=3", "--report", rep).code == 0
+    assert _report(rep)["inputs"]["shapes"]["x"][0] == 3
+
+
 def test_static_pt2_is_reported_as_a_frozen_batch_axis(cli, zoo):
     r = cli("-q", "run", zoo / "static.pt2", "--sample", zoo / "x.npy")
     assert r.code == 1, r.out + r.err

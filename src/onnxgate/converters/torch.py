@@ -365,9 +365,13 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 
 def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The program's example inputs when saved with it; else seeded data from its input specs."""
+    """The program's example inputs when saved with it (unless --seed/--dim/--input-range ask
+    for synthesis); else seeded data from its input specs through validation.synthesize."""
+    from onnxgate.validation.synthesize import InputSpec, synthesize_from_options
+
+    asked = any(options.get(k) for k in ("dims", "input_ranges")) or options.get("seed") is not None
     example = getattr(model.obj, "example_inputs", None)
-    if example is not None:
+    if example is not None and not asked:
         args, kwargs = example
         import torch.utils._pytree as pytree
 
@@ -375,33 +379,24 @@ def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str
         if len(flat) == len(model.input_names) and all(hasattr(t, "numpy") for t in flat):
             options.setdefault("synthesized", "ExportedProgram.example_inputs")
             return {n: _to_numpy(t) for n, t in zip(model.input_names, flat)}
-    options["seed"] = SYNTH_SEED
+    options.setdefault("seed", SYNTH_SEED)
     options.setdefault("synthesized", "seeded random data from the ExportedProgram's input specs")
-    rng = np.random.default_rng(SYNTH_SEED)
-    out = {}
     vals = {n.name: n.meta.get("val") for n in model.obj.graph.nodes if n.op == "placeholder"}
+    specs = []
     for name in model.input_names:
-        val = vals.get(name)
-        shape = [_concrete(d) for d in val.shape]
+        val = vals[name]
+        shape = tuple(d if isinstance(d, int) else str(d) for d in val.shape)  # SymInts keep their name
         dtype = str(val.dtype).replace("torch.", "")
         if dtype.startswith("float") or dtype == "bfloat16":
-            out[name] = _as_feed(rng.standard_normal(shape).astype(np.float32), val.dtype, name, "synthesised input")
+            specs.append(InputSpec(name, np.float32, shape))
         elif dtype == "bool":
-            out[name] = rng.integers(0, 2, shape).astype(bool)
+            specs.append(InputSpec(name, np.bool_, shape))
         else:  # integer ids: small values stay inside any embedding's vocabulary
-            out[name] = rng.integers(0, 2, shape).astype(_NUMPY_OF.get(dtype, np.int64))
-    return out
-
-
-def _concrete(dim: Any) -> int:
-    """A symbolic dim's example value (its hint), or 2 when it has none."""
-    if isinstance(dim, int):
-        return dim
-    try:
-        hint = dim.node.hint
-        return int(hint) if hint is not None else 2
-    except AttributeError:
-        return 2
+            specs.append(InputSpec(name, _NUMPY_OF.get(dtype, np.int64), shape, low=0, high=2, kind="ids"))
+    feeds = synthesize_from_options(specs, options)
+    return {
+        n: _as_feed(a, vals[n].dtype, n, "synthesised input") if a.dtype.kind == "f" else a for n, a in feeds.items()
+    }
 
 
 # -- export -------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def open_session(
 
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, runner.OPT_LEVELS[optimization])
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors come back as exceptions; ORT printing them too garbles the output
     if threads:
         so.intra_op_num_threads = threads
     try:

@@ -95,7 +95,7 @@ def create_session(
     register_plugins(ep_plugins)
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[optimization])
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors come back as exceptions; ORT printing them too garbles the output
     if record_placement:
         so.add_session_config_entry(RECORD_ASSIGNMENT_KEY, "1")
     if threads:
