@@ -369,7 +369,7 @@ def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str
     for synthesis); else seeded data from its input specs through validation.synthesize."""
     from onnxgate.validation.synthesize import InputSpec, synthesize_from_options
 
-    asked = any(options.get(k) for k in ("dims", "input_ranges")) or options.get("seed") is not None
+    asked = any(options.get(k) for k in ("dims", "input_ranges", "seed_given"))
     example = getattr(model.obj, "example_inputs", None)
     if example is not None and not asked:
         args, kwargs = example

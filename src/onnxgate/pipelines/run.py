@@ -91,6 +91,7 @@ def load_source(
     if smp is None:
         from onnxgate.validation.synthesize import DEFAULT_SEED, synthesize_from_options
 
+        options["seed_given"] = options.get("seed") is not None  # a converter may prefer stored examples otherwise
         options["seed"] = DEFAULT_SEED if options.get("seed") is None else int(options["seed"])
         synth = getattr(converter, "synthesize", None)
         if synth is not None:
@@ -491,79 +492,42 @@ def run(
     output: str | Path | None = None,
     sample: str | Path | Sample | None = None,
     opset: int | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    tolerances: TolerancePolicy | None = None,
-    providers: str | list[str] | None = None,
     framework: str | None = None,
     trust: Trust | None = None,
     options: dict[str, Any] | None = None,
     report_paths: dict[str, str | Path | None] | None = None,
-    progress: Any = None,
-    benchmark: bool | None = None,
-    threads: int | None = None,
-    optimize: bool | None = None,
     publish_best: bool | None = None,
-    benchmark_seconds: float | None = None,
-    isolation: Any = None,
-    tol: Any = None,
-    error_stat: str | None = None,
-    topk: int | None = None,
-    edge: bool | None = None,
-    save_evidence: str | Path | None = None,
-    localize: bool | None = None,
-    provider_options: Any = None,
-    ep_plugins: Any = None,
-    require_full_placement: bool | None = None,
-    target_ort: str | None = None,
-    mobile_check: bool | None = None,
-    optimizations: Any = None,
+    progress: Any = None,
+    **validation: Any,
 ) -> tuple[Report, ConvertResult]:
     """Convert, validate, write reports. The ONNX file is written only when it passed.
 
-    ``publish_best`` (implies ``optimize``) writes the fastest variant that passed parity
-    with the original (pipelines.optimize.best_variant) instead of the converted model.
+    ``validation`` takes the keyword options of :func:`validate` (tolerances, providers,
+    evidence, benchmark, ...). ``publish_best`` (implies ``optimize``) writes the fastest
+    variant that passed parity with the original (pipelines.optimize.best_variant)
+    instead of the converted model. Every output path and option is checked before the
+    conversion starts, so bad input costs nothing and leaves nothing behind.
     """
     paths = {k: check_output_path(v, f"{k} report") for k, v in (report_paths or {}).items()}
     out = check_output_path(output, "ONNX model")
+    from onnxgate.validation import provider_checks, static
     from onnxgate.validation.evidence import check_evidence_dir
 
-    check_evidence_dir(save_evidence)  # bad paths and tolerances fail before the conversion
-    from onnxgate.validation import provider_checks, static
-
-    provider_checks.RunSettings.resolve(provider_options, ep_plugins, optimizations, require_full_placement)
-    if target_ort:
-        static.parse_target_ort(target_ort)
-    tolerances = tolerances or TolerancePolicy.from_options(atol=atol, rtol=rtol, per_output=tol, error_stat=error_stat, topk=topk)
-    conv = convert(source, None, sample=sample, opset=opset, framework=framework, trust=trust, options=options, progress=progress)
-    report = validate(
-        source,
-        conv.model,
-        atol=atol,
-        rtol=rtol,
-        tolerances=tolerances,
-        providers=providers,
-        progress=progress,
-        loaded=conv.loaded,
-        conversion=conv,
-        benchmark=benchmark,
-        threads=threads,
-        optimize=optimize or publish_best,
-        benchmark_seconds=benchmark_seconds,
-        isolation=isolation,
-        tol=tol,
-        error_stat=error_stat,
-        topk=topk,
-        edge=edge,
-        save_evidence=save_evidence,
-        localize=localize,
-        provider_options=provider_options,
-        ep_plugins=ep_plugins,
-        require_full_placement=require_full_placement,
-        target_ort=target_ort,
-        mobile_check=mobile_check,
-        optimizations=optimizations,
+    check_evidence_dir(validation.get("save_evidence"))
+    provider_checks.RunSettings.resolve(
+        validation.get("provider_options"), validation.get("ep_plugins"),
+        validation.get("optimizations"), validation.get("require_full_placement"),
     )
+    if validation.get("target_ort"):
+        static.parse_target_ort(validation["target_ort"])
+    if validation.get("tolerances") is None:
+        validation["tolerances"] = TolerancePolicy.from_options(
+            atol=validation.get("atol"), rtol=validation.get("rtol"), per_output=validation.get("tol"),
+            error_stat=validation.get("error_stat"), topk=validation.get("topk"),
+        )
+    validation["optimize"] = validation.get("optimize") or publish_best
+    conv = convert(source, None, sample=sample, opset=opset, framework=framework, trust=trust, options=options, progress=progress)
+    report = validate(source, conv.model, progress=progress, loaded=conv.loaded, conversion=conv, **validation)
     chosen = _best_bytes(report, conv) if publish_best else conv.model.SerializeToString()
     if out is not None:
         report.model["path"] = str(out)
