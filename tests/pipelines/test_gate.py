@@ -276,3 +276,19 @@ def test_pyproject_tool_table_and_git_errors(cli, repo, monkeypatch):
     commit(repo, "move the config into pyproject.toml")
     r = cli("gate", "--changed-since", "HEAD~1")  # the old config was elsewhere: every model is new
     assert r.code == 0 and "new in the config" in r.out
+
+
+def test_benchmark_in_the_config_adds_the_speed_report(repo):
+    from onnxgate.pipelines.gate import gate
+
+    text = (repo / "onnxgate.toml").read_text().replace('version = "1.0.0"\n', 'version = "1.0.0"\nbenchmark = true\nthreads = 1\n', 1)
+    (repo / "onnxgate.toml").write_text(text)
+    result = gate(repo / "onnxgate.toml")
+    speeds = {o.name: o.report.speed for o in result.outcomes}
+    assert speeds["diabetes"] is None  # only the model whose table asks for it is timed
+    speed = speeds["iris"].as_dict()
+    assert speed and "threads" in str(speed)
+    bad = text.replace("benchmark = true", 'benchmark = "yes"')
+    (repo / "onnxgate.toml").write_text(bad)
+    with pytest.raises(Exception, match="benchmark"):
+        gate(repo / "onnxgate.toml")

@@ -60,6 +60,8 @@ _OVERRIDES: dict[str, tuple[Any, str]] = {
     "trust": (lambda v: isinstance(v, list) and all(x in TRUST_KINDS for x in v), f"a list drawn from {list(TRUST_KINDS)}"),
     "double": (lambda v: isinstance(v, bool), "true or false"),
     "static": (lambda v: isinstance(v, bool), "true or false"),
+    "benchmark": (lambda v: isinstance(v, bool), "true or false"),
+    "threads": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
 }
 _DEFAULT_KEYS: dict[str, tuple[Any, str]] = {**_OVERRIDES, "registry": (lambda v: isinstance(v, str) and v, "a directory path")}
 _MODEL_KEYS: dict[str, tuple[Any, str]] = {
@@ -106,6 +108,7 @@ class ModelSpec:
     trust: tuple[str, ...]
     trust_types: tuple[str, ...]
     options: dict[str, Any]
+    speed: dict[str, Any]  # validate()'s benchmark/threads: the speed report of issue 10
     watch: tuple[str, ...]
     table: dict[str, Any] = field(compare=False)  # the raw table, for change detection
 
@@ -248,6 +251,7 @@ def _spec(table: dict[str, Any], defaults: dict[str, Any], root: Path) -> ModelS
         trust=tuple(get("trust", [])),
         trust_types=tuple(table.get("trust_types", [])),
         options={"double": bool(get("double", False)), "static": bool(get("static", False))},
+        speed={"benchmark": bool(get("benchmark", False)), "threads": get("threads")},
         watch=tuple(table.get("watch", [])),
         table=dict(table),
     )

@@ -239,13 +239,15 @@ def check_model(
         common = dict(sample=spec.sample, framework=spec.framework, trust=_trust(spec), options=dict(spec.options))
         if spec.onnx is not None:
             loaded = load_source(source, **common)
-            report = validate(source, spec.onnx, tolerances=policy, providers=spec.providers, loaded=loaded, progress=progress)
+            report = validate(
+                source, spec.onnx, tolerances=policy, providers=spec.providers, loaded=loaded, progress=progress, **spec.speed
+            )
             model_bytes = spec.onnx.read_bytes()
         else:
             conv = convert(source, None, opset=spec.opset, progress=progress, **common)
             report = validate(
                 source, conv.model, tolerances=policy, providers=spec.providers,
-                loaded=conv.loaded, conversion=conv, progress=progress,
+                loaded=conv.loaded, conversion=conv, progress=progress, **spec.speed,
             )
             model_bytes = conv.model.SerializeToString()
         outcome.report = report
