@@ -28,6 +28,7 @@ def _add_source_options(p: argparse.ArgumentParser, *, sample_help: str = "share
     p.add_argument("--trust-code", action="store_true", help="allow module:callable sources and untrusted types")
     p.add_argument("--trust-type", action="append", default=[], metavar="T", help="trust one type in a .skops file")
     p.add_argument("--double", action="store_true", help="export with float64 inputs instead of float32")
+    p.add_argument("--upcast-bf16", action="store_true", help="export a float32 copy of a bfloat16 torch model (ORT's CPU provider has no bfloat16 kernels); compared at bfloat16 tolerances")
     p.add_argument("--static", action="store_true", help="keep the batch axis fixed at the sample's size (default: dynamic)")
     p.add_argument("--seed", type=int, metavar="N", help="seed for inputs synthesised without --sample (default 0; recorded in the report)")
     p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE", help="size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)")
@@ -191,6 +192,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "double": args.double,
         "static": args.static,
+        "upcast_bf16": args.upcast_bf16,
         "seed": args.seed,
         "dims": parse_dims(args.dim),
         "input_ranges": parse_ranges(args.input_range),

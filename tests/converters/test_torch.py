@@ -290,6 +290,36 @@ def test_float16_model_is_compared_with_float16_tolerances(cli, zoo, tmp_path):
     assert outs and all(o["onnx_dtype"] == "float16" and o["atol"] == 1e-3 for o in outs)
 
 
+def test_bfloat16_model_needs_upcast_and_is_then_held_to_bfloat16_tolerances(cli, tmp_path):
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval().to(torch.bfloat16)
+    x = torch.randn(8, 6, dtype=torch.bfloat16)
+    torch.export.save(torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)), tmp_path / "bf.pt2")
+    np.save(tmp_path / "x.npy", x.float().numpy())
+    # ONNX Runtime's CPU provider has no bfloat16 kernels: an error, explained
+    plain = cli("-q", "run", tmp_path / "bf.pt2", "--sample", tmp_path / "x.npy", "--report", tmp_path / "plain.json")
+    assert plain.code == 1
+    findings = _report(tmp_path / "plain.json")["findings"]
+    assert any(f["check"] == "bfloat16" and "--upcast-bf16" in f["message"] for f in findings)
+    # a float32 copy, compared with the bfloat16 original at bfloat16 tolerances
+    out = tmp_path / "bf.onnx"
+    rep = tmp_path / "r.json"
+    r = cli("-q", "run", tmp_path / "bf.pt2", "--sample", tmp_path / "x.npy", "--upcast-bf16", "-o", out, "--report", rep)
+    assert r.code == 0, r.out + r.err
+    report = _report(rep)
+    outs = [o for c in report["cases"] for o in c["outputs"]]
+    assert all(o["reference_dtype"] == "bfloat16" and o["onnx_dtype"] == "float32" and o["rtol"] == 1.6e-2 for o in outs)
+    assert any("--upcast-bf16" in n for n in report["conversion"]["notes"])
+    # and the tolerance still catches a real error: scale the last layer by 10%
+    model = onnx.load(out)
+    biggest = max(model.graph.initializer, key=lambda t: len(onnx.numpy_helper.to_array(t).ravel()))
+    biggest.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(biggest) * 1.1, biggest.name))
+    onnx.save(model, tmp_path / "bad.onnx")
+    bad = cli("-q", "validate", tmp_path / "bf.pt2", tmp_path / "bad.onnx", "--sample", tmp_path / "x.npy", "--upcast-bf16")
+    assert bad.code == 1, bad.out
+
+
 def test_opset_is_honoured(cli, zoo, tmp_path):
     out = tmp_path / "m.onnx"
     assert cli("-q", "convert", zoo / "dyn.pt2", "-o", out, "--sample", zoo / "x.npy", "--opset", "18").code == 0

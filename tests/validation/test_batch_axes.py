@@ -21,3 +21,8 @@ def test_worker_crash_is_not_blamed_on_shapes():
     assert batch_error(crash, INPUTS, ONE, SAMPLE) == crash
     hang = "ONNX Runtime did not finish running 'm.onnx' within 5s; the worker was killed"
     assert batch_error(hang, INPUTS, ONE, SAMPLE) == hang
+
+
+def test_load_failure_is_not_blamed_on_shapes():
+    load = "ONNX Runtime could not load the model: NOT_IMPLEMENTED : Could not find an implementation for Mul(14)"
+    assert batch_error(load, INPUTS, ONE, SAMPLE) == load

@@ -49,6 +49,7 @@ class TorchModel:
     input_names: list[str]
     required: list[str]  # input names without a default value
     origin: str
+    upcast_bf16: bool = False  # --upcast-bf16: export a float32 copy, compare with the bfloat16 original
     _callable: Any = field(default=None, repr=False)
 
     def callable(self) -> Any:
@@ -72,16 +73,17 @@ class TorchConverter:
 
         return isinstance(source, (torch.nn.Module, torch.export.ExportedProgram))
 
-    def load(self, source: Any, *, trust: Trust) -> TorchModel:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any] | None = None) -> TorchModel:
         _require_torch(self.install_hint)
         if not isinstance(source, (str, Path)):
-            return _wrap(source, f"<{type(source).__name__} object>")
-        path = Path(source)
-        if not path.is_file():
-            raise SourceError(f"source {str(path)!r} does not exist", "check the path")
-        if path.suffix.lower() == ".pt2":
-            return _wrap(_load_exported(path), str(path))
-        return _wrap(_load_pt(path, trust), str(path))
+            model = _wrap(source, f"<{type(source).__name__} object>")
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise SourceError(f"source {str(path)!r} does not exist", "check the path")
+            model = _wrap(_load_exported(path) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
+        model.upcast_bf16 = bool((options or {}).get("upcast_bf16")) and _has_bf16(model)
+        return model
 
     # -- inputs ---------------------------------------------------------------------------
     def feeds(self, model: TorchModel, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -113,7 +115,8 @@ class TorchConverter:
         order = [n for n in model.input_names if n in named]
         dtypes = _input_dtypes(model)
         exact = model.kind == "exported"  # a program declares each input's dtype; a module only its float dtype
-        return {n: _as_feed(named[n], dtypes.get(n) if exact or named[n].dtype.kind == "f" else None, n, where) for n in order}
+        feeds = {n: _as_feed(named[n], dtypes.get(n) if exact or named[n].dtype.kind == "f" else None, n, where) for n in order}
+        return _float32_feeds(feeds) if model.upcast_bf16 else feeds
 
     def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Inputs for a source that carries them: an ExportedProgram's example inputs or input specs."""
@@ -122,7 +125,8 @@ class TorchConverter:
                 f"a {model.kind} model does not record its input shapes",
                 f"pass --sample FILE: a .npy (one input) or a .npz with keys {model.required}",
             )
-        return _synthesize_exported(model, options)
+        feeds = _synthesize_exported(model, options)
+        return _float32_feeds(feeds) if model.upcast_bf16 else feeds
 
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
@@ -134,6 +138,13 @@ class TorchConverter:
         args = _tensors(model, feeds)
         out_names = _output_names(model, args)
         notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}"]
+        if model.upcast_bf16:
+            model = _float32_copy(model)
+            args = _tensors(model, feeds)
+            notes.append(
+                "--upcast-bf16: exported a float32 copy of the bfloat16 model (ONNX Runtime's CPU provider has no "
+                "bfloat16 kernels); parity is checked against the bfloat16 original at bfloat16 tolerances"
+            )
         try:
             proto = _export_dynamo(model, args, list(feeds), out_names, opset, static)
             tool = f"torch.onnx.export dynamo=True (torch {torch.__version__})"
@@ -346,11 +357,43 @@ def _tensors(model: TorchModel, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]
         if name not in feeds:
             continue
         arr = feeds[name]
-        if arr.dtype.name == "bfloat16":
+        if model.upcast_bf16 and arr.dtype == np.float32:  # the bfloat16 original takes bfloat16
+            out.append(torch.from_numpy(arr).to(torch.bfloat16))
+        elif arr.dtype.name == "bfloat16":
             out.append(torch.from_numpy(arr.astype(np.float32)).to(torch.bfloat16))
         else:
             out.append(torch.from_numpy(np.array(arr, copy=True)))
     return tuple(out)
+
+
+def _has_bf16(model: TorchModel) -> bool:
+    import torch
+
+    if model.kind == "exported":
+        return any(d == torch.bfloat16 for d in _input_dtypes(model).values()) or any(
+            t.dtype == torch.bfloat16 for t in model.obj.state_dict.values()
+        )
+    return any(t.dtype == torch.bfloat16 for t in list(model.obj.parameters()) + list(model.obj.buffers()))
+
+
+def _float32_copy(model: TorchModel) -> TorchModel:
+    """The model with every bfloat16 parameter and buffer in float32, as a plain module to export."""
+    import copy
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecation, on deepcopy
+        module = copy.deepcopy(model.callable())
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.dtype == torch.bfloat16:
+            t.data = t.data.float()
+    return TorchModel("module", module.eval(), model.input_names, model.required, model.origin + " (float32 copy)")
+
+
+def _float32_feeds(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """bfloat16 inputs as float32 (exact: every bfloat16 value is a float32 value)."""
+    return {n: a.astype(np.float32) if a.dtype.name == "bfloat16" else a for n, a in feeds.items()}
 
 
 def _to_numpy(t: Any) -> np.ndarray:

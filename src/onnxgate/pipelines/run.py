@@ -391,6 +391,7 @@ def validate(
             case.outputs = compare_outputs(references[case_name], got, policy=policy, output_names=output_names)
             frozen_output_problems(case.outputs, feeds, loaded.feeds)
     depth.axis_findings(report, axes)
+    _bfloat16_hint(report, proto)
     provider_checks.finish(
         report, provider_names, run_settings, placements,
         rerun=lambda provider, optimization, kwargs, name: compare_outputs(
@@ -404,6 +405,25 @@ def validate(
         _speed(report, loaded, data, cases, references, output_names, policy, threads, bool(optimize), benchmark_seconds, progress)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _bfloat16_hint(report: Report, proto: Any) -> None:
+    """A bfloat16 graph ONNX Runtime cannot load: say why and what to do, once."""
+    from onnx import TensorProto
+
+    from onnxgate.validation.report import Finding
+
+    if not any(c.error and "NOT_IMPLEMENTED" in c.error for c in report.cases):
+        return
+    typed = list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info)
+    if any(v.type.tensor_type.elem_type == TensorProto.BFLOAT16 for v in typed) or any(
+        i.data_type == TensorProto.BFLOAT16 for i in proto.graph.initializer
+    ):
+        report.findings.append(Finding(
+            "warning", "bfloat16",
+            "the model computes in bfloat16, which ONNX Runtime's CPU provider does not implement for most ops; "
+            "for a torch model, --upcast-bf16 exports a float32 copy and checks it against the bfloat16 original",
+        ))
 
 
 def _speed(report: Report, loaded: Loaded, data: bytes, cases: Any, references: Any, output_names: list[str],

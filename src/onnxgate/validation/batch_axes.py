@@ -36,9 +36,10 @@ def frozen_input_axes(inputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]
     return out
 
 
-def _process_fault(error: str) -> bool:
-    """A crashed or killed worker (validation/isolation.py) says nothing about shapes."""
-    return "ONNX Runtime crashed" in error or "did not finish" in error or "worker" in error
+def _not_about_shapes(error: str) -> bool:
+    """A crashed or killed worker (validation/isolation.py), or a model ONNX Runtime cannot
+    load at all (loading does not depend on the batch size), says nothing about shapes."""
+    return any(s in error for s in ("ONNX Runtime crashed", "did not finish", "worker", "could not load the model"))
 
 
 def batch_error(
@@ -50,7 +51,7 @@ def batch_error(
 ) -> str:
     """The case error for an ORT failure: the frozen axis first when that explains it."""
     rows, sample_rows = _rows(feeds), _rows(sample_feeds)
-    if rows is None or rows == sample_rows or _process_fault(error):
+    if rows is None or rows == sample_rows or _not_about_shapes(error):
         return error
     frozen = frozen_input_axes(inputs, feeds)
     if frozen:

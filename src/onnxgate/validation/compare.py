@@ -53,6 +53,17 @@ class OutputComparison:
         return asdict(self)
 
 
+_FLOAT_PRECISION = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}  # mantissa bits
+
+
+def coarser_float(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The less precise of two float dtypes: a bfloat16 reference compared with a float32
+    ONNX output can only be held to bfloat16's tolerance, and vice versa."""
+    bits = {d: _FLOAT_PRECISION.get(dtype_name(d), 0) for d in (a, b)}
+    known = [d for d in (b, a) if bits[d]]
+    return min(known, key=lambda d: bits[d]) if known else b
+
+
 def _kind(dtype: np.dtype) -> str:
     if dtype.kind == "f" or dtype_name(dtype) == "bfloat16":
         return "float"
@@ -163,7 +174,7 @@ def compare_outputs(
         if ref.shape != got.shape:
             c.problems.append(f"shape differs: reference {list(ref.shape)}, ONNX {list(got.shape)}")
         if not c.problems:
-            tol = policy.for_output(name, got.dtype)
+            tol = policy.for_output(name, coarser_float(ref.dtype, got.dtype))
             if c.kind == "float" or (_kind(got.dtype) == "int" and _kind(ref.dtype) == "int" and name in policy.per_output):
                 c.kind = "float" if c.kind == "float" else "integer-tolerance"
                 c.atol, c.rtol = tol.atol, tol.rtol
