@@ -186,7 +186,6 @@ def logreg(tmp_path):
 
 def test_tampered_onnx_is_caught(tmp_path, cli, logreg):
     import onnx
-    from onnx import numpy_helper
 
     src, sample, _ = logreg
     good = tmp_path / "good.onnx"

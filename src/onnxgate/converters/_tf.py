@@ -15,11 +15,11 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, Iterator
 
 import numpy as np
 
+from onnxgate._util import installed_versions, one_line  # noqa: F401  (one_line: used as _tf.one_line)
 from onnxgate.errors import PluginError, SampleError
 
 INSTALL_HINT = "pip install 'onnxgate[tensorflow]'"
@@ -107,18 +107,7 @@ def default_opset() -> int:
 
 
 def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
-    out = {}
-    for pkg in ("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", *extra):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+    return installed_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", *extra)
 
 
 # -- input specs and samples ------------------------------------------------------------

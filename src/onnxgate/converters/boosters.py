@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate._util import installed_versions
 from onnxgate.converters.base import Conversion, Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError
 
@@ -84,9 +85,7 @@ class _BoosterConverter:
         return out
 
     def versions(self) -> dict[str, str]:
-        from importlib import metadata
-
-        return {p: metadata.version(p) for p in (self.package, "onnxmltools")}
+        return installed_versions(self.package, "onnxmltools")
 
 
 class XGBoostConverter(_BoosterConverter):

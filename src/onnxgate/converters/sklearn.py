@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate._util import installed_versions, one_line as _one_line
 from onnxgate.converters.base import Conversion, Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError
 
@@ -149,15 +150,7 @@ class SklearnConverter:
         return out
 
     def versions(self) -> dict[str, str]:
-        from importlib import metadata
-
-        out = {}
-        for pkg in ("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm"):
-            try:
-                out[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                pass
-        return out
+        return installed_versions("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm")
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -378,8 +371,3 @@ def _walk(model: Any):
     for _, trans, _cols in getattr(model, "transformers", []) or []:
         if hasattr(trans, "get_params"):
             yield from _walk(trans)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]

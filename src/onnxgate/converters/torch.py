@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate._util import installed_versions
 from onnxgate.converters.base import Conversion, Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
 
@@ -192,15 +193,7 @@ class TorchConverter:
         return arrays  # compare_outputs reports the names that do not match
 
     def versions(self) -> dict[str, str]:
-        from importlib import metadata
-
-        out = {}
-        for pkg in ("torch", "onnxscript"):
-            try:
-                out[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                pass
-        return out
+        return installed_versions("torch", "onnxscript")
 
 
 # -- loading ------------------------------------------------------------------------------

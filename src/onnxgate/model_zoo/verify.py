@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate._util import one_line
 from onnxgate._io import sha256_file
 from onnxgate.errors import OnnxgateError
 from onnxgate.validation.compare import OutputComparison
@@ -98,10 +99,6 @@ class ModelResult:
             "data_sets": [d.as_dict() for d in self.data_sets],
         }
 
-
-def _one_line(exc: BaseException | str) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] + ("…" if len(text) > 500 else "")
 
 
 # -- reading test data by the graph's declared types -----------------------------------
@@ -222,12 +219,12 @@ def verify_model_file(
     except OnnxgateError as exc:
         return done("load_failed", str(exc))
     except Exception as exc:
-        return done("load_failed", f"onnx.checker: {_one_line(exc)}")
+        return done("load_failed", f"onnx.checker: {one_line(exc, 500)}")
     try:
         session = _session(model_file, threads)
     except Exception as exc:
         unsupported = type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc))
-        reason = "ONNX Runtime could not load it: " + _one_line(str(exc).replace(f"Load model from {model_file} failed:", ""))
+        reason = "ONNX Runtime could not load it: " + one_line(str(exc).replace(f"Load model from {model_file} failed:", ""), 500)
         return done("unsupported" if unsupported else "load_failed", reason)
     if not data_dirs:
         return done("untested", "no test_data_set_N/ directories: nothing to compare against")
@@ -240,12 +237,12 @@ def verify_model_file(
         try:
             feeds, expected = read_data_set(d, inputs, list(model.graph.output))
         except Exception as exc:
-            ds.error = f"cannot read {d.name}: {_one_line(exc)}"
+            ds.error = f"cannot read {d.name}: {one_line(exc, 500)}"
             continue
         try:
             values = session.run(None, feeds)
         except Exception as exc:
-            ds.error = f"ONNX Runtime failed to run {d.name}: {_one_line(exc)}"
+            ds.error = f"ONNX Runtime failed to run {d.name}: {one_line(exc, 500)}"
             if type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc)):
                 return done("unsupported", ds.error)
             continue

@@ -20,14 +20,14 @@ import numpy as np
 from onnxgate._io import check_output_path, write_atomic
 from onnxgate._progress import NullProgress
 from onnxgate.converters.base import Conversion, Trust, registry
-from onnxgate.errors import OnnxgateError, SampleError, SourceError, UntrustedSourceError
+from onnxgate.errors import OnnxgateError, SampleError, SourceError
 from onnxgate.pipelines import depth
 from onnxgate.validation.batch_axes import batch_error, frozen_output_problems
 from onnxgate.validation.compare import compare_outputs
 from onnxgate.validation.model_file import describe, load_onnx
 from onnxgate.validation.providers import canonical_provider, list_providers
 from onnxgate.validation.report import Case, Report
-from onnxgate.validation.runner import RunError, create_session
+from onnxgate.validation.runner import RunError
 from onnxgate.validation.samples import Sample, inputs_hash, load_sample, take_rows
 from onnxgate.validation.tolerances import TolerancePolicy
 

@@ -14,7 +14,6 @@ MAX_MODEL_BYTES = 2 * 1024**3  # the protobuf limit; larger models need external
 
 def load_onnx(path: str | Path) -> tuple[Any, bytes]:
     """Parse an ONNX file; any failure is a one-line :class:`ModelFileError`."""
-    import onnx
 
     p = Path(path)
     if not p.exists():
@@ -70,7 +69,6 @@ def _dtype_name(elem_type: int) -> str:
 
 
 def _value_info(vi: Any) -> dict[str, Any]:
-    import onnx
 
     t = vi.type
     if t.HasField("tensor_type"):

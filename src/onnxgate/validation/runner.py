@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate._util import one_line
 from onnxgate.validation.placement import RECORD_ASSIGNMENT_KEY, Placement, placement_of
 from onnxgate.validation.providers import canonical_provider, is_plugin, mark_used, plugin_devices, register_plugins
 
@@ -44,7 +45,7 @@ class Session:
         try:
             values = self.session.run(None, feeds)
         except Exception as exc:
-            raise RunError(f"ONNX Runtime failed to run the model: {_one_line(exc)}") from exc
+            raise RunError(f"ONNX Runtime failed to run the model: {one_line(exc, 400)}") from exc
         return dict(zip(self.output_names(), (np.asarray(v) for v in values)))
 
 
@@ -118,10 +119,5 @@ def create_session(
     except RunError:
         raise
     except Exception as exc:
-        raise RunError(f"ONNX Runtime could not load the model: {_one_line(exc)}") from exc
+        raise RunError(f"ONNX Runtime could not load the model: {one_line(exc, 400)}") from exc
     return Session(session, provider, optimization)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:400] + ("…" if len(text) > 400 else "")

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from onnxgate._util import one_line
 from onnxgate.errors import OnnxgateError
 from onnxgate.validation.report import Finding
 
@@ -69,7 +70,7 @@ def checker_findings(model: Any) -> list[Finding]:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        return [Finding("error", "onnx.checker", _one_line(exc))]
+        return [Finding("error", "onnx.checker", one_line(exc))]
     return []
 
 
@@ -81,7 +82,7 @@ def shape_findings(model: Any) -> list[Finding]:
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict)
     except Exception as exc:
-        return [Finding("error", "shape inference", _one_line(exc))]
+        return [Finding("error", "shape inference", one_line(exc))]
     return []
 
 
@@ -252,9 +253,5 @@ def mobile_findings(model: Any) -> list[Finding]:
                     f"unsupported ops: {unsupported}{dynamic}; worth trying: {info.suitability().name}",
                 ))
         except Exception as exc:
-            out.append(Finding("warning", "mobile", f"ORT's mobile usability checker failed: {_one_line(exc)}"))
+            out.append(Finding("warning", "mobile", f"ORT's mobile usability checker failed: {one_line(exc)}"))
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]

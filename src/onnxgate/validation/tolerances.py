@@ -41,7 +41,7 @@ Comparison kinds (``OutputComparison.kind``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
