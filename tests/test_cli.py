@@ -30,6 +30,23 @@ def _imported_after(code: str) -> list[str]:
     return [m for m in last[len("HEAVY="):].split(",") if m]
 
 
+def _relu_model(tmp_path):
+    """A one-node ONNX file with a symbolic batch dim and a metadata entry."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="author", value="onnxgate-tests")
+    path = tmp_path / "relu.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def test_import_onnxgate_loads_no_framework():
     assert _imported_after("import onnxgate; onnxgate.__all__") == []
 
@@ -42,35 +59,13 @@ def test_help_loads_no_framework():
 
 
 def test_inspect_and_providers_load_no_framework(tmp_path):
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.metadata_props.add(key="author", value="onnxgate-tests")
-    path = tmp_path / "relu.onnx"
-    path.write_bytes(model.SerializeToString())
+    path = _relu_model(tmp_path)
     code = f"from onnxgate.cli import main\nmain(['inspect', {str(path)!r}])\nmain(['providers'])"
     assert _imported_after(code) == []
 
 
 def test_inspect_output(tmp_path, cli):
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.metadata_props.add(key="author", value="onnxgate-tests")
-    path = tmp_path / "relu.onnx"
-    path.write_bytes(model.SerializeToString())
+    path = _relu_model(tmp_path)
     text = cli("inspect", path)
     assert text.code == 0
     assert "x: float ['batch', 3]" in text.out and "author: onnxgate-tests" in text.out

@@ -117,13 +117,15 @@ def open_session(
     if not custom_op_libraries:
         return runner.create_session(
             model, provider=provider, optimization=optimization, provider_options=provider_options, threads=threads,
-            record_placement=record_placement, ep_plugins=ep_plugins, **_worker_config(runner.create_session),
+            record_placement=record_placement, ep_plugins=ep_plugins, config=_worker_config(),
         )
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, runner.OPT_LEVELS[optimization])
     so.log_severity_level = 4  # errors come back as exceptions; ORT printing them too garbles the output
+    for key, value in _worker_config().items():
+        so.add_session_config_entry(key, value)
     if threads:
         so.intra_op_num_threads = threads
     try:
@@ -141,11 +143,9 @@ _WORKER_CONFIG = {"session.intra_op.allow_spinning": "0", "session.inter_op.allo
 _in_worker = False
 
 
-def _worker_config(create: Any) -> dict[str, Any]:
-    """``config=`` for runner.create_session in the worker, where it takes session config entries."""
-    import inspect
-
-    return {"config": dict(_WORKER_CONFIG)} if _in_worker and "config" in inspect.signature(create).parameters else {}
+def _worker_config() -> dict[str, str]:
+    """Session config entries for sessions opened in the worker (none in this process)."""
+    return dict(_WORKER_CONFIG) if _in_worker else {}
 
 # -- the worker (child side) ------------------------------------------------------------
 

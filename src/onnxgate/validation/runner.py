@@ -84,8 +84,11 @@ def create_session(
     threads: int | None = None,
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
+    config: dict[str, str] | None = None,
 ) -> Session:
     """An ORT session on ``provider`` (built-in or plugin), falling back to CPU for nodes it does not take.
+
+    ``config`` holds extra session config entries (``SessionOptions.add_session_config_entry``).
 
     Plugin EPs are selected through their devices (``add_provider_for_devices``); only the
     devices of that exact EP name are used (not its meta-device variants such as ``.AUTO``).
@@ -99,6 +102,8 @@ def create_session(
     so.log_severity_level = 4  # errors come back as exceptions; ORT printing them too garbles the output
     if record_placement:
         so.add_session_config_entry(RECORD_ASSIGNMENT_KEY, "1")
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
     if threads:
         so.intra_op_num_threads = threads
     providers: list[Any] | None = None
