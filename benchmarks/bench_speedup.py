@@ -4,7 +4,8 @@ Two models:
 
 * the demo's scikit-learn RandomForest (``onnxgate.demo.sklearn_models()["cancer_random_forest"]``),
   converted by onnxgate (skl2onnx);
-* a small PyTorch CNN (Conv2d + BatchNorm + ReLU with a residual block), exported with
+* the demo's PyTorch CNN (``onnxgate.demo_torch.torch_models()["torch_small_cnn"]``: Conv2d +
+  BatchNorm + ReLU with a residual block) at 3x32x32, exported with
   ``torch.onnx.export`` (dynamic batch) and validated by onnxgate against the module.
 
 For each, ``onnxgate.validate(..., benchmark=True, threads=T)`` produces the speed report
@@ -57,45 +58,6 @@ TIMEIT = textwrap.dedent(
 )
 
 
-class SmallCNN:
-    """Built lazily so that ``--help`` needs no torch."""
-
-    @staticmethod
-    def build():
-        import torch
-        from torch import nn
-
-        class Block(nn.Module):
-            def __init__(self, ch: int):
-                super().__init__()
-                self.conv1, self.bn1 = nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch)
-                self.conv2, self.bn2 = nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch)
-
-            def forward(self, x):
-                y = torch.relu(self.bn1(self.conv1(x)))
-                return torch.relu(x + self.bn2(self.conv2(y)))
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-                self.block = Block(16)
-                self.head = nn.Linear(16, 10)
-
-            def forward(self, x):
-                y = self.block(self.stem(x))
-                return self.head(y.mean(dim=(2, 3)))
-
-        torch.manual_seed(0)
-        net = Net()
-        with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
-            for m in net.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 1.5)
-        return net.eval()
-
-
 def forest_case(work: Path):
     from onnxgate.demo import sklearn_models
     from onnxgate.pipelines.run import convert
@@ -113,16 +75,18 @@ def forest_case(work: Path):
 def cnn_case(work: Path):
     import torch
 
-    net = SmallCNN.build()
+    from onnxgate.demo_torch import torch_models
+
+    net, _ = torch_models()["torch_small_cnn"]  # the demo's CNN, so the figures are the demo's
     x64 = np.random.default_rng(0).standard_normal((64, 3, 32, 32)).astype(np.float32)
     sample = work / "cnn.npy"
     np.save(sample, x64)
     onnx_path = work / "cnn.onnx"
     torch.onnx.export(
-        net, (torch.from_numpy(x64[:2]),), str(onnx_path), input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+        net, (torch.from_numpy(x64[:2]),), str(onnx_path), input_names=["image"], output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
     )
-    return "PyTorch CNN (conv-bn-relu + residual block, 3x32x32)", net, onnx_path, sample, x64
+    return "demo PyTorch CNN (conv-bn-relu + residual block, 3x32x32)", net, onnx_path, sample, x64
 
 
 def independent(onnx_path: Path, x: np.ndarray, threads: int, work: Path) -> dict[str, float]:
