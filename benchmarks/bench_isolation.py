@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from onnxgate.validation.isolation import IsolationPolicy, WorkerPool, create_session
-from onnxgate.validation.runner import RunError
+from onnxgate.runtime.isolation import IsolationPolicy, WorkerPool, create_session
+from onnxgate.runtime.runner import RunError
 
 SUITES = ("pytorch-converted", "pytorch-operator", "simple")
 

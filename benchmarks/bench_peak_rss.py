@@ -35,7 +35,7 @@ def build(directory: Path, megabytes: int) -> tuple[Path, int]:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from onnxgate.validation.evidence import write_evidence
+    from onnxgate.inputs.evidence import write_evidence
 
     layers = max(1, megabytes * 1024 * 1024 // (WIDTH * WIDTH * 4))
     rng = np.random.default_rng(0)

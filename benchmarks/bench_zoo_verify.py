@@ -26,7 +26,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxgate.model_zoo.zoo import index_zoo, verify_zoo
-from onnxgate.validation.evidence import write_test_data_set
+from onnxgate.inputs.evidence import write_test_data_set
 
 SUITES = ("pytorch-converted", "pytorch-operator", "simple")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.validation import isolation
-from onnxgate.validation.isolation import FAULT_ENV, IsolationPolicy, WorkerPool
-from onnxgate.validation.runner import RunError, create_session
+from onnxgate.runtime import isolation
+from onnxgate.runtime.isolation import FAULT_ENV, IsolationPolicy, WorkerPool
+from onnxgate.runtime.runner import RunError, create_session
 
 
 def _relu_model(scale: float = 1.0) -> bytes:
@@ -136,7 +136,7 @@ def test_ort_errors_stay_errors_not_crashes(pool_with):
 
 
 def test_in_process_policy_gives_the_plain_session():
-    from onnxgate.validation.runner import Session
+    from onnxgate.runtime.runner import Session
 
     s = isolation.create_session(_relu_model(), policy=IsolationPolicy(in_process=True))
     assert isinstance(s, Session)
@@ -163,7 +163,7 @@ def aborting_library(tmp_path_factory) -> Path:
 
 
 def test_custom_op_library_that_aborts_is_reported_and_the_run_goes_on(aborting_library, pool_with):
-    from onnxgate.converters.base import Trust
+    from onnxgate.trust import Trust
     from onnxgate.errors import UntrustedSourceError
     from onnxgate.trust import require_custom_ops
 

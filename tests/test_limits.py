@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxgate.validation import limits
+from onnxgate.checks import limits
 from tests.conftest import assert_user_error
 
 

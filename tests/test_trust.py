@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from onnxgate import trust as trust_mod
-from onnxgate.converters.base import Trust
+from onnxgate.trust import Trust
 from onnxgate.errors import OnnxgateError, UntrustedSourceError
 from tests.conftest import assert_user_error
 

@@ -170,7 +170,7 @@ def _seconds(text: str) -> float:
 
 
 def _isolation(args: argparse.Namespace) -> Any:
-    from onnxgate.validation.isolation import IsolationPolicy
+    from onnxgate.runtime.isolation import IsolationPolicy
 
     return IsolationPolicy(in_process=bool(getattr(args, "in_process", False)), timeout=getattr(args, "timeout", None))
 
@@ -187,7 +187,7 @@ def _provider_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    from onnxgate.validation.synthesize import parse_dims, parse_ranges
+    from onnxgate.inputs.synthesize import parse_dims, parse_ranges
 
     return {
         "double": args.double,
@@ -396,7 +396,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    from onnxgate.validation.providers import list_providers, parse_ep_plugins
+    from onnxgate.runtime.providers import list_providers, parse_ep_plugins
 
     infos = list_providers(parse_ep_plugins(args.ep_plugin))
     if args.json:

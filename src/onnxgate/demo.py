@@ -111,7 +111,7 @@ BUILDERS.append(build_keras_demo)
 
 
 def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
-    from onnxgate.converters.base import Trust
+    from onnxgate.trust import Trust
     from onnxgate.pipelines.run import run
 
     root = Path(workdir)

@@ -8,21 +8,33 @@ loaded into ONNX Runtime. Each is refused unless the user opted in, with
 variable ``ONNXGATE_TRUST`` (e.g. ``ONNXGATE_TRUST=pickle,code``) for CI jobs that
 build their own models. Loaders never test the flags themselves: they call the
 ``require_*`` functions here, so every refusal says why and how to allow it, the
-same way. The :class:`~onnxgate.converters.base.Trust` record travels into the
+same way. The :class:`Trust` record travels into the
 report, so a reader can see what was trusted.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from onnxgate.converters.base import Trust
 from onnxgate.errors import OnnxgateError, UntrustedSourceError
 
 TRUST_ENV = "ONNXGATE_TRUST"
 ENV_WORDS = {"pickle", "code", "all", "none"}
+
+@dataclass(frozen=True)
+class Trust:
+    """What the user allows a loader to do that can run code."""
+
+    pickle: bool = False  # unpickle .pkl/.joblib/torch.load of whole modules
+    code: bool = False  # import module:callable factories, Keras Lambda layers
+    types: tuple[str, ...] = ()  # extra type names a skops file may contain
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pickle": self.pickle, "code": self.code, "types": list(self.types)}
+
 
 __all__ = [
     "TRUST_ENV",

@@ -34,7 +34,7 @@ from onnxgate.model_zoo.manifest import (
     update_manifest,
 )
 from onnxgate.model_zoo.zoo import fetch_zoo, verify_zoo
-from onnxgate.validation.evidence import write_test_data_set
+from onnxgate.inputs.evidence import write_test_data_set
 from tests.conftest import assert_user_error
 from tests.model_zoo.zoo_server import start, stop
 

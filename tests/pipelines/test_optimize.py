@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from onnxgate.pipelines.optimize import INT8_TOLERANCE, best_variant
-from onnxgate.validation.compare import compare_outputs
-from onnxgate.validation.runner import create_session
-from onnxgate.validation.tolerances import DEFAULTS, TolerancePolicy
+from onnxgate.judge.compare import compare_outputs
+from onnxgate.runtime.runner import create_session
+from onnxgate.judge.tolerances import DEFAULTS, TolerancePolicy
 
 FAST = {"benchmark_seconds": 0.02}
 

@@ -88,7 +88,7 @@ def test_publish_writes_zoo_layout_manifest_and_the_originals_outputs(cli, iris,
     assert report["status"] == "passed" and report["model"]["sha256"] == meta["model_sha"]
 
     # test_data_set_0 holds the ORIGINAL's outputs (sklearn, float64), not ONNX Runtime's
-    from onnxgate.validation.evidence import read_test_data_set
+    from onnxgate.inputs.evidence import read_test_data_set
     import skops.io as sio
 
     inputs, outputs = read_test_data_set(d / "test_data_set_0")

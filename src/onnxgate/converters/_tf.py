@@ -180,7 +180,7 @@ def _fit(spec: InputSpec, arr: np.ndarray, where: str) -> np.ndarray:
 
 def synthesize(specs: list[InputSpec], options: dict[str, Any], *, int_high: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs from the specs through the shared synthesiser (same flags as every framework)."""
-    from onnxgate.validation.synthesize import InputSpec as SynthSpec, synthesize_from_options
+    from onnxgate.inputs.synthesize import InputSpec as SynthSpec, synthesize_from_options
 
     int_high = int_high or {}
     synth = [

@@ -16,20 +16,9 @@ from importlib import metadata
 from typing import Any, Protocol, runtime_checkable
 
 from onnxgate.errors import DuplicateConverterError, PluginError, SourceError
+from onnxgate.trust import Trust
 
 ENTRY_POINT_GROUP = "onnxgate.converters"
-
-
-@dataclass(frozen=True)
-class Trust:
-    """What the user allows a loader to do that can run code."""
-
-    pickle: bool = False  # unpickle .pkl/.joblib/torch.load of whole modules
-    code: bool = False  # import module:callable factories, Keras Lambda layers
-    types: tuple[str, ...] = ()  # extra type names a skops file may contain
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"pickle": self.pickle, "code": self.code, "types": list(self.types)}
 
 
 @dataclass
@@ -55,7 +44,7 @@ class Converter(Protocol):
         """Load the model, refusing what would run untrusted code."""
 
     def feeds(self, model: Any, sample: Any) -> dict[str, Any]:
-        """Map a loaded :class:`~onnxgate.validation.samples.Sample` onto the ONNX input names."""
+        """Map a loaded :class:`~onnxgate.inputs.samples.Sample` onto the ONNX input names."""
 
     def convert(self, model: Any, feeds: dict[str, Any], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         """Export ``model`` to an ``onnx.ModelProto`` whose inputs are named as ``feeds``."""

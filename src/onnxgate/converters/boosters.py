@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion, Trust
+from onnxgate.converters.base import Conversion
+from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError
 
 # onnxmltools' tree-ensemble converters are tested up to this opset.

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters import _tf
-from onnxgate.converters.base import Conversion, Trust
+from onnxgate.converters.base import Conversion
+from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, SourceError, UntrustedSourceError
 
 KERAS_SUFFIXES = (".keras",)

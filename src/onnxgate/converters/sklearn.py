@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions, one_line as _one_line
-from onnxgate.converters.base import Conversion, Trust
+from onnxgate.converters.base import Conversion
+from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -83,8 +84,8 @@ class SklearnConverter:
 
     def synthesize(self, model: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Inputs without a sample, from ``n_features_in_`` (and the feature names and
-        categories where the model routes columns by name): see validation.synthesize."""
-        from onnxgate.validation.synthesize import InputSpec, synthesize_from_options
+        categories where the model routes columns by name): see inputs.synthesize."""
+        from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
         dtype = np.float64 if (options or {}).get("double") else np.float32
         names = getattr(model, "feature_names_in_", None)

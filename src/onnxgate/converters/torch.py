@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion, Trust
+from onnxgate.converters.base import Conversion
+from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
 
 SUFFIXES = (".pt2", ".pt", ".pth")
@@ -402,8 +403,8 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str, np.ndarray]:
     """The program's example inputs when saved with it (unless --seed/--dim/--input-range ask
-    for synthesis); else seeded data from its input specs through validation.synthesize."""
-    from onnxgate.validation.synthesize import InputSpec, synthesize_from_options
+    for synthesis); else seeded data from its input specs through inputs.synthesize."""
+    from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
     asked = any(options.get(k) for k in ("dims", "input_ranges", "seed_given"))
     example = getattr(model.obj, "example_inputs", None)

@@ -218,7 +218,7 @@ def model_entry(
     """
     import onnx
 
-    from onnxgate.validation.model_file import opset_of
+    from onnxgate.checks.model_file import opset_of
 
     model_dir, root = Path(model_dir), Path(root)
     model_path = model_dir / MODEL_FILE

@@ -28,7 +28,7 @@ import numpy as np
 from onnxgate._util import one_line
 from onnxgate._io import sha256_file
 from onnxgate.errors import OnnxgateError
-from onnxgate.validation.compare import OutputComparison
+from onnxgate.judge.compare import OutputComparison
 
 ZOO_ATOL = 1e-7  # onnx/backend/test/runner: np.testing.assert_allclose(rtol=1e-3, atol=1e-7)
 ZOO_RTOL = 1e-3
@@ -197,8 +197,8 @@ def verify_model_file(
     import onnx
 
     from onnxgate.model_zoo.manifest import external_data_files
-    from onnxgate.validation.compare import compare_outputs
-    from onnxgate.validation.tolerances import TolerancePolicy
+    from onnxgate.judge.compare import compare_outputs
+    from onnxgate.judge.tolerances import TolerancePolicy
 
     start = time.perf_counter()
     tol = {"atol": ZOO_ATOL, "rtol": ZOO_RTOL, **(tolerances or {})}

@@ -106,7 +106,7 @@ class ZooReport:
         }
 
     def to_json(self) -> str:
-        from onnxgate.validation.report import _json_default
+        from onnxgate.judge.report import _json_default
 
         return json.dumps(self.as_dict(), indent=2, default=_json_default) + "\n"
 

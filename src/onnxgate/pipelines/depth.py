@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.validation.report import Finding, Report
-from onnxgate.validation.sweep import AxisCase, axis_cases
-from onnxgate.validation.synthesize import edge_cases
+from onnxgate.judge.report import Finding, Report
+from onnxgate.inputs.sweep import AxisCase, axis_cases
+from onnxgate.inputs.synthesize import edge_cases
 
 
 def extra_cases(
@@ -48,7 +48,7 @@ def save_evidence(
     output_names: list[str],
 ) -> list[str]:
     """``test_data_set_N`` for every case the original answered, in graph input/output order."""
-    from onnxgate.validation.evidence import write_evidence
+    from onnxgate.inputs.evidence import write_evidence
 
     sets = []
     for name, feeds in cases:
@@ -76,7 +76,7 @@ def localize_failure(
     converted again and the file is compared node by node with that fresh conversion,
     which finds weights or nodes changed after conversion.
     """
-    from onnxgate.validation.localize import localize
+    from onnxgate.diagnose.localize import localize
 
     failing = next((c for c in report.cases if c.outputs and c.status == "failed"), None)
     if failing is None:
@@ -86,7 +86,7 @@ def localize_failure(
     with progress.step(f"localising the divergence at {failing.name}"):
         loc = localize(proto, feeds, policy=policy, provider=failing.provider)
         if loc.divergence is None and not fresh and loaded is not None:
-            from onnxgate.validation.model_file import opset_of
+            from onnxgate.checks.model_file import opset_of
 
             conv = loaded.converter.convert(loaded.model, loaded.feeds, opset=opset_of(proto), options=loaded.options)
             loc = localize(

@@ -195,7 +195,7 @@ class ModelOutcome:
     name: str
     version: str
     why: str
-    report: Any = None  # validation.report.Report
+    report: Any = None  # judge.report.Report
     error: str | None = None  # a user error (bad source, failed conversion): the model could not be checked
     previous: str | None = None  # the published version it was compared with
     published: Path | None = None
@@ -228,7 +228,7 @@ def check_model(
     """Convert (or load the committed ONNX file), validate, compare with the published version, publish."""
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
-    from onnxgate.validation.tolerances import TolerancePolicy
+    from onnxgate.judge.tolerances import TolerancePolicy
 
     progress = progress or NullProgress()
     start = time.perf_counter()
@@ -320,10 +320,10 @@ def compare_with_published(
     import onnx
 
     from onnxgate.model_zoo.manifest import io_ports
-    from onnxgate.validation.compare import compare_outputs
-    from onnxgate.validation.evidence import read_test_data_set
-    from onnxgate.validation.report import Case, Finding
-    from onnxgate.validation.runner import RunError, create_session
+    from onnxgate.judge.compare import compare_outputs
+    from onnxgate.inputs.evidence import read_test_data_set
+    from onnxgate.judge.report import Case, Finding
+    from onnxgate.runtime.runner import RunError, create_session
 
     version = _version_of(entry)
     level = "error" if mode == "fail" else "warning"
@@ -380,7 +380,7 @@ class GateResult:
 
     def to_junit(self) -> str:
         """One <testsuite> per model (a model that could not be checked is one erroring testcase)."""
-        from onnxgate.validation.report import Report, junit_xml
+        from onnxgate.judge.report import Report, junit_xml
 
         suites = []
         for o in self.outcomes:

@@ -5,12 +5,12 @@ every variant is compared with the original framework's reference outputs (never
 the converted model's), under the tolerance for its precision:
 
 * float32 variants (ORT's offline-optimised graphs, onnxslim/onnxsim) -- the run's policy;
-* float16 -- at least the float16 defaults of :mod:`onnxgate.validation.tolerances`;
+* float16 -- at least the float16 defaults of :mod:`onnxgate.judge.tolerances`;
 * dynamic int8 -- at least ``INT8_TOLERANCE`` below; for a classifier the label output
   stays exact except on rows whose reference top-two probabilities are within that
   tolerance (the task-level check), and the label agreement is reported.
 
-Each variant is timed like the original (:mod:`onnxgate.validation.speed`). The best one
+Each variant is timed like the original (:mod:`onnxgate.diagnose.speed`). The best one
 is the fastest that passes, and only if it beats the converted model by more than
 ``MIN_GAIN`` (smaller differences are measurement noise); every other one is told why it
 lost.
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.validation.compare import LABEL_OUTPUTS, compare_outputs
-from onnxgate.validation.report import Case
-from onnxgate.validation.runner import RunError, create_session
-from onnxgate.validation.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed, ort_call, time_calls
-from onnxgate.validation.tolerances import DEFAULTS, Tolerance, TolerancePolicy, dtype_family
+from onnxgate.judge.compare import LABEL_OUTPUTS, compare_outputs
+from onnxgate.judge.report import Case
+from onnxgate.runtime.runner import RunError, create_session
+from onnxgate.diagnose.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed, ort_call, time_calls
+from onnxgate.judge.tolerances import DEFAULTS, Tolerance, TolerancePolicy, dtype_family
 
 # Dynamic int8 quantises weights per tensor and activations per call to 8 bits: a step of
 # (max - min) / 255, ~0.4% of the range, on every weight and activation, and the errors add
@@ -246,7 +246,7 @@ def _build(variant: Variant, make: Any) -> Variant:
 def _ort_offline(model_bytes: bytes, level: str) -> bytes:
     import onnxruntime as ort
 
-    from onnxgate.validation.runner import OPT_LEVELS
+    from onnxgate.runtime.runner import OPT_LEVELS
 
     with tempfile.TemporaryDirectory(prefix="onnxgate-opt-") as tmp:
         out = Path(tmp) / f"{level}.onnx"

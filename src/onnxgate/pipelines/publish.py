@@ -186,7 +186,7 @@ def _stage(
 ) -> dict[str, Any]:
     """Write the version's files into ``build`` and return its manifest entry (paths as published)."""
     from onnxgate.model_zoo.manifest import model_entry
-    from onnxgate.validation.evidence import write_test_data_set
+    from onnxgate.inputs.evidence import write_test_data_set
 
     build.mkdir()
     write_atomic(build / "model.onnx", raw)

@@ -23,14 +23,14 @@ import numpy as np
 
 from onnxgate._progress import NullProgress
 from onnxgate.errors import SampleError
-from onnxgate.validation.batch_axes import batch_error, frozen_output_problems
-from onnxgate.validation.compare import compare_outputs
-from onnxgate.validation.evidence import find_test_data_sets, read_test_data_set
-from onnxgate.validation.model_file import describe, load_onnx, static_checks
-from onnxgate.validation.report import Case, Finding, Report
-from onnxgate.validation.runner import RunError, create_session
-from onnxgate.validation.samples import inputs_hash
-from onnxgate.validation.tolerances import TolerancePolicy
+from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
+from onnxgate.judge.compare import compare_outputs
+from onnxgate.inputs.evidence import find_test_data_sets, read_test_data_set
+from onnxgate.checks.model_file import describe, load_onnx, static_checks
+from onnxgate.judge.report import Case, Finding, Report
+from onnxgate.runtime.runner import RunError, create_session
+from onnxgate.inputs.samples import inputs_hash
+from onnxgate.judge.tolerances import TolerancePolicy
 
 
 def validate_evidence(
@@ -98,7 +98,7 @@ def validate_evidence(
         failing = next((c for c in report.cases if c.outputs and c.status == "failed"), None)
         if failing is not None:
             feeds = next(f for n, f, _, _ in cases if n == failing.name)
-            from onnxgate.validation.localize import localize as find_divergence
+            from onnxgate.diagnose.localize import localize as find_divergence
 
             with progress.step("localising the divergence"):
                 loc = find_divergence(proto, feeds, policy=policy, provider=failing.provider)

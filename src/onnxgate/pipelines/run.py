@@ -19,17 +19,18 @@ import numpy as np
 
 from onnxgate._io import check_output_path, write_atomic
 from onnxgate._progress import NullProgress
-from onnxgate.converters.base import Conversion, Trust, registry
+from onnxgate.converters.base import Conversion, registry
+from onnxgate.trust import Trust
 from onnxgate.errors import OnnxgateError, SampleError, SourceError
 from onnxgate.pipelines import depth
-from onnxgate.validation.batch_axes import batch_error, frozen_output_problems
-from onnxgate.validation.compare import compare_outputs
-from onnxgate.validation.model_file import describe, load_onnx
-from onnxgate.validation.providers import canonical_provider, list_providers
-from onnxgate.validation.report import Case, Report
-from onnxgate.validation.runner import RunError
-from onnxgate.validation.samples import Sample, inputs_hash, load_sample, take_rows
-from onnxgate.validation.tolerances import TolerancePolicy
+from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
+from onnxgate.judge.compare import compare_outputs
+from onnxgate.checks.model_file import describe, load_onnx
+from onnxgate.runtime.providers import canonical_provider, list_providers
+from onnxgate.judge.report import Case, Report
+from onnxgate.runtime.runner import RunError
+from onnxgate.inputs.samples import Sample, inputs_hash, load_sample, take_rows
+from onnxgate.judge.tolerances import TolerancePolicy
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -75,7 +76,7 @@ def load_source(
     """Pick the converter, load the model safely, load the sample and map it to ONNX inputs.
 
     Without a sample the converter's ``synthesize`` builds the inputs, else ``specs``
-    (validation.synthesize.InputSpec, e.g. from the ONNX file); the seed is recorded in
+    (inputs.synthesize.InputSpec, e.g. from the ONNX file); the seed is recorded in
     ``options["seed"]``.
     """
     trust = trust or Trust()
@@ -89,7 +90,7 @@ def load_source(
     model = _load_model(converter, obj, trust, options)
     smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
     if smp is None:
-        from onnxgate.validation.synthesize import DEFAULT_SEED, synthesize_from_options
+        from onnxgate.inputs.synthesize import DEFAULT_SEED, synthesize_from_options
 
         options["seed_given"] = options.get("seed") is not None  # a converter may prefer stored examples otherwise
         options["seed"] = DEFAULT_SEED if options.get("seed") is None else int(options["seed"])
@@ -207,8 +208,8 @@ def batch_cases(feeds: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.nd
 
 def resolve_providers(providers: str | list[str] | None, *, ep_plugins: dict[str, str] | None = None) -> list[str]:
     """``None`` -> CPU; ``all`` -> every available provider (plugin meta-devices such as ``.AUTO`` left out);
-    a provider that cannot run here is a user error saying why (validation.providers.unavailable_error)."""
-    from onnxgate.validation.providers import unavailable_error
+    a provider that cannot run here is a user error saying why (runtime.providers.unavailable_error)."""
+    from onnxgate.runtime.providers import unavailable_error
 
     if providers is None:
         return ["CPUExecutionProvider"]
@@ -264,7 +265,7 @@ def validate(
     Every case runs on each provider at ``optimizations`` (default ORT_DISABLE_ALL and
     ORT_ENABLE_ALL); ``provider_options`` (``["OpenVINO:precision=FP32"]`` or a dict),
     ``ep_plugins`` (``["NAME=LIBRARY_PATH"]``), ``require_full_placement``, ``target_ort``
-    and ``mobile_check`` are described in validation/provider_checks.py and static.py.
+    and ``mobile_check`` are described in diagnose/provider_checks.py and static.py.
 
     ``tol`` (per-output ``NAME=ATOL:RTOL``), ``error_stat`` and ``topk`` shape the
     tolerance policy; ``edge`` adds the zeros / large-magnitude cases; ``save_evidence``
@@ -280,11 +281,11 @@ def validate(
     policy = tolerances or TolerancePolicy.from_options(
         atol=atol, rtol=rtol, per_output=tol, error_stat=error_stat, topk=topk
     )
-    from onnxgate.validation import provider_checks
+    from onnxgate.diagnose import provider_checks
 
     run_settings = provider_checks.RunSettings.resolve(provider_options, ep_plugins, optimizations, require_full_placement)
     provider_names = resolve_providers(providers, ep_plugins=run_settings.ep_plugins)
-    from onnxgate.validation.evidence import check_evidence_dir
+    from onnxgate.inputs.evidence import check_evidence_dir
 
     evidence_dir = check_evidence_dir(save_evidence)
     if evidence is not None:
@@ -313,7 +314,7 @@ def validate(
     _check_resources(proto, model_path)
     if loaded is None:
         with progress.step(f"loading {source_label(source)}"):
-            from onnxgate.validation.synthesize import specs_from_onnx
+            from onnxgate.inputs.synthesize import specs_from_onnx
 
             loaded = load_source(
                 source, sample=sample, framework=framework, trust=trust, options=options,
@@ -411,7 +412,7 @@ def _bfloat16_hint(report: Report, proto: Any) -> None:
     """A bfloat16 graph ONNX Runtime cannot load: say why and what to do, once."""
     from onnx import TensorProto
 
-    from onnxgate.validation.report import Finding
+    from onnxgate.judge.report import Finding
 
     if not any(c.error and "NOT_IMPLEMENTED" in c.error for c in report.cases):
         return
@@ -430,7 +431,7 @@ def _speed(report: Report, loaded: Loaded, data: bytes, cases: Any, references: 
            policy: TolerancePolicy, threads: int | None, optimize: bool, budget_s: float | None, progress: Any) -> None:
     """--benchmark/--optimize: only for a model that ran; a model that errored has nothing to time."""
     from onnxgate.pipelines.optimize import speed_and_variants
-    from onnxgate.validation.report import Finding
+    from onnxgate.judge.report import Finding
 
     if report.status == "error":
         report.findings.append(Finding("warning", "speed", "not measured: the model did not run on every case"))
@@ -448,13 +449,13 @@ def _session(data: bytes, provider: str, isolation: Any = None, model_path: str 
              optimization: str = "all", kwargs: dict[str, Any] | None = None) -> Any:
     """Sessions are reused across batch sizes of one model (keyed by content hash).
 
-    By default the session lives in a worker process (validation/isolation.py), so a
+    By default the session lives in a worker process (runtime/isolation.py), so a
     crash or hang fails this model with a RunError instead of killing onnxgate; a
     load that failed is remembered, so the next batch size does not crash it again.
     """
     import hashlib
 
-    from onnxgate.validation import isolation as iso
+    from onnxgate.runtime import isolation as iso
 
     policy = isolation or iso.IsolationPolicy()
     kwargs = kwargs or {}
@@ -477,7 +478,7 @@ def _session(data: bytes, provider: str, isolation: Any = None, model_path: str 
 
 def _check_resources(proto: Any, model_path: str | None) -> None:
     """Declared shapes that cannot fit in memory, external data outside the model's directory: refused."""
-    from onnxgate.validation import limits
+    from onnxgate.checks import limits
 
     what = f"ONNX file {model_path!r}" if model_path else "the ONNX model"
     limits.check_declared_shapes(proto, what)
@@ -530,8 +531,9 @@ def run(
     """
     paths = {k: check_output_path(v, f"{k} report") for k, v in (report_paths or {}).items()}
     out = check_output_path(output, "ONNX model")
-    from onnxgate.validation import provider_checks, static
-    from onnxgate.validation.evidence import check_evidence_dir
+    from onnxgate.diagnose import provider_checks
+    from onnxgate.checks import static
+    from onnxgate.inputs.evidence import check_evidence_dir
 
     check_evidence_dir(validation.get("save_evidence"))
     provider_checks.RunSettings.resolve(

@@ -1,0 +1,1 @@
+"""Static checks on ONNX files and inputs: resource limits, opset/IR compatibility."""

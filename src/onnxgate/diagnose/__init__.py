@@ -1,0 +1,1 @@
+"""Diagnostics beyond the verdict: localisation, speed, provider checks."""

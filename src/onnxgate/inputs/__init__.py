@@ -1,0 +1,1 @@
+"""Shared inputs: samples, synthesis from signatures, shape sweeps, evidence sets."""

@@ -1,0 +1,191 @@
+"""Load the shared inputs: ``.npy``, ``.npz``, ``.csv`` or a ``test_data_set_N/`` directory.
+
+A :class:`Sample` is raw data as the user gave it; the converter maps it onto the
+ONNX input names (``Converter.feeds``). Every read error is a :class:`SampleError`
+with the path and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onnxgate.errors import SampleError
+from onnxgate.checks import limits
+
+MAX_SAMPLE_BYTES = 2 * 1024**3  # refuse samples that would not fit comfortably in memory
+
+
+@dataclass
+class Sample:
+    """Inputs as given. ``kind``: "array" (one unnamed array), "named" (arrays by name), "table" (CSV columns)."""
+
+    kind: str
+    arrays: dict[str, np.ndarray]
+    path: str | None = None
+
+    @property
+    def rows(self) -> int:
+        first = next(iter(self.arrays.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+    def describe(self) -> str:
+        parts = [f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.arrays.items()]
+        return f"{self.kind} sample ({', '.join(parts)})"
+
+
+def load_sample(path: str | Path) -> Sample:
+    p = Path(path)
+    if not p.exists():
+        raise SampleError(f"sample {str(p)!r} does not exist", "check the --sample path")
+    if p.is_dir():
+        return _load_test_data_dir(p)
+    size = p.stat().st_size
+    if size > MAX_SAMPLE_BYTES:
+        raise SampleError(f"sample {str(p)!r} is {size / 1e9:.1f} GB", "pass a smaller sample (a few hundred rows)")
+    suffix = p.suffix.lower()
+    loaders = {".npy": _load_npy, ".npz": _load_npz, ".csv": _load_csv, ".pb": _load_pb_file}
+    if suffix not in loaders:
+        raise SampleError(
+            f"sample {str(p)!r} has an unsupported type {suffix or '(none)'!r}",
+            "expected one of .npy, .npz, .csv, .pb or a test_data_set_N/ directory",
+        )
+    return loaders[suffix](p)
+
+
+def _load_npy(p: Path) -> Sample:
+    limits.check_npy_file(p)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise SampleError(f"cannot read {str(p)!r} as .npy: {_first_line(exc)}", "save it with numpy.save") from None
+    _check_array(arr, p.name)
+    return Sample("array", {"input": arr}, str(p))
+
+
+def _load_npz(p: Path) -> Sample:
+    limits.check_npz_file(p)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise SampleError(f"cannot read {str(p)!r} as .npz: {_first_line(exc)}", "save it with numpy.savez") from None
+    if not arrays:
+        raise SampleError(f"{str(p)!r} holds no arrays", "save one array per model input with numpy.savez")
+    for k, v in arrays.items():
+        _check_array(v, f"{p.name}[{k}]")
+    return Sample("named", arrays, str(p))
+
+
+def _check_array(arr: np.ndarray, what: str) -> None:
+    if arr.dtype == object:
+        raise SampleError(f"{what} holds Python objects", "save plain numeric or string arrays")
+    if arr.size == 0:
+        raise SampleError(f"{what} is empty", "pass at least one row")
+
+
+def _load_csv(p: Path) -> Sample:
+    limits.check_csv_rows(p)
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise SampleError(f"cannot read {str(p)!r} as CSV: {_first_line(exc)}", "save it as UTF-8 CSV with a header") from None
+    rows = [r for r in rows if r]
+    if len(rows) < 2:
+        raise SampleError(f"{str(p)!r} needs a header row and at least one data row", "save it with a header")
+    header, body = rows[0], rows[1:]
+    if len(set(header)) != len(header) or any(not h.strip() for h in header):
+        raise SampleError(f"{str(p)!r} has empty or repeated column names: {header}", "name every column once")
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise SampleError(
+                f"{str(p)!r} line {i} has {len(r)} fields; the header has {len(header)}",
+                "fix the row or quote fields that contain commas",
+            )
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in body]
+        columns[name] = _column(values)
+    return Sample("table", columns, str(p))
+
+
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*(nan|NaN|inf|-inf)?\s*$")
+
+
+def _column(values: list[str]) -> np.ndarray:
+    if all(_NUMBER.match(v) for v in values) and any(v.strip() for v in values):
+        return np.array([float(v) if v.strip() else np.nan for v in values], dtype=np.float64)
+    return np.array(values, dtype=object).astype(str)
+
+
+def _load_pb_file(p: Path) -> Sample:
+    name, arr = _read_tensor(p)
+    return Sample("named", {name or "input": arr}, str(p))
+
+
+def _read_tensor(p: Path) -> tuple[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    tensor = onnx.TensorProto()
+    try:
+        tensor.ParseFromString(p.read_bytes())
+        limits.check_tensor_proto(tensor, repr(str(p)))
+        arr = numpy_helper.to_array(tensor)
+    except SampleError:
+        raise
+    except Exception as exc:
+        raise SampleError(
+            f"cannot read {str(p)!r} as an ONNX TensorProto: {_first_line(exc)}",
+            "write it with onnx.numpy_helper.from_array(...).SerializeToString()",
+        ) from None
+    return tensor.name, arr
+
+
+def _pb_index(p: Path) -> int:
+    m = re.search(r"_(\d+)\.pb$", p.name)
+    return int(m.group(1)) if m else 0
+
+
+def read_test_data_dir(p: Path, prefix: str) -> list[tuple[str, np.ndarray]]:
+    """``input_N.pb`` or ``output_N.pb`` files of a model-zoo test data set, in N order."""
+    files = sorted(p.glob(f"{prefix}_*.pb"), key=_pb_index)
+    return [_read_tensor(f) for f in files]
+
+
+def _load_test_data_dir(p: Path) -> Sample:
+    tensors = read_test_data_dir(p, "input")
+    if not tensors:
+        raise SampleError(
+            f"directory {str(p)!r} holds no input_N.pb files",
+            "pass a model-zoo test_data_set_N/ directory, or a .npy/.npz/.csv file",
+        )
+    arrays = {(name or f"input_{i}"): arr for i, (name, arr) in enumerate(tensors)}
+    return Sample("named", arrays, str(p))
+
+
+def inputs_hash(feeds: dict[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of the inputs, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(feeds):
+        a = np.ascontiguousarray(feeds[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.astype(str).tobytes() if a.dtype.kind in "OU" else a.tobytes())
+    return h.hexdigest()
+
+
+def take_rows(feeds: dict[str, np.ndarray], rows: slice | list[int]) -> dict[str, np.ndarray]:
+    """The same rows of every input: used to run the model at more than one batch size."""
+    return {k: v[rows] for k, v in feeds.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

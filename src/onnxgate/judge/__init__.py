@@ -1,0 +1,1 @@
+"""Judging: tolerances, output comparison, failure explanations and the report."""

@@ -1,0 +1,267 @@
+"""Compare ONNX Runtime outputs with the reference framework's, output by output.
+
+Checks run in a fixed order -- names, then dtype kind, then shape, then values -- and
+every failure is collected (optimum's order, Polygraphy's records). Results are data:
+:class:`OutputComparison` carries the statistics and ``passed`` is derived from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from onnxgate.judge.tolerances import Tolerance, TolerancePolicy, dtype_name
+
+# Outputs named like this hold classifier labels: exact, except rows whose reference
+# top-two probabilities tie within tolerance (reported as ties, not hidden).
+LABEL_OUTPUTS = ("label", "output_label")
+PROBABILITY_OUTPUTS = ("probabilities", "output_probability")
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    kind: str  # "float" | "exact" | "label" | "missing"
+    passed: bool
+    reference_dtype: str | None = None
+    onnx_dtype: str | None = None
+    reference_shape: list[int] | None = None
+    onnx_shape: list[int] | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    rule: str | None = None
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    mean_abs_error: float | None = None
+    mismatched: int = 0
+    total: int = 0
+    worst: dict[str, Any] | None = None  # {"index": [...], "reference": x, "onnx": y}
+    ties: int = 0
+    nan_mismatch: int = 0
+    error_stat: str | None = None  # "max" (element-wise) | "mean" | "quantile:Q"
+    stat_value: float | None = None  # the statistic measured ...
+    stat_limit: float | None = None  # ... and the bound it had to stay within
+    agreement: float | None = None  # labels: fraction of rows whose label matches
+    topk: int | None = None
+    topk_agreement: float | None = None  # fraction of rows whose top-k class sets match
+    topk_ties: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_FLOAT_PRECISION = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}  # mantissa bits
+
+
+def coarser_float(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The less precise of two float dtypes: a bfloat16 reference compared with a float32
+    ONNX output can only be held to bfloat16's tolerance, and vice versa."""
+    bits = {d: _FLOAT_PRECISION.get(dtype_name(d), 0) for d in (a, b)}
+    known = [d for d in (b, a) if bits[d]]
+    return min(known, key=lambda d: bits[d]) if known else b
+
+
+def _kind(dtype: np.dtype) -> str:
+    if dtype.kind == "f" or dtype_name(dtype) == "bfloat16":
+        return "float"
+    if dtype.kind in "iu":
+        return "int"
+    if dtype.kind == "b":
+        return "bool"
+    if dtype.kind in "USO":
+        return "string"
+    return dtype.kind
+
+
+def _scalar(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") else x
+
+
+def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> None:
+    atol, rtol = tol.atol, tol.rtol
+    r = ref.astype(np.float64)
+    g = got.astype(np.float64)
+    ref_nan, got_nan = np.isnan(r), np.isnan(g)
+    nan_bad = ref_nan != got_nan
+    both_inf_same = np.isinf(r) & np.isinf(g) & (np.sign(r) == np.sign(g))
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_err = np.where(ref_nan | got_nan | both_inf_same, 0.0, np.abs(g - r))
+        rel_err = abs_err / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
+        scale = np.abs(np.where(np.isinf(r) | ref_nan, 0.0, r))
+        bad = (abs_err > atol + rtol * scale) | nan_bad
+    c.total = int(r.size)
+    c.mismatched = int(bad.sum())
+    c.nan_mismatch = int(nan_bad.sum())
+    c.error_stat = tol.stat
+    if r.size:
+        finite = np.isfinite(abs_err)
+        c.max_abs_error = float(abs_err.max()) if finite.all() else float("inf")
+        c.mean_abs_error = float(abs_err[finite].mean()) if finite.any() else float("inf")
+        c.max_rel_error = float(np.where(abs_err == 0, 0.0, rel_err).max())
+        idx = np.unravel_index(int(np.argmax(np.where(bad, np.inf, abs_err))), r.shape)
+        c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
+    if tol.stat == "mean" and r.size:
+        c.stat_value = c.mean_abs_error
+        c.stat_limit = float(atol + rtol * scale.mean())
+        c.rule = f"{tol.rule}: mean |onnx - ref| <= {atol:g} + {rtol:g} * mean |ref|"
+        failed = not (c.stat_value <= c.stat_limit)
+        what = f"mean abs error {c.stat_value:.3g} exceeds {c.stat_limit:.3g} ({c.mismatched} of {c.total} values beyond element-wise tolerance)"
+    elif tol.quantile is not None and r.size:
+        c.stat_value = 1.0 - c.mismatched / c.total  # fraction of elements within tolerance
+        c.stat_limit = tol.quantile
+        c.rule = f"{tol.rule}: at least {tol.quantile:g} of elements within |onnx - ref| <= {atol:g} + {rtol:g} * |ref|"
+        failed = c.stat_value < tol.quantile
+        what = f"only {c.stat_value:.4g} of values are within atol={atol:g} rtol={rtol:g}; {tol.quantile:g} required"
+    else:
+        c.stat_value = c.max_abs_error
+        c.rule = f"{tol.rule}: |onnx - ref| <= {atol:g} + {rtol:g} * |ref| element-wise"
+        failed = bool(c.mismatched)
+        what = (
+            f"{c.mismatched} of {c.total} values differ beyond atol={atol:g} rtol={rtol:g} "
+            f"(max abs error {c.max_abs_error:.3g})"
+        )
+    if c.nan_mismatch and not failed:
+        failed, what = True, f"{c.nan_mismatch} of {c.total} values are NaN on one side only"
+    if failed:
+        c.problems.append(what)
+
+
+def _tie_rows(probabilities: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """Rows whose top-two reference probabilities are within tolerance of each other."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        return np.zeros(p.shape[:1], dtype=bool)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) <= atol + rtol * np.abs(top2[:, 1])
+
+
+def compare_outputs(
+    reference: dict[str, np.ndarray],
+    onnx_outputs: dict[str, np.ndarray],
+    *,
+    policy: TolerancePolicy | None = None,
+    output_names: list[str] | None = None,
+) -> list[OutputComparison]:
+    """Compare every output; never stops at the first failure."""
+    policy = policy or TolerancePolicy()
+    names = list(output_names or onnx_outputs)
+    results: list[OutputComparison] = []
+    for name in names:
+        if name not in reference:
+            results.append(
+                OutputComparison(name, "missing", False, problems=[f"reference has no output named {name!r}"])
+            )
+            continue
+        if name not in onnx_outputs:
+            results.append(OutputComparison(name, "missing", False, problems=[f"ONNX model has no output {name!r}"]))
+            continue
+        ref, got = np.asarray(reference[name]), np.asarray(onnx_outputs[name])
+        c = OutputComparison(
+            name,
+            "float" if _kind(got.dtype) == "float" else "exact",
+            True,
+            reference_dtype=dtype_name(ref.dtype),
+            onnx_dtype=dtype_name(got.dtype),
+            reference_shape=list(ref.shape),
+            onnx_shape=list(got.shape),
+        )
+        kr, kg = _kind(ref.dtype), _kind(got.dtype)
+        if kr != kg and not {kr, kg} <= {"int", "bool"}:
+            c.problems.append(f"dtype kind differs: reference {c.reference_dtype}, ONNX {c.onnx_dtype}")
+        if ref.shape != got.shape:
+            c.problems.append(f"shape differs: reference {list(ref.shape)}, ONNX {list(got.shape)}")
+        if not c.problems:
+            tol = policy.for_output(name, coarser_float(ref.dtype, got.dtype))
+            if c.kind == "float" or (_kind(got.dtype) == "int" and _kind(ref.dtype) == "int" and name in policy.per_output):
+                c.kind = "float" if c.kind == "float" else "integer-tolerance"
+                c.atol, c.rtol = tol.atol, tol.rtol
+                _compare_floats(c, ref, got, tol)
+                if policy.topk and c.kind == "float":
+                    _check_topk(c, ref, got, policy.topk, tol)
+            else:
+                c.atol, c.rtol = 0.0, 0.0
+                bad = _compare_exact(c, ref, got, tol)
+                if name in LABEL_OUTPUTS:
+                    c.agreement = 1.0 - c.mismatched / c.total if c.total else 1.0
+                    if c.mismatched:
+                        _excuse_ties(c, bad, ref, got, reference, policy)
+        c.passed = not c.problems
+        results.append(c)
+    extra = sorted(set(reference) - set(names))
+    for name in extra:
+        results.append(OutputComparison(name, "missing", False, problems=[f"ONNX model has no output {name!r}"]))
+    return results
+
+
+def _compare_exact(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> np.ndarray:
+    c.rule = tol.rule
+    if c.onnx_dtype and _kind(got.dtype) == "string":
+        bad = ref.astype(str) != got.astype(str)
+    else:
+        bad = ref != got
+    c.total = int(ref.size)
+    c.mismatched = int(np.sum(bad))
+    if c.mismatched:
+        idx = np.unravel_index(int(np.argmax(bad)), ref.shape)
+        c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
+        c.problems.append(f"{c.mismatched} of {c.total} values differ (exact comparison)")
+    return bad
+
+
+def _excuse_ties(
+    c: OutputComparison,
+    bad: np.ndarray,
+    ref: np.ndarray,
+    got: np.ndarray,
+    reference: dict[str, np.ndarray],
+    policy: TolerancePolicy,
+) -> None:
+    prob_name = next((p for p in PROBABILITY_OUTPUTS if p in reference), None)
+    if prob_name is None or bad.ndim != 1:
+        return
+    probs = np.asarray(reference[prob_name])
+    if probs.shape[0] != bad.shape[0]:
+        return
+    tol = policy.for_output(prob_name, np.dtype(np.float32) if probs.dtype == np.float64 else probs.dtype)
+    ties = _tie_rows(probs, tol.atol, tol.rtol)
+    c.kind = "label"
+    c.ties = int(np.sum(bad & ties))
+    real = bad & ~ties
+    c.mismatched = int(real.sum())
+    c.problems.clear()
+    c.rule = f"exact except ties within atol={tol.atol:g} rtol={tol.rtol:g} of {prob_name!r}"
+    if c.mismatched:
+        i = int(np.argmax(real))
+        c.worst = {"index": [i], "reference": _scalar(ref[i]), "onnx": _scalar(got[i])}
+        c.problems.append(f"{c.mismatched} of {c.total} labels differ on rows without a probability tie")
+
+
+def _check_topk(c: OutputComparison, ref: np.ndarray, got: np.ndarray, k: int, tol: Tolerance) -> None:
+    """Task-level check for scores with a class axis (last axis): the top-k class sets agree.
+
+    Rows where the reference's k-th and (k+1)-th scores are within tolerance are ties
+    (either set is right) and are counted, not failed.
+    """
+    if ref.ndim < 2 or ref.shape[-1] <= k or ref.size == 0:
+        return
+    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    g = got.reshape(-1, got.shape[-1]).astype(np.float64)
+    order = np.argsort(-r, axis=1, kind="stable")
+    ref_top = np.sort(order[:, :k], axis=1)
+    got_top = np.sort(np.argsort(-g, axis=1, kind="stable")[:, :k], axis=1)
+    differs = np.any(ref_top != got_top, axis=1)
+    kth = np.take_along_axis(r, order[:, k - 1 : k + 1], axis=1)
+    ties = np.abs(kth[:, 0] - kth[:, 1]) <= tol.atol + tol.rtol * np.abs(kth[:, 0])
+    real = differs & ~ties
+    c.topk = k
+    c.topk_ties = int(np.sum(differs & ties))
+    c.topk_agreement = float(1.0 - real.mean())
+    c.rule = f"{c.rule}; top-{k} class sets agree except ties"
+    if real.any():
+        c.problems.append(
+            f"top-{k} classes differ on {int(real.sum())} of {len(real)} rows without a tie "
+            f"(top-{k} agreement {100 * c.topk_agreement:.2f}%)"
+        )

@@ -1,0 +1,252 @@
+"""The validation report: one object, rendered as JSON, Markdown and JUnit XML.
+
+The verdict is derived from the records (never stored separately): a report is
+"error" when a case could not run, "failed" when an output or a check failed,
+"passed" otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from onnxgate.judge.compare import OutputComparison
+
+SCHEMA = "onnxgate.report/1"
+
+
+@dataclass
+class Case:
+    """One ORT run compared with the reference: an input shape on a provider at an optimisation level."""
+
+    name: str
+    provider: str
+    optimization: str
+    input_shapes: dict[str, list[int]]
+    outputs: list[OutputComparison] = field(default_factory=list)
+    error: str | None = None
+    providers_used: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        return "passed" if all(o.passed for o in self.outputs) else "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "optimization": self.optimization,
+            "status": self.status,
+            "input_shapes": self.input_shapes,
+            "providers_used": self.providers_used,
+            "error": self.error,
+            "outputs": [o.as_dict() for o in self.outputs],
+        }
+
+
+@dataclass
+class Finding:
+    """A static check result: "error" findings fail the report, "warning" ones do not."""
+
+    level: str
+    check: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"level": self.level, "check": self.check, "message": self.message}
+
+
+@dataclass
+class Report:
+    source: str | None
+    framework: str | None
+    model: dict[str, Any]  # path, sha256, bytes, opset, ir_version, producer
+    inputs: dict[str, Any]  # sample, kind, hash, seed, shapes
+    tolerances: dict[str, Any]
+    versions: dict[str, str]
+    conversion: dict[str, Any] | None = None
+    trust: dict[str, Any] | None = None
+    cases: list[Case] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    seconds: float | None = None
+    # --benchmark / --optimize (diagnose.speed.SpeedReport, pipelines.optimize.VariantSet):
+    # informative, they never change the status; duck-typed (as_dict, markdown) to keep imports light
+    speed: Any = None
+    variants: Any = None
+    # diagnose.provider_checks.ProviderSection: provider matrix, placement, options, precision notes
+    providers: Any = None
+
+    @property
+    def status(self) -> str:
+        if self.error or any(c.status == "error" for c in self.cases):
+            return "error"
+        if not self.cases:
+            return "error"
+        failed = any(c.status == "failed" for c in self.cases) or any(f.level == "error" for f in self.findings)
+        return "failed" if failed else "passed"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def __bool__(self) -> bool:  # Polygraphy's convention: truth value is "passed"
+        return self.passed
+
+    def failures(self) -> list[str]:
+        """One line per failing output, case or finding."""
+        lines = []
+        if self.error:
+            lines.append(self.error)
+        for f in self.findings:
+            if f.level == "error":
+                lines.append(f"{f.check}: {f.message}")
+        for c in self.cases:
+            if c.error:
+                lines.append(f"[{_case_label(c)} on {c.provider}] {c.error}")
+            for o in c.outputs:
+                if not o.passed:
+                    lines.append(f"[{_case_label(c)} on {c.provider}] output {o.name!r}: {'; '.join(o.problems)}")
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "status": self.status,
+            "created": self.created,
+            "seconds": self.seconds,
+            "source": self.source,
+            "framework": self.framework,
+            "model": self.model,
+            "conversion": self.conversion,
+            "inputs": self.inputs,
+            "tolerances": self.tolerances,
+            "trust": self.trust,
+            "versions": self.versions,
+            "findings": [f.as_dict() for f in self.findings],
+            "cases": [c.as_dict() for c in self.cases],
+            "error": self.error,
+            "failures": self.failures(),
+            "speed": self.speed.as_dict() if self.speed is not None else None,
+            "variants": self.variants.as_dict() if self.variants is not None else None,
+            "providers": self.providers.as_dict() if self.providers is not None else None,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, default=_json_default) + "\n"
+
+    def to_markdown(self) -> str:
+        icon = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}[self.status]
+        lines = [
+            f"# onnxgate report: {icon}",
+            "",
+            f"- source: `{self.source}` ({self.framework})" if self.source else "- source: (none)",
+            f"- model: `{self.model.get('path')}` sha256 `{str(self.model.get('sha256'))[:16]}…`, "
+            f"opset {self.model.get('opset')}",
+            f"- inputs: {self.inputs.get('sample') or 'synthesised'} (hash `{str(self.inputs.get('hash'))[:16]}…`)",
+        ]
+        if self.conversion:
+            lines.append(f"- converter: {self.conversion.get('converter')}")
+        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items())))
+        if self.findings:
+            lines += ["", "## Checks", ""]
+            lines += [f"- **{f.level}** {f.check}: {f.message}" for f in self.findings]
+        lines += [
+            "",
+            "## Outputs",
+            "",
+            "| case | provider | output | status | max abs err | max rel err | mismatched | rule |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in self.cases:
+            if c.error:
+                lines.append(f"| {_case_label(c)} | {c.provider} | — | error | | | | {_md(c.error)} |")
+            for o in c.outputs:
+                status = "pass" if o.passed else "**FAIL**"
+                ties = f" ({o.ties} ties)" if o.ties else ""
+                lines.append(
+                    f"| {_case_label(c)} | {c.provider} | `{o.name}` | {status} | {_num(o.max_abs_error)} | "
+                    f"{_num(o.max_rel_error)} | {o.mismatched}/{o.total}{ties} | {_md(o.rule or '; '.join(o.problems))} |"
+                )
+        for extra in (self.providers, self.speed, self.variants):
+            if extra is not None:
+                lines += ["", *extra.markdown()]
+        if self.failures():
+            lines += ["", "## Failures", ""] + [f"- {_md(f)}" for f in self.failures()]
+        return "\n".join(lines) + "\n"
+
+    def to_junit(self, suite_name: str = "onnxgate") -> str:
+        return junit_xml([(suite_name, self)])
+
+
+def junit_xml(reports: list[tuple[str, Report]]) -> str:
+    """One <testsuite> per report, one <testcase> per case x output."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
+    for suite_name, report in reports:
+        cases: list[str] = []
+        failures = errors = 0
+        if report.error:
+            errors += 1
+            cases.append(
+                f'    <testcase classname={quoteattr(suite_name)} name="load">'
+                f"<error message={quoteattr(report.error)}/></testcase>"
+            )
+        for f in report.findings:
+            body = ""
+            if f.level == "error":
+                failures += 1
+                body = f"<failure message={quoteattr(f.message)}/>"
+            cases.append(f'    <testcase classname={quoteattr(suite_name)} name={quoteattr("check " + f.check)}>{body}</testcase>')
+        for c in report.cases:
+            classname = quoteattr(f"{suite_name}.{c.provider}")
+            if c.error:
+                errors += 1
+                cases.append(
+                    f"    <testcase classname={classname} name={quoteattr(_case_label(c))}>"
+                    f"<error message={quoteattr(c.error)}/></testcase>"
+                )
+                continue
+            for o in c.outputs:
+                body = ""
+                if not o.passed:
+                    failures += 1
+                    detail = json.dumps(o.as_dict(), default=_json_default, indent=1)
+                    body = f"<failure message={quoteattr('; '.join(o.problems))}>{escape(detail)}</failure>"
+                cases.append(f"    <testcase classname={classname} name={quoteattr(f'{_case_label(c)} {o.name}')}>{body}</testcase>")
+        out.append(
+            f"  <testsuite name={quoteattr(suite_name)} tests=\"{len(cases)}\" failures=\"{failures}\" "
+            f"errors=\"{errors}\" time=\"{report.seconds or 0:.3f}\">"
+        )
+        out += cases
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def _case_label(c: Case) -> str:
+    """``batch=8``, or ``batch=8 (ORT_DISABLE_ALL)`` for a case run without graph optimisation."""
+    return c.name if c.optimization == "all" else f"{c.name} (ORT_{'DISABLE_ALL' if c.optimization == 'disable' else 'ENABLE_' + c.optimization.upper()})"
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.3g}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, bytes):
+        return o.decode("utf-8", "replace")
+    return str(o)

@@ -1,1 +1,0 @@
-"""Inputs, ONNX Runtime runs, comparison, providers, static checks and reports."""
