@@ -195,13 +195,53 @@ def _fault(stage: str, key: str) -> None:
         os._exit(3)
 
 
+def _die_with_parent() -> None:
+    """End this worker when the process that started it is gone (kill -9 included).
+
+    Linux: ``PR_SET_PDEATHSIG`` makes the kernel send SIGKILL at the parent's death; it is
+    set only when the parent starts workers from its main thread (the signal follows the
+    thread that forked). Everywhere: a daemon thread polls the parent pid and exits when it
+    changes, which also covers native code that never returns to Python.
+    """
+    parent = int(os.environ.get("ONNXGATE_PARENT_PID", "0")) or os.getppid()
+    if os.getppid() != parent:
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="onnxgate-parent-watch", daemon=True).start()
+
+
+def worker_streams() -> tuple[Any, Any]:
+    """Set up a worker process: die with the parent; protocol on the original stdout, prints to stderr."""
+    _die_with_parent()
+    proto_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # native prints must not corrupt the protocol
+    return sys.stdin.buffer, proto_out
+
+
+def _pdeathsig_hook() -> Any:
+    """A preexec_fn setting ``PR_SET_PDEATHSIG`` (Linux), prepared in the parent so the child only calls it."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _worker_main() -> None:
     """Serve load/run requests on stdin/stdout until EOF."""
     global _in_worker
     _in_worker = True
-    proto_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # native prints must not corrupt the protocol
-    proto_in = sys.stdin.buffer
+    proto_in, proto_out = worker_streams()
     sessions: OrderedDict[str, Any] = OrderedDict()
 
     def reply(header: dict[str, Any], frames: list[bytes] | None = None) -> None:
@@ -285,16 +325,17 @@ def _describe_exit(code: int | None, stderr_tail: str) -> str:
 class Worker:
     """One worker process and the model keys it has loaded."""
 
-    def __init__(self, env: dict[str, str] | None = None):
+    def __init__(self, env: dict[str, str] | None = None, module: str = "onnxgate.runtime.isolation"):
         self._stderr = tempfile.TemporaryFile()
-        cmd = [sys.executable, "-m", "onnxgate.runtime.isolation"]
+        cmd = [sys.executable, "-m", module]
         self.process = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=dict(os.environ, **(env or {})),
+            env=dict(os.environ, ONNXGATE_PARENT_PID=str(os.getpid()), **(env or {})),
             start_new_session=True,  # a Ctrl-C in the terminal reaches the parent, which stops us
+            preexec_fn=_pdeathsig_hook(),
         )
         self.loaded: OrderedDict[str, None] = OrderedDict()
 
@@ -385,9 +426,11 @@ class Worker:
 class WorkerPool:
     """Long-lived workers, one per concurrent user, replaced after a crash."""
 
-    def __init__(self, *, max_workers: int | None = None, env: dict[str, str] | None = None):
+    def __init__(self, *, max_workers: int | None = None, env: dict[str, str] | None = None,
+                 module: str = "onnxgate.runtime.isolation"):
         self.max_workers = max_workers or max(1, os.cpu_count() or 1)
         self.env = env
+        self.module = module
         self._idle: list[Worker] = []
         self._busy = 0
         self._cond = threading.Condition()
@@ -404,7 +447,7 @@ class WorkerPool:
             if w is None or not w.alive:
                 if w is not None:
                     w.close()
-                w = Worker(self.env)
+                w = Worker(self.env, self.module)
                 self.started += 1
             yield w
         finally:
