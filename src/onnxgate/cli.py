@@ -21,47 +21,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"onnxgate: error: {message} (see '{self.prog} --help')\n")
 
 
-def _add_source_options(p: argparse.ArgumentParser, *, sample_help: str = "shared inputs: .npy, .npz, .csv or test_data_set_N/") -> None:
-    p.add_argument("--sample", metavar="F", help=sample_help)
-    p.add_argument("--framework", metavar="NAME", help="converter to use (default: the one that recognises SOURCE)")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading pickles (.pkl/.joblib), which runs code")
-    p.add_argument("--trust-code", action="store_true", help="allow module:callable sources and untrusted types")
-    p.add_argument("--trust-type", action="append", default=[], metavar="T", help="trust one type in a .skops file")
-    p.add_argument("--double", action="store_true", help="export with float64 inputs instead of float32")
-    p.add_argument("--upcast-bf16", action="store_true", help="export a float32 copy of a bfloat16 torch model (ORT's CPU provider has no bfloat16 kernels); compared at bfloat16 tolerances")
-    p.add_argument("--static", action="store_true", help="keep the batch axis fixed at the sample's size (default: dynamic)")
-    p.add_argument("--seed", type=int, metavar="N", help="seed for inputs synthesised without --sample (default 0; recorded in the report)")
-    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE", help="size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)")
-    p.add_argument("--input-range", action="append", default=[], metavar="NAME=LO:HI", help="value range of a synthesised input (HI exclusive for integers)")
-    p.add_argument("--signature", metavar="NAME", help="SavedModel signature to convert (default: serving_default)")
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("report options", "where the verdict is written")
+    group.add_argument("--report", metavar="F.json", help="write the JSON report")
+    group.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
+    group.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
 
 
-def _add_validate_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--atol", type=float, help="absolute tolerance for float outputs (default: by dtype)")
-    p.add_argument("--rtol", type=float, help="relative tolerance for float outputs (default: by dtype)")
-    p.add_argument("--providers", metavar="all|A,B", help="execution providers to validate on (default: CPU)")
-    p.add_argument("--report", metavar="F.json", help="write the JSON report")
-    p.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
-    p.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
-    p.add_argument("--benchmark", action="store_true", help="time the original and ONNX Runtime at batch 1 and the sample's batch")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="threads for both the original and ONNX Runtime when timing (default 1)")
-    p.add_argument("--optimize", action="store_true", help="also build, validate and time optimised variants (ORT offline, float16, int8)")
-    p.add_argument("--tol", action="append", default=[], metavar="NAME=ATOL:RTOL", help="tolerance for one output (repeatable)")
-    p.add_argument("--error-stat", metavar="max|mean|quantile:Q", help="error statistic for float outputs (default: max, element-wise)")
-    p.add_argument("--topk", type=int, metavar="K", help="also require top-K class agreement for score/logit outputs")
-    p.add_argument("--edge", action="store_true", help="also validate on edge cases: all zeros, large magnitudes")
-    p.add_argument("--save-evidence", metavar="DIR", help="write DIR/test_data_set_0 (inputs + the original's outputs) to re-verify with ORT alone")
-    p.add_argument("--localize", action="store_true", help="when parity fails, name the first ONNX node whose output diverges")
-    p.add_argument("--in-process", action="store_true", help="run ONNX Runtime in this process (faster; a crash in it ends onnxgate)")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="kill and report a model whose load or run takes longer")
-    p.add_argument("--provider-option", action="append", default=[], metavar="PROVIDER:KEY=VALUE",
-                   help="an execution provider option, recorded in the report (repeatable), e.g. OpenVINO:precision=FP32")
-    p.add_argument("--ep-plugin", action="append", default=[], metavar="NAME=LIBRARY_PATH",
-                   help="register a plugin execution provider library (repeatable)")
-    p.add_argument("--require-full-placement", action="store_true", help="fail when any node falls back from a provider to CPU")
-    p.add_argument("--target-ort", metavar="VERSION", help="also check opset/IR version against this ONNX Runtime release")
-    p.add_argument("--mobile-check", action="store_true", help="summarise ORT's NNAPI/CoreML usability checker in the report")
-    p.add_argument("--opt-levels", metavar="disable,all", help="graph optimisation levels to validate at (default: disable,all)")
+def _add_settings(p: argparse.ArgumentParser, command: str) -> None:
+    """Every stage's options for ``command``, as declared once in onnxgate/settings.py."""
+    from onnxgate.settings import add_arguments
+
+    add_arguments(p, command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a model to ONNX")
     p.add_argument("source", help="model file (.skops, .joblib, .pt2, .keras, SavedModel dir) or module:callable")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: newest the converter and ONNX Runtime support)")
-    _add_source_options(p)
+    _add_settings(p, "convert")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
@@ -88,17 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", nargs="?", help="the original model (omit with --evidence)")
     p.add_argument("model", metavar="MODEL.onnx", nargs="?")
-    p.add_argument("--evidence", metavar="DIR", help="re-verify against stored test_data_set_N/ outputs with ONNX Runtime alone")
-    _add_source_options(p)
-    _add_validate_options(p)
+    _add_report_options(p)
+    _add_settings(p, "validate")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="convert, validate and report in one step")
     p.add_argument("source")
     p.add_argument("-o", "--output", metavar="OUT.onnx", help="write the ONNX model (only if it passed)")
-    p.add_argument("--opset", type=int)
-    _add_source_options(p)
-    _add_validate_options(p)
+    _add_report_options(p)
+    _add_settings(p, "run")
     p.add_argument("--publish-best", action="store_true", help="write/publish the fastest variant that passes parity (implies --optimize)")
     p.add_argument("--publish", metavar="DIR", help="publish into registry DIR (zoo layout + ONNX_HUB_MANIFEST.json) if it passed")
     p.add_argument("--name", metavar="N", help="model name in the registry (with --publish)")
@@ -135,81 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands --------------------------------------------------------------------------
 
 
-def _trust(args: argparse.Namespace) -> Any:
-    from onnxgate.trust import from_flags
+def _settings(args: argparse.Namespace) -> Any:
+    """The stage settings the command line asked for (onnxgate/settings.py)."""
+    from onnxgate.settings import Settings
 
-    return from_flags(pickle=args.trust_pickle, code=args.trust_code, types=args.trust_type)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
-    return value
-
-
-def _speed_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword options of validate()/run() for --benchmark/--threads/--optimize/--publish-best."""
-    out = {"benchmark": args.benchmark or None, "threads": args.threads, "optimize": args.optimize or None}
-    if getattr(args, "publish_best", False):
-        out["publish_best"] = True
-    return out
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _isolation(args: argparse.Namespace) -> Any:
-    from onnxgate.runtime.isolation import IsolationPolicy
-
-    return IsolationPolicy(in_process=bool(getattr(args, "in_process", False)), timeout=getattr(args, "timeout", None))
-
-
-def _provider_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "provider_options": args.provider_option,
-        "ep_plugins": args.ep_plugin,
-        "require_full_placement": args.require_full_placement,
-        "target_ort": args.target_ort,
-        "mobile_check": args.mobile_check,
-        "optimizations": args.opt_levels,
-    }
-
-
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    from onnxgate.inputs.synthesize import parse_dims, parse_ranges
-
-    return {
-        "double": args.double,
-        "static": args.static,
-        "upcast_bf16": args.upcast_bf16,
-        "seed": args.seed,
-        "dims": parse_dims(args.dim),
-        "input_ranges": parse_ranges(args.input_range),
-        "signature": args.signature,
-    }
-
-
-def _validation_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword options of validate()/run() for the comparison, evidence and localisation flags."""
-    return {
-        "tol": args.tol,
-        "error_stat": args.error_stat,
-        "topk": args.topk,
-        "edge": args.edge,
-        "save_evidence": args.save_evidence,
-        "localize": args.localize,
-    }
+    return Settings.from_namespace(args)
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -221,16 +119,8 @@ def _progress(args: argparse.Namespace) -> Any:
 def cmd_convert(args: argparse.Namespace) -> int:
     from onnxgate.pipelines.run import convert
 
-    result = convert(
-        args.source,
-        args.output,
-        sample=args.sample,
-        opset=args.opset,
-        framework=args.framework,
-        trust=_trust(args),
-        options=_options(args),
-        progress=_progress(args),
-    )
+    result = convert(args.source, args.output, _settings(args), progress=_progress(args))
+    result.reference.close()
     print(f"wrote {result.output} ({result.conversion.converter}, {result.seconds:.2f}s)")
     return EXIT_OK
 
@@ -253,23 +143,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "run 'onnxgate validate SOURCE MODEL.onnx', or 'onnxgate validate MODEL.onnx --evidence DIR'",
         )
     paths = {k: check_output_path(v, f"{k} report") for k, v in _report_paths(args).items()}
-    report = validate(
-        source,
-        model,
-        evidence=args.evidence,
-        **_validation_options(args),
-        sample=args.sample,
-        atol=args.atol,
-        rtol=args.rtol,
-        providers=args.providers,
-        framework=args.framework,
-        trust=_trust(args),
-        options=_options(args),
-        progress=_progress(args),
-        isolation=_isolation(args),
-        **_provider_kwargs(args),
-        **_speed_options(args),
-    )
+    report = validate(source, model, _settings(args), progress=_progress(args))
     write_reports(report, paths)
     _print_summary(report)
     return EXIT_OK if report.passed else EXIT_FAILED
@@ -280,22 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_publish_args(args)
     report, conv = run(
-        args.source,
-        output=args.output,
-        sample=args.sample,
-        opset=args.opset,
-        atol=args.atol,
-        rtol=args.rtol,
-        providers=args.providers,
-        framework=args.framework,
-        trust=_trust(args),
-        options=_options(args),
-        report_paths=_report_paths(args),
-        progress=_progress(args),
-        isolation=_isolation(args),
-        **_provider_kwargs(args),
-        **_validation_options(args),
-        **_speed_options(args),
+        args.source, _settings(args), output=args.output, report_paths=_report_paths(args),
+        publish_best=args.publish_best, progress=_progress(args),
     )
     _print_summary(report)
     if args.output:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping
 
@@ -104,6 +105,17 @@ def _text(x: Any) -> str:
     return x
 
 
+def _path(x: Any) -> str:
+    if isinstance(x, os.PathLike):
+        x = os.fspath(x)
+    return _text(x)
+
+
+def _sample(x: Any) -> Any:
+    """A sample path, or (API) an already loaded inputs.samples.Sample."""
+    return x if type(x).__name__ == "Sample" else _path(x)
+
+
 def _bool(x: Any) -> bool:
     if not isinstance(x, bool):
         raise ValueError(f"expected true or false, got {x!r}")
@@ -161,7 +173,7 @@ class LoadSettings:
 class InputSettings:
     """The shared inputs: a sample file, or inputs synthesised from the model's signature."""
 
-    sample: str | None = option(None, "shared inputs: .npy, .npz, .csv or test_data_set_N/", metavar="F", parse=_text, example="x.npy", toml=False)
+    sample: Any = option(None, "shared inputs: .npy, .npz, .csv or test_data_set_N/", metavar="F", parse=_sample, example="x.npy", toml=False)
     seed: int | None = option(None, "seed for inputs synthesised without --sample (default 0; recorded in the report)", metavar="N", parse=_int, example=3)
     dims: tuple[str, ...] = option((), "size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)", kind="list", metavar="NAME=SIZE", flag="--dim", parse=_assignments(), example=("batch=4",))
     input_ranges: tuple[str, ...] = option((), "value range of a synthesised input (HI exclusive for integers)", kind="list", metavar="NAME=LO:HI", flag="--input-range", parse=_assignments(), example=("x=0:1",))
@@ -187,7 +199,7 @@ class InputSettings:
 class ConvertSettings:
     """How the model is exported."""
 
-    opset: int | None = option(None, "ONNX opset (default: newest the converter and ONNX Runtime support)", metavar="N", parse=_positive_int, example=17)
+    opset: int | None = option(None, "ONNX opset (default: newest the converter and ONNX Runtime support)", metavar="N", parse=_positive_int, example=17, commands=("convert", "run"))
     double: bool = option(False, "export with float64 inputs instead of float32", kind="flag", example=True)
     static: bool = option(False, "keep the batch axis fixed at the sample's size (default: dynamic)", kind="flag", example=True)
     upcast_bf16: bool = option(False, "export a float32 copy of a bfloat16 torch model (ORT's CPU provider has no bfloat16 kernels); compared at bfloat16 tolerances", kind="flag", example=True)
@@ -243,8 +255,8 @@ class DepthSettings:
     """Cases beyond the batch sweep, evidence and localisation."""
 
     edge: bool = option(False, "also validate on edge cases: all zeros, large magnitudes", kind="flag", example=True, commands=("validate", "run"))
-    save_evidence: str | None = option(None, "write DIR/test_data_set_N (inputs + the original's outputs) to re-verify with ORT alone", metavar="DIR", parse=_text, toml=False, example="ev", commands=("validate", "run"))
-    evidence: str | None = option(None, "re-verify against stored test_data_set_N/ outputs with ONNX Runtime alone", metavar="DIR", parse=_text, toml=False, example="ev", commands=("validate",))
+    save_evidence: str | None = option(None, "write DIR/test_data_set_N (inputs + the original's outputs) to re-verify with ORT alone", metavar="DIR", parse=_path, toml=False, example="ev", commands=("validate", "run"))
+    evidence: str | None = option(None, "re-verify against stored test_data_set_N/ outputs with ONNX Runtime alone", metavar="DIR", parse=_path, toml=False, example="ev", commands=("validate",))
     localize: bool = option(False, "when parity fails, name the first ONNX node whose output diverges", kind="flag", example=True, commands=("validate", "run"))
 
 
@@ -323,14 +335,14 @@ def _normalise(f: dataclasses.Field, value: Any, where: str) -> Any:
 class Settings:
     """Every stage's settings: what ``convert``, ``validate``, ``run``, ``publish`` and the gate take."""
 
-    load: LoadSettings = field(default_factory=LoadSettings)
-    inputs: InputSettings = field(default_factory=InputSettings)
-    convert: ConvertSettings = field(default_factory=ConvertSettings)
-    compare: CompareSettings = field(default_factory=CompareSettings)
-    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
-    depth: DepthSettings = field(default_factory=DepthSettings)
-    static: StaticSettings = field(default_factory=StaticSettings)
-    speed: SpeedSettings = field(default_factory=SpeedSettings)
+    load: LoadSettings = field(default_factory=lambda: STAGES["load"]())
+    inputs: InputSettings = field(default_factory=lambda: STAGES["inputs"]())
+    convert: ConvertSettings = field(default_factory=lambda: STAGES["convert"]())
+    compare: CompareSettings = field(default_factory=lambda: STAGES["compare"]())
+    runtime: RuntimeSettings = field(default_factory=lambda: STAGES["runtime"]())
+    depth: DepthSettings = field(default_factory=lambda: STAGES["depth"]())
+    static: StaticSettings = field(default_factory=lambda: STAGES["static"]())
+    speed: SpeedSettings = field(default_factory=lambda: STAGES["speed"]())
 
     # -- the three loaders ---------------------------------------------------------------
 

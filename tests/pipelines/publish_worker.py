@@ -21,7 +21,7 @@ def main() -> int:
     from onnxgate.pipelines.publish import publish_report
 
     conv = convert(source, None, sample=sample)
-    report = validate(source, conv.model, loaded=conv.loaded, conversion=conv)
+    report = validate(source, conv.model, conversion=conv)
     assert report.passed, report.failures()
     while not Path(start).exists():
         time.sleep(0.005)

@@ -232,7 +232,7 @@ def ort_call(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
 
 
 def measure_speed(
-    loaded: Any,
+    reference: Any,
     model_bytes: bytes,
     output_names: list[str],
     *,
@@ -241,16 +241,17 @@ def measure_speed(
     budget_s: float | None = None,
     batches: list[tuple[int, dict[str, np.ndarray]]] | None = None,
 ) -> SpeedReport:
-    """Time the original (``loaded.converter.reference``) and ONNX Runtime at each batch.
+    """Time the original (``reference.time``: in its framework worker) and ONNX Runtime at each batch.
 
-    ``batches`` defaults to batch 1 and the sample's own batch (:func:`speed_batches`).
+    ``reference`` is a runtime.framework.ReferenceRunner. ``batches`` defaults to batch 1
+    and the sample's own batch (:func:`speed_batches`).
     """
     from onnxgate.runtime.runner import create_session
 
     threads = threads or DEFAULT_THREADS
     budget_s = budget_s or DEFAULT_BUDGET_S
     session = create_session(model_bytes, provider=provider, threads=threads)
-    framework = loaded.converter.name
+    framework = reference.converter
     report = SpeedReport(
         framework,
         provider,
@@ -258,12 +259,10 @@ def measure_speed(
         {"onnxruntime": {"intra_op": f"SessionOptions.intra_op_num_threads={threads}"}},
         budget_s=budget_s,
     )
-    for batch, feeds in batches or speed_batches(loaded.feeds):
-        with matched_threads(threads, loaded.model, framework) as applied:
-            report.controls[framework] = applied
-            original = time_calls(
-                lambda: loaded.converter.reference(loaded.model, feeds, output_names), batch=batch, budget_s=budget_s
-            )
+    batches = batches or speed_batches(reference.feeds)
+    originals = reference.time(batches, output_names, threads=threads, budget_s=budget_s)
+    for (batch, feeds), original in zip(batches, originals):
+        report.controls[framework] = original["controls"]
         ort_timing = time_calls(ort_call(session, feeds), batch=batch, budget_s=budget_s)
-        report.rows.append(SpeedRow(batch, original, ort_timing))
+        report.rows.append(SpeedRow(batch, Timing(**original["timing"]), ort_timing))
     return report

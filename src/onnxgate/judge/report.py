@@ -62,6 +62,14 @@ class Finding:
 
 
 @dataclass
+class EvidenceData:
+    """The first case's inputs and the original's outputs: what publish stores as test_data_set_0 (not serialised)."""
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@dataclass
 class Report:
     source: str | None
     framework: str | None

@@ -22,11 +22,17 @@ framework = "sklearn"      # optional converter name
 onnx = "models/iris.onnx"  # optional: validate this committed ONNX file instead of converting
 tol = { variable = [1e-4, 1e-3] }
 watch = ["training/*.py"]  # extra paths whose change selects the model
+edge = true                # any option of validate: the keys are the fields of onnxgate/settings.py
+timeout = 60               #   (the CLI flags without "--", dashes as underscores), e.g.
+dims = { batch = 4 }       #   --dim batch=4 -> dims = { batch = 4 }
 ```
+
+Trust (``trust = ["pickle"]``) stays a gate key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,39 +47,22 @@ TRUST_KINDS = ("pickle", "code")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
-# key -> (type check, what the error says it must be)
-_OVERRIDES: dict[str, tuple[Any, str]] = {
-    "opset": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
-    "providers": (
-        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
-        'a list of provider names or "all"',
-    ),
-    "atol": (lambda v: _number(v), "a non-negative number"),
-    "rtol": (lambda v: _number(v), "a non-negative number"),
-    "tol": (
-        lambda v: isinstance(v, dict)
-        and all(isinstance(p, list) and len(p) == 2 and all(_number(x) for x in p) for p in v.values()),
-        "a table of OUTPUT = [atol, rtol]",
-    ),
+# The gate's own keys: key -> (type check, what the error says it must be). Every other key
+# is a validate option, declared once in onnxgate/settings.py and read by Settings.from_table.
+_GATE_KEYS: dict[str, tuple[Any, str]] = {
     "tags": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "regression": (lambda v: v in REGRESSION_MODES, f"one of {list(REGRESSION_MODES)}"),
     "trust": (lambda v: isinstance(v, list) and all(x in TRUST_KINDS for x in v), f"a list drawn from {list(TRUST_KINDS)}"),
-    "double": (lambda v: isinstance(v, bool), "true or false"),
-    "static": (lambda v: isinstance(v, bool), "true or false"),
-    "benchmark": (lambda v: isinstance(v, bool), "true or false"),
-    "threads": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
 }
-_DEFAULT_KEYS: dict[str, tuple[Any, str]] = {**_OVERRIDES, "registry": (lambda v: isinstance(v, str) and v, "a directory path")}
+_DEFAULT_KEYS: dict[str, tuple[Any, str]] = {**_GATE_KEYS, "registry": (lambda v: isinstance(v, str) and v, "a directory path")}
 _MODEL_KEYS: dict[str, tuple[Any, str]] = {
-    **_OVERRIDES,
+    **_GATE_KEYS,
     "name": (lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), "a name of letters, digits and . _ + -"),
     "source": (lambda v: isinstance(v, str) and v, "a path (relative to the config file) or module:callable"),
     "sample": (lambda v: isinstance(v, str) and v, "a path relative to the config file"),
     "version": (lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), 'a quoted string such as "1.0.0"'),
-    "framework": (lambda v: isinstance(v, str) and v, "a converter name"),
     "onnx": (lambda v: isinstance(v, str) and v, "a path to a committed .onnx file"),
     "watch": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of glob patterns"),
-    "trust_types": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of type names"),
 }
 _REQUIRED = ("name", "source", "version")
 _TOP_KEYS = ("defaults", "model")
@@ -97,18 +86,10 @@ class ModelSpec:
     source_path: Path | None  # None for module:callable sources
     sample: Path | None
     onnx: Path | None
-    framework: str | None
-    opset: int | None
-    providers: str | list[str] | None
-    atol: float | None
-    rtol: float | None
-    tol: dict[str, tuple[float, float]]
+    settings: Any  # settings.Settings: every validate option, [defaults] then the model's table
     tags: tuple[str, ...]
     regression: str
     trust: tuple[str, ...]
-    trust_types: tuple[str, ...]
-    options: dict[str, Any]
-    speed: dict[str, Any]  # validate()'s benchmark/threads: the speed report of issue 10
     watch: tuple[str, ...]
     table: dict[str, Any] = field(compare=False)  # the raw table, for change detection
 
@@ -215,43 +196,60 @@ def parse_config(text: str, path: Path, *, check_paths: bool = True) -> GateConf
 
 
 def _check_table(table: Any, known: dict[str, tuple[Any, str]], path: Path, line_of: Any, where: str) -> None:
+    """The gate's own keys are checked here; every other key must be a settings field, checked by its parser."""
+    from onnxgate.settings import Settings, SettingsError
+
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: {where} must be a table", "see the README's gate section")
+    settings_keys = _settings_keys()
     for key, value in table.items():
-        if key not in known:
+        if key in known:
+            check, what = known[key]
+            if not check(value):
+                raise ConfigError(f"{path}:{line_of(key) or '?'}: {where}: {key!r} must be {what}, got {value!r}", "fix the value")
+        elif key in settings_keys:
+            try:
+                Settings.from_table({key: value}, where=f"{path}:{line_of(key) or '?'}: {where}")
+            except SettingsError as exc:
+                raise ConfigError(exc.message, exc.hint) from None
+        else:
             raise ConfigError(
-                f"{path}:{line_of(key) or '?'}: {where}: unknown key {key!r}", f"known keys: {', '.join(sorted(known))}"
+                f"{path}:{line_of(key) or '?'}: {where}: unknown key {key!r}",
+                f"known keys: {', '.join(sorted(set(known) | settings_keys))}",
             )
-        check, what = known[key]
-        if not check(value):
-            raise ConfigError(f"{path}:{line_of(key) or '?'}: {where}: {key!r} must be {what}, got {value!r}", "fix the value")
+
+
+def _settings_keys() -> set[str]:
+    from onnxgate.settings import STAGES
+
+    return {f.name for cls in STAGES.values() for f in dataclasses.fields(cls) if f.metadata["toml"]}
 
 
 def _spec(table: dict[str, Any], defaults: dict[str, Any], root: Path) -> ModelSpec:
+    from onnxgate.settings import Settings
+
     def get(key: str, fallback: Any = None) -> Any:
         return table.get(key, defaults.get(key, fallback))
 
+    own = set(_MODEL_KEYS) | set(_DEFAULT_KEYS)
+    settings = Settings.from_table({k: v for k, v in defaults.items() if k not in own})
+    settings = Settings.from_table({k: v for k, v in table.items() if k not in own}, settings)
     source = table["source"]
     is_factory = bool(_FACTORY.match(source)) and not (root / source).exists()
+    sample = root / table["sample"] if "sample" in table else None
+    if sample is not None:
+        settings = settings.replace(sample=str(sample))
     return ModelSpec(
         name=table["name"],
         version=table["version"],
         source=source,
         source_path=None if is_factory else root / source,
-        sample=root / table["sample"] if "sample" in table else None,
+        sample=sample,
         onnx=root / table["onnx"] if "onnx" in table else None,
-        framework=table.get("framework"),
-        opset=get("opset"),
-        providers=get("providers"),
-        atol=get("atol"),
-        rtol=get("rtol"),
-        tol={k: (float(a), float(r)) for k, (a, r) in get("tol", {}).items()},
+        settings=settings,
         tags=tuple(get("tags", [])),
         regression=get("regression", "fail"),
         trust=tuple(get("trust", [])),
-        trust_types=tuple(table.get("trust_types", [])),
-        options={"double": bool(get("double", False)), "static": bool(get("static", False))},
-        speed={"benchmark": bool(get("benchmark", False)), "threads": get("threads")},
         watch=tuple(table.get("watch", [])),
         table=dict(table),
     )

@@ -65,16 +65,17 @@ def localize_failure(
     cases: list[tuple[str, dict[str, np.ndarray]]],
     *,
     policy: Any,
-    loaded: Any = None,
+    reference: Any = None,
     fresh: bool = False,
     progress: Any = None,
+    isolation: Any = None,
 ) -> None:
     """Name the first divergent node of the first failing case, as an "info" finding.
 
     First ORT with all optimisations against ORT with none, on the same graph. When they
     agree and the ONNX file came from elsewhere (``fresh`` is False) the source is
-    converted again and the file is compared node by node with that fresh conversion,
-    which finds weights or nodes changed after conversion.
+    converted again (by ``reference``, the framework runner) and the file is compared node
+    by node with that fresh conversion, which finds weights or nodes changed after conversion.
     """
     from onnxgate.diagnose.localize import localize
 
@@ -85,13 +86,13 @@ def localize_failure(
     feeds = dict(cases)[failing.name]
     with progress.step(f"localising the divergence at {failing.name}"):
         loc = localize(proto, feeds, policy=policy, provider=failing.provider)
-        if loc.divergence is None and not fresh and loaded is not None:
+        if loc.divergence is None and not fresh and reference is not None:
             from onnxgate.checks.model_file import opset_of
 
-            conv = loaded.converter.convert(loaded.model, loaded.feeds, opset=opset_of(proto), options=loaded.options)
+            fresh_model, info = reference.convert(opset_of(proto))
             loc = localize(
-                proto, feeds, reference=conv.model, policy=policy, provider=failing.provider,
-                label=f"a fresh conversion of the source ({conv.converter})",
+                proto, feeds, reference=fresh_model, policy=policy, provider=failing.provider,
+                label=f"a fresh conversion of the source ({info['converter']})",
             )
     text = loc.message()
     if loc.divergence is None:

@@ -210,10 +210,9 @@ class ModelOutcome:
         return [self.error] if self.error else self.report.failures()
 
 
-def _trust(spec: ModelSpec) -> Any:
-    from onnxgate.trust import from_flags
-
-    return from_flags(pickle="pickle" in spec.trust, code="code" in spec.trust, types=spec.trust_types)
+def _settings(spec: ModelSpec) -> Any:
+    """The model's settings, with the trust its table grants (or'ed with ONNXGATE_TRUST when the job sets it)."""
+    return spec.settings.replace(trust_pickle="pickle" in spec.trust, trust_code="code" in spec.trust)
 
 
 def check_model(
@@ -228,27 +227,24 @@ def check_model(
     """Convert (or load the committed ONNX file), validate, compare with the published version, publish."""
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
-    from onnxgate.judge.tolerances import TolerancePolicy
 
     progress = progress or NullProgress()
     start = time.perf_counter()
     outcome = ModelOutcome(spec.name, spec.version, why)
     try:
-        policy = TolerancePolicy.from_options(atol=spec.atol, rtol=spec.rtol, per_output=spec.tol)
+        s = _settings(spec)
+        policy = s.compare.policy()
         source = spec.source_path if spec.source_path is not None else spec.source
-        common = dict(sample=spec.sample, framework=spec.framework, trust=_trust(spec), options=dict(spec.options))
         if spec.onnx is not None:
-            loaded = load_source(source, **common)
-            report = validate(
-                source, spec.onnx, tolerances=policy, providers=spec.providers, loaded=loaded, progress=progress, **spec.speed
-            )
+            with load_source(source, s) as reference:
+                report = validate(source, spec.onnx, s, reference=reference, progress=progress)
             model_bytes = spec.onnx.read_bytes()
         else:
-            conv = convert(source, None, opset=spec.opset, progress=progress, **common)
-            report = validate(
-                source, conv.model, tolerances=policy, providers=spec.providers,
-                loaded=conv.loaded, conversion=conv, progress=progress, **spec.speed,
-            )
+            conv = convert(source, None, s, progress=progress)
+            try:
+                report = validate(source, conv.model, s, conversion=conv, progress=progress)
+            finally:
+                conv.reference.close()
             model_bytes = conv.model.SerializeToString()
         outcome.report = report
         if registry is not None and spec.regression != "off":

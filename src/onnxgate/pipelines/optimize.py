@@ -490,7 +490,7 @@ def speed_and_variants(
         if _rows(f) in (1, rows):
             chosen.setdefault(_rows(f), f)
     batches = sorted(chosen.items())
-    with progress.step(f"timing {loaded.converter.name} and ONNX Runtime ({threads} thread(s))"):
+    with progress.step(f"timing {loaded.converter} and ONNX Runtime ({threads} thread(s))"):
         speed = measure_speed(loaded, model_bytes, output_names, threads=threads, budget_s=budget_s, batches=batches)
     variants = None
     if optimize:

@@ -162,10 +162,9 @@ def publish_report(
             f"refusing to publish {name} {version}: validation {report.status}", "only a model that passed is published"
         )
     if inputs is None or outputs is None:
-        data = getattr(report, "reference_data", None)
-        if data is None:
+        if report.evidence is None:
             raise PublishError(f"cannot publish {name} {version}: no reference outputs", "pass inputs= and outputs=")
-        inputs, outputs = data
+        inputs, outputs = report.evidence.inputs, report.evidence.outputs
     raw = model if isinstance(model, bytes) else model.SerializeToString()
     reg = Path(registry)
     reg.mkdir(parents=True, exist_ok=True)
@@ -312,35 +311,30 @@ def provenance(report: Any, name: str, version: str) -> dict[str, Any]:
 def publish(
     source: Any,
     registry: str | Path,
+    settings: Any = None,
     *,
     name: str,
     version: str,
-    force: bool | None = None,
+    force: bool = False,
     tags: Sequence[str] | None = None,
-    sample: Any = None,
-    opset: int | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    tolerances: Any = None,
-    providers: str | list[str] | None = None,
-    framework: str | None = None,
-    trust: Any = None,
-    options: dict[str, Any] | None = None,
     progress: Any = None,
+    **options: Any,
 ) -> PublishResult:
     """Convert and validate ``source``; publish it into ``registry`` only if it passed.
 
-    Name, version and the registry are checked before any work; a failed validation
-    publishes nothing (``result.publication`` is None).
+    ``settings``/``options`` take every option of :func:`onnxgate.pipelines.run.validate`
+    (settings.Settings field names). Name, version and the registry are checked before any
+    work; a failed validation publishes nothing (``result.publication`` is None).
     """
-    from onnxgate.pipelines.run import convert, validate
+    from onnxgate.pipelines.run import resolve_settings, convert, validate
 
+    s = resolve_settings(settings, options)
     check_target(registry, name, version, force=bool(force))
-    conv = convert(source, None, sample=sample, opset=opset, framework=framework, trust=trust, options=options, progress=progress)
-    report = validate(
-        source, conv.model, atol=atol, rtol=rtol, tolerances=tolerances, providers=providers,
-        progress=progress, loaded=conv.loaded, conversion=conv,
-    )
+    conv = convert(source, None, s, progress=progress)
+    try:
+        report = validate(source, conv.model, s, progress=progress, conversion=conv)
+    finally:
+        conv.reference.close()
     if not report.passed:
         return PublishResult(report, None)
     pub = publish_report(

@@ -42,6 +42,7 @@ def validate_evidence(
     localize: bool = False,
     progress: Any = None,
     versions: dict[str, str] | None = None,
+    isolation: Any = None,
 ) -> Report:
     """Compare ONNX Runtime with the stored outputs of every data set under ``evidence``."""
     progress = progress or NullProgress()

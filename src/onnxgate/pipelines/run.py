@@ -1,16 +1,17 @@
 """convert -> validate -> report, for any registered converter.
 
-The public functions take keyword-only options whose ``None`` defaults are resolved
-here, in one place (STYLE 8).
+The public functions take a :class:`~onnxgate.settings.Settings` and/or keyword options
+named as its fields (STYLE 8); ``validate`` is a sequence of stage functions:
+load (framework worker) -> cases -> the original's outputs -> ONNX Runtime on every
+provider and level (ORT workers) -> checks and findings -> localisation -> speed.
 """
 
 from __future__ import annotations
 
-import importlib
 import platform
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,38 +20,28 @@ import numpy as np
 
 from onnxgate._io import check_output_path, write_atomic
 from onnxgate._progress import NullProgress
-from onnxgate.converters.base import Conversion, registry
-from onnxgate.trust import Trust
-from onnxgate.errors import OnnxgateError, SampleError, SourceError
-from onnxgate.pipelines import depth
+from onnxgate.checks.model_file import describe, load_onnx
+from onnxgate.converters.base import Conversion
+from onnxgate.errors import SampleError, SourceError
+from onnxgate.inputs.samples import inputs_hash, take_rows
 from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
 from onnxgate.judge.compare import compare_outputs
-from onnxgate.checks.model_file import describe, load_onnx
-from onnxgate.runtime.providers import canonical_provider, list_providers
-from onnxgate.judge.report import Case, Report
-from onnxgate.runtime.runner import RunError
-from onnxgate.inputs.samples import Sample, inputs_hash, load_sample, take_rows
+from onnxgate.judge.report import Case, EvidenceData, Report
 from onnxgate.judge.tolerances import TolerancePolicy
+from onnxgate.pipelines import depth
+from onnxgate.runtime.framework import ReferenceRunner
+from onnxgate.runtime.providers import canonical_provider, list_providers
+from onnxgate.runtime.runner import RunError
+from onnxgate.settings import Settings
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclass
-class Loaded:
-    """A source loaded by its converter, with the shared inputs mapped onto ONNX input names."""
-
-    source: Any
-    converter: Any
-    model: Any
-    sample: Sample | None
-    feeds: dict[str, np.ndarray]
-    trust: Trust
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class ConvertResult:
-    loaded: Loaded
+    """A conversion: the ONNX model, how it was made, and the original it was made from."""
+
+    reference: ReferenceRunner  # the original model, still loaded (close it, or pass it to validate)
     conversion: Conversion
     output: Path | None
     seconds: float
@@ -59,132 +50,83 @@ class ConvertResult:
     def model(self) -> Any:
         return self.conversion.model
 
+    @property
+    def loaded(self) -> ReferenceRunner:  # the name before the runner existed
+        return self.reference
+
 
 def source_label(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__} object>"
 
 
-def load_source(
-    source: Any,
-    *,
-    sample: str | Path | Sample | None = None,
-    framework: str | None = None,
-    trust: Trust | None = None,
-    options: dict[str, Any] | None = None,
-    specs: list[Any] | None = None,
-) -> Loaded:
-    """Pick the converter, load the model safely, load the sample and map it to ONNX inputs.
-
-    Without a sample the converter's ``synthesize`` builds the inputs, else ``specs``
-    (inputs.synthesize.InputSpec, e.g. from the ONNX file); the seed is recorded in
-    ``options["seed"]``.
-    """
-    trust = trust or Trust()
+def resolve_settings(settings: Settings | None = None, options: dict[str, Any] | None = None) -> Settings:
+    """``settings`` with keyword options applied (any settings field name; ``trust=Trust(...)`` too)."""
     options = dict(options or {})
-    obj = source
-    if isinstance(source, str) and _FACTORY.match(source) and not Path(source).exists():
-        obj = _call_factory(source, trust)
-    elif isinstance(source, (str, Path)) and not Path(source).exists():
+    trust = options.pop("trust", None)
+    if trust is not None:
+        options.update(trust_pickle=trust.pickle, trust_code=trust.code, trust_types=tuple(trust.types))
+    return Settings.from_kwargs(settings, **options)
+
+
+def load_source(source: Any, settings: Settings | None = None, *, specs: list[Any] | None = None,
+                progress: Any = None, **options: Any) -> ReferenceRunner:
+    """Load the original model (in a framework worker) and build the shared inputs.
+
+    Without a sample the converter synthesises the inputs from the model's signature, else
+    from ``specs`` (inputs.synthesize.InputSpec, e.g. the ONNX file's); the seed is
+    recorded in ``runner.options["seed"]``. Close the runner when done (``with`` works).
+    """
+    from onnxgate.inputs.synthesize import DEFAULT_SEED, synthesize_from_options
+    from onnxgate.runtime.framework import open_reference, raise_feeds_error, send_feeds
+
+    s = resolve_settings(settings, options)
+    if isinstance(source, (str, Path)) and not _FACTORY.match(str(source)) and not Path(source).exists():
         raise SourceError(f"source {str(source)!r} does not exist", "check the path")
-    converter = registry().select(obj, framework)
-    model = _load_model(converter, obj, trust, options)
-    smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
-    if smp is None:
-        from onnxgate.inputs.synthesize import DEFAULT_SEED, synthesize_from_options
-
-        options["seed_given"] = options.get("seed") is not None  # a converter may prefer stored examples otherwise
-        options["seed"] = DEFAULT_SEED if options.get("seed") is None else int(options["seed"])
-        synth = getattr(converter, "synthesize", None)
-        if synth is not None:
-            try:
-                feeds = synth(model, options=options)
-            except SampleError:
-                if specs is None:
-                    raise
-                feeds = synthesize_from_options(specs, options)  # the ONNX file knows the signature
-        elif specs is not None:  # validate(): the ONNX file's signature stands in for the model's
-            feeds = synthesize_from_options(specs, options)
-        else:
-            raise SampleError(
-                f"the {converter.name} converter needs a sample to know the input shape and dtypes",
-                "pass --sample FILE (.npy, .npz, .csv or a test_data_set_N/ directory)",
-            )
-    else:
-        feeds = converter.feeds(model, smp, options=options)
-    return Loaded(source, converter, model, smp, feeds, trust, options)
+    conv_options = s.converter_options()
+    conv_options["seed_given"] = s.inputs.seed is not None  # a converter may prefer stored examples otherwise
+    conv_options["seed"] = DEFAULT_SEED if s.inputs.seed is None else s.inputs.seed
+    runner = open_reference(
+        source, sample=s.inputs.sample, load=s.load, options=conv_options,
+        in_process=s.runtime.in_process, timeout=s.runtime.timeout,
+    )
+    if runner.feeds_error is not None:
+        if specs is None:
+            runner.close()
+            raise_feeds_error(runner)
+        send_feeds(runner, synthesize_from_options(specs, conv_options))  # the ONNX file knows the signature
+    return runner
 
 
-def _load_model(converter: Any, obj: Any, trust: Trust, options: dict[str, Any]) -> Any:
-    """``converter.load``, passing ``options`` (e.g. ``--signature``) to loaders that take them."""
-    import inspect as _inspect
+def convert(source: Any, output: str | Path | None = None, settings: Settings | None = None, *,
+            progress: Any = None, reference: ReferenceRunner | None = None, **options: Any) -> ConvertResult:
+    """Convert ``source`` to ONNX; write ``output`` atomically when given.
 
-    try:
-        takes_options = "options" in _inspect.signature(converter.load).parameters
-    except (TypeError, ValueError):
-        takes_options = False
-    if takes_options:
-        return converter.load(obj, trust=trust, options=options)
-    return converter.load(obj, trust=trust)
-
-
-def _call_factory(ref: str, trust: Trust) -> Any:
-    from onnxgate.trust import require_factory
-
-    require_factory(trust, ref)
-    module_name, _, attr = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        fn = module
-        for part in attr.split("."):
-            fn = getattr(fn, part)
-    except (ImportError, AttributeError) as exc:
-        raise SourceError(f"cannot import {ref!r}: {exc}", "check the module path and PYTHONPATH") from None
-    if not callable(fn):
-        return fn
-    try:
-        return fn()
-    except OnnxgateError:
-        raise
-    except Exception as exc:  # the user's factory failed: their bug, reported in one line
-        text = " ".join(str(exc).split())[:300]
-        raise SourceError(f"factory {ref!r} raised {type(exc).__name__}: {text}", "fix the factory (run it in Python to see the traceback, or pass --debug)") from exc
-
-
-def convert(
-    source: Any,
-    output: str | Path | None = None,
-    *,
-    sample: str | Path | Sample | None = None,
-    opset: int | None = None,
-    framework: str | None = None,
-    trust: Trust | None = None,
-    options: dict[str, Any] | None = None,
-    progress: Any = None,
-    loaded: Loaded | None = None,
-) -> ConvertResult:
-    """Convert ``source`` to ONNX; write ``output`` atomically when given."""
+    The original stays loaded in ``result.reference`` for :func:`validate`; close it when done.
+    """
     progress = progress or NullProgress()
+    s = resolve_settings(settings, options)
     out = check_output_path(output, "ONNX model")
-    with progress.step(f"loading {source_label(source)}"):
-        loaded = loaded or load_source(source, sample=sample, framework=framework, trust=trust, options=options)
-    start = time.perf_counter()
-    with progress.step(f"converting with {loaded.converter.name}"):
-        conversion = loaded.converter.convert(loaded.model, loaded.feeds, opset=opset, options=loaded.options)
-    seconds = time.perf_counter() - start
+    if reference is None:
+        with progress.step(f"loading {source_label(source)}"):
+            reference = load_source(source, s)
+    try:
+        with progress.step(f"converting with {reference.converter}"):
+            model, info = reference.convert(s.convert.opset)
+    except BaseException:
+        reference.close()
+        raise
+    conversion = Conversion(model, info["converter"], list(info["notes"]))
     if out is not None:
-        write_atomic(out, conversion.model.SerializeToString())
-    return ConvertResult(loaded, conversion, out, seconds)
+        write_atomic(out, model.SerializeToString())
+    return ConvertResult(reference, conversion, out, float(info["seconds"]))
 
 
-def _versions(converter: Any) -> dict[str, str]:
+def _versions(framework_versions: dict[str, str]) -> dict[str, str]:
+    """Python, onnxgate, onnx, onnxruntime, numpy, plus the framework's and converter's (from the worker)."""
     out = {"python": platform.python_version(), "onnxgate": _version("onnxgate")}
     for pkg in ("onnx", "onnxruntime", "numpy"):
         out[pkg] = _version(pkg)
-    if converter is not None:
-        try:
-            out.update(converter.versions())
-        except OnnxgateError:
-            pass
+    out.update(framework_versions or {})
     return out
 
 
@@ -226,120 +168,160 @@ def resolve_providers(providers: str | list[str] | None, *, ep_plugins: dict[str
     return resolved
 
 
-def validate(
-    source: Any,
-    onnx_model: str | Path | Any,
-    *,
-    sample: str | Path | Sample | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    tolerances: TolerancePolicy | None = None,
-    providers: str | list[str] | None = None,
-    framework: str | None = None,
-    trust: Trust | None = None,
-    options: dict[str, Any] | None = None,
-    progress: Any = None,
-    loaded: Loaded | None = None,
-    conversion: ConvertResult | None = None,
-    benchmark: bool | None = None,
-    threads: int | None = None,
-    optimize: bool | None = None,
-    benchmark_seconds: float | None = None,
-    isolation: Any = None,
-    tol: Any = None,
-    error_stat: str | None = None,
-    topk: int | None = None,
-    edge: bool | None = None,
-    save_evidence: str | Path | None = None,
-    evidence: str | Path | None = None,
-    localize: bool | None = None,
-    provider_options: Any = None,
-    ep_plugins: Any = None,
-    require_full_placement: bool | None = None,
-    target_ort: str | None = None,
-    mobile_check: bool | None = None,
-    optimizations: Any = None,
-) -> Report:
+def validate(source: Any, onnx_model: str | Path | Any, settings: Settings | None = None, *,
+             progress: Any = None, reference: ReferenceRunner | None = None,
+             conversion: ConvertResult | None = None, **options: Any) -> Report:
     """Run the original and the ONNX model on the same inputs; compare every output.
 
-    Every case runs on each provider at ``optimizations`` (default ORT_DISABLE_ALL and
-    ORT_ENABLE_ALL); ``provider_options`` (``["OpenVINO:precision=FP32"]`` or a dict),
-    ``ep_plugins`` (``["NAME=LIBRARY_PATH"]``), ``require_full_placement``, ``target_ort``
-    and ``mobile_check`` are described in diagnose/provider_checks.py and static.py.
-
-    ``tol`` (per-output ``NAME=ATOL:RTOL``), ``error_stat`` and ``topk`` shape the
-    tolerance policy; ``edge`` adds the zeros / large-magnitude cases; ``save_evidence``
-    writes ``test_data_set_N/`` with the original's outputs; ``evidence`` (with
-    ``source=None``) re-verifies against stored outputs with ONNX Runtime alone;
-    ``localize`` names the first divergent ONNX node when parity fails.
-
-    ``benchmark`` adds the speed report (original vs ONNX Runtime, ``threads`` each);
-    ``optimize`` also builds, validates and times the optimised variants (implies benchmark).
+    ``settings`` (settings.Settings) and keyword options (any settings field: ``atol``,
+    ``providers``, ``sample``, ``edge``, ``timeout``, ...) say how. The original runs in a
+    framework worker (``reference``: an already loaded one, e.g. ``conversion.reference``)
+    and ONNX Runtime in ORT workers, on every provider and optimisation level. With
+    ``evidence`` (and ``source=None``) the stored outputs stand in for the original.
     """
     progress = progress or NullProgress()
+    s = resolve_settings(settings, options)
     started = time.perf_counter()
-    policy = tolerances or TolerancePolicy.from_options(
-        atol=atol, rtol=rtol, per_output=tol, error_stat=error_stat, topk=topk
-    )
-    from onnxgate.diagnose import provider_checks
+    if conversion is not None and reference is None:
+        reference = conversion.reference
+    if s.depth.evidence is not None:
+        return _validate_evidence(source, onnx_model, s, progress)
+    _check_speed_needs_source(source, s)
+    target = OnnxTarget.open(onnx_model)
+    own = reference is None
+    if own:
+        with progress.step(f"loading {source_label(source)}"):
+            reference = load_source(source, s, specs=target.specs() if s.inputs.sample is None else None)
+    try:
+        report = _judge(source, target, reference, s, conversion, progress)
+    finally:
+        if own:
+            reference.close()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
 
-    run_settings = provider_checks.RunSettings.resolve(provider_options, ep_plugins, optimizations, require_full_placement)
-    provider_names = resolve_providers(providers, ep_plugins=run_settings.ep_plugins)
+
+@dataclass
+class OnnxTarget:
+    """The ONNX model under test: its proto, bytes, path (None when in memory) and description."""
+
+    proto: Any
+    data: bytes
+    path: str | None
+    info: dict[str, Any]
+
+    @classmethod
+    def open(cls, model: str | Path | Any) -> "OnnxTarget":
+        if isinstance(model, (str, Path)):
+            proto, data = load_onnx(model)
+            path: str | None = str(model)
+        else:
+            proto, data, path = model, model.SerializeToString(), None
+        _check_resources(proto, path)
+        return cls(proto, data, path, describe(proto, data, path))
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.info["outputs"]]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.info["inputs"]]
+
+    def specs(self) -> list[Any]:
+        from onnxgate.inputs.synthesize import specs_from_onnx
+
+        return specs_from_onnx(self.proto)
+
+    def session_model(self) -> bytes | str:
+        """What a worker opens: the path (external data resolves next to it), else the bytes."""
+        return str(Path(self.path).resolve()) if self.path else self.data
+
+
+def _check_speed_needs_source(source: Any, s: Settings) -> None:
+    if source is None:
+        raise SampleError("validate needs SOURCE (or --evidence DIR)", "run 'onnxgate validate SOURCE MODEL.onnx'")
+
+
+def _validate_evidence(source: Any, onnx_model: Any, s: Settings, progress: Any) -> Report:
+    """``validate MODEL.onnx --evidence DIR``: the stored outputs are the original's answers."""
+    if source is not None:
+        raise SampleError(
+            "--evidence replaces SOURCE: the stored outputs are the original's answers",
+            "run 'onnxgate validate MODEL.onnx --evidence DIR', or drop --evidence to compare with SOURCE",
+        )
+    if s.speed.benchmark or s.speed.optimize:
+        raise SampleError(
+            "--benchmark/--optimize need SOURCE: with --evidence there is no original model to time",
+            "run 'onnxgate validate SOURCE MODEL.onnx --benchmark'",
+        )
+    from onnxgate.pipelines.replay import validate_evidence
+
+    run_settings = s.runtime.run_settings()
+    return validate_evidence(
+        onnx_model, s.depth.evidence, policy=s.compare.policy(),
+        provider_names=resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins),
+        localize=s.depth.localize, progress=progress, versions=_versions({}), isolation=s.runtime.isolation(),
+    )
+
+
+def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Settings,
+           conversion: ConvertResult | None, progress: Any) -> Report:
+    """The stages after loading: cases, the original's outputs, ORT on every provider, checks, diagnoses."""
+    from onnxgate.diagnose import provider_checks
     from onnxgate.inputs.evidence import check_evidence_dir
 
-    evidence_dir = check_evidence_dir(save_evidence)
-    if evidence is not None:
-        if source is not None:
-            raise SampleError(
-                "--evidence replaces SOURCE: the stored outputs are the original's answers",
-                "run 'onnxgate validate MODEL.onnx --evidence DIR', or drop --evidence to compare with SOURCE",
-            )
-        if benchmark or optimize:
-            raise SampleError(
-                "--benchmark/--optimize need SOURCE: with --evidence there is no original model to time",
-                "run 'onnxgate validate SOURCE MODEL.onnx --benchmark'",
-            )
-        from onnxgate.pipelines.replay import validate_evidence
+    evidence_dir = check_evidence_dir(s.depth.save_evidence)
+    run_settings = s.runtime.run_settings()
+    provider_names = resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins)
+    _check_inputs_fit(target.info, reference.feeds)
+    policy = s.compare.policy()
+    report = _new_report(source, target, reference, policy, conversion)
+    report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
+    cases, axes = _cases(reference.feeds, target, s)
+    references, reference_errors = _reference_outputs(reference, cases, target.output_names, progress)
+    report.evidence = EvidenceData(cases[0][1], references[cases[0][0]])
+    if evidence_dir is not None:
+        with progress.step(f"writing evidence to {evidence_dir}"):
+            report.inputs["evidence"] = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
+    sessions = SessionCache(target, s.runtime.isolation())
+    placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions, reference, progress)
+    depth.axis_findings(report, axes)
+    _bfloat16_hint(report, target.proto)
+    provider_checks.finish(
+        report, provider_names, run_settings, placements,
+        rerun=lambda provider, optimization, kwargs, name: compare_outputs(
+            references[name], sessions.get(provider, optimization, kwargs).run(dict(cases)[name]),
+            policy=policy, output_names=target.output_names,
+        ),
+    )
+    if s.depth.localize and report.status == "failed":
+        depth.localize_failure(report, target.proto, cases, policy=policy, reference=reference,
+                               fresh=conversion is not None, progress=progress, isolation=s.runtime.isolation())
+    if s.speed.benchmark or s.speed.optimize:
+        _speed(report, reference, target.data, cases, references, target.output_names, policy, s, progress)
+    return report
 
-        report = validate_evidence(
-            onnx_model, evidence, policy=policy, provider_names=provider_names,
-            localize=bool(localize), progress=progress, versions=_versions(None),
-        )
-        return report
-    if isinstance(onnx_model, (str, Path)):
-        proto, data = load_onnx(onnx_model)
-        model_path: str | None = str(onnx_model)
-    else:
-        proto, data, model_path = onnx_model, onnx_model.SerializeToString(), None
-    _check_resources(proto, model_path)
-    if loaded is None:
-        with progress.step(f"loading {source_label(source)}"):
-            from onnxgate.inputs.synthesize import specs_from_onnx
 
-            loaded = load_source(
-                source, sample=sample, framework=framework, trust=trust, options=options,
-                specs=specs_from_onnx(proto) if sample is None else None,
-            )
-    info = describe(proto, data, model_path)
-    _check_inputs_fit(info, loaded.feeds)
+def _new_report(source: Any, target: OnnxTarget, reference: ReferenceRunner, policy: TolerancePolicy,
+                conversion: ConvertResult | None) -> Report:
+    feeds, opts = reference.feeds, reference.options
     report = Report(
         source=source_label(source),
-        framework=loaded.converter.name,
-        model={k: info[k] for k in ("path", "sha256", "bytes", "opset", "ir_version", "producer", "opset_imports")},
+        framework=reference.converter,
+        model={k: target.info[k] for k in ("path", "sha256", "bytes", "opset", "ir_version", "producer", "opset_imports")},
         inputs={
-            "sample": loaded.sample.path if loaded.sample else None,
-            "kind": loaded.sample.kind if loaded.sample else "synthesised",
-            "hash": inputs_hash(loaded.feeds),
-            "seed": loaded.options.get("seed"),
-            "synthesis": None if loaded.sample else {
-                "dims": loaded.options.get("dims") or {}, "ranges": loaded.options.get("input_ranges") or {},
-            },
-            "shapes": {k: list(v.shape) for k, v in loaded.feeds.items()},
-            "dtypes": {k: str(v.dtype) for k, v in loaded.feeds.items()},
+            "sample": reference.sample["path"] if reference.sample else None,
+            "kind": reference.sample["kind"] if reference.sample else "synthesised",
+            "hash": inputs_hash(feeds),
+            "seed": opts.get("seed"),
+            "synthesis": None if reference.sample else {"dims": opts.get("dims") or {}, "ranges": opts.get("input_ranges") or {}},
+            "shapes": {k: list(v.shape) for k, v in feeds.items()},
+            "dtypes": {k: str(v.dtype) for k, v in feeds.items()},
         },
         tolerances=policy.as_dict(),
-        versions=_versions(loaded.converter),
-        trust=loaded.trust.as_dict(),
+        versions=_versions(reference.versions),
+        trust=reference.trust.as_dict(),
     )
     if conversion is not None:
         report.conversion = {
@@ -347,28 +329,37 @@ def validate(
             "notes": conversion.conversion.notes,
             "seconds": round(conversion.seconds, 3),
         }
-    report.findings = provider_checks.static_findings(proto, target_ort=target_ort, mobile=bool(mobile_check))
-    output_names = [o["name"] for o in info["outputs"]]
+    return report
+
+
+def _cases(feeds: dict[str, np.ndarray], target: OnnxTarget, s: Settings) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, Any]]:
+    """The sample at its batch, batch 1 and an odd batch; each dynamic axis resized; edge values."""
+    cases = batch_cases(feeds)[: 1 if s.convert.static else None]
+    more, axes = depth.extra_cases(feeds, target.info["inputs"], edge=s.depth.edge, ranges=s.inputs.range_map())
+    return cases + more, axes
+
+
+def _reference_outputs(reference: ReferenceRunner, cases: list[tuple[str, dict[str, np.ndarray]]], output_names: list[str],
+                       progress: Any) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """The original's outputs per case; a swept case the original itself rejects is recorded, not fatal."""
     references: dict[str, dict[str, np.ndarray]] = {}
-    reference_errors: dict[str, str] = {}  # the original itself fails at a swept batch size
-    cases = batch_cases(loaded.feeds)[: 1 if loaded.options.get("static") else None]
-    more, axes = depth.extra_cases(loaded.feeds, info["inputs"], edge=bool(edge), ranges=loaded.options.get("input_ranges"))
-    cases += more
+    errors: dict[str, str] = {}
     for i, (case_name, feeds) in enumerate(cases):
-        with progress.step(f"running {loaded.converter.name} reference at {case_name}"):
+        with progress.step(f"running {reference.converter} reference at {case_name}"):
             try:
-                references[case_name] = _reference(loaded, feeds, output_names)
+                references[case_name] = reference.infer(feeds, output_names)
             except SampleError as exc:
                 if i == 0:
                     raise
-                reference_errors[case_name] = exc.message
-    # Not serialised: publish() stores these (inputs, the original's outputs) as test_data_set_0.
-    report.reference_data = (cases[0][1], references[cases[0][0]])
-    if evidence_dir is not None:
-        with progress.step(f"writing evidence to {evidence_dir}"):
-            report.inputs["evidence"] = depth.save_evidence(
-                evidence_dir, cases, references, [i["name"] for i in info["inputs"]], output_names
-            )
+                errors[case_name] = exc.message
+    return references, errors
+
+
+def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, dict[str, np.ndarray]]],
+                   references: dict[str, dict[str, np.ndarray]], reference_errors: dict[str, str], axes: dict[str, Any],
+                   provider_names: list[str], run_settings: Any, policy: TolerancePolicy, sessions: "SessionCache",
+                   reference: ReferenceRunner, progress: Any) -> dict[tuple[str, str], Any]:
+    """Every case on every (provider, optimisation level), compared with the original's outputs."""
     placements: dict[tuple[str, str], Any] = {}  # (provider, optimization) -> session, for its placement
     for provider, optimization in run_settings.runs(provider_names):
         for case_name, feeds in cases:
@@ -376,7 +367,7 @@ def validate(
             report.cases.append(case)
             try:
                 with progress.step(f"running ONNX Runtime ({provider}, {optimization}) at {case_name}"):
-                    session = _session(data, provider, isolation, model_path, optimization, run_settings.session_kwargs(provider))
+                    session = sessions.get(provider, optimization, run_settings.session_kwargs(provider))
                     got = session.run(feeds)
                 case.providers_used = session.providers_used
                 placements.setdefault((provider, optimization), session)
@@ -384,28 +375,14 @@ def validate(
                 if case_name in axes:
                     case.error = axes[case_name].describe_failure(str(exc))
                 else:
-                    case.error = batch_error(str(exc), info["inputs"], feeds, loaded.feeds, reference_errors.get(case_name))
+                    case.error = batch_error(str(exc), target.info["inputs"], feeds, reference.feeds, reference_errors.get(case_name))
                 continue
             if case_name in reference_errors:
                 case.error = reference_errors[case_name]
                 continue
-            case.outputs = compare_outputs(references[case_name], got, policy=policy, output_names=output_names)
-            frozen_output_problems(case.outputs, feeds, loaded.feeds)
-    depth.axis_findings(report, axes)
-    _bfloat16_hint(report, proto)
-    provider_checks.finish(
-        report, provider_names, run_settings, placements,
-        rerun=lambda provider, optimization, kwargs, name: compare_outputs(
-            references[name], _session(data, provider, isolation, model_path, optimization, kwargs).run(dict(cases)[name]),
-            policy=policy, output_names=output_names,
-        ),
-    )
-    if localize and report.status == "failed":
-        depth.localize_failure(report, proto, cases, policy=policy, loaded=loaded, fresh=conversion is not None, progress=progress)
-    if benchmark or optimize:
-        _speed(report, loaded, data, cases, references, output_names, policy, threads, bool(optimize), benchmark_seconds, progress)
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+            case.outputs = compare_outputs(references[case_name], got, policy=policy, output_names=target.output_names)
+            frozen_output_problems(case.outputs, feeds, reference.feeds)
+    return placements
 
 
 def _bfloat16_hint(report: Report, proto: Any) -> None:
@@ -427,53 +404,51 @@ def _bfloat16_hint(report: Report, proto: Any) -> None:
         ))
 
 
-def _speed(report: Report, loaded: Loaded, data: bytes, cases: Any, references: Any, output_names: list[str],
-           policy: TolerancePolicy, threads: int | None, optimize: bool, budget_s: float | None, progress: Any) -> None:
+def _speed(report: Report, reference: ReferenceRunner, data: bytes, cases: Any, references: Any,
+           output_names: list[str], policy: TolerancePolicy, s: Settings, progress: Any) -> None:
     """--benchmark/--optimize: only for a model that ran; a model that errored has nothing to time."""
-    from onnxgate.pipelines.optimize import speed_and_variants
     from onnxgate.judge.report import Finding
+    from onnxgate.pipelines.optimize import speed_and_variants
 
     if report.status == "error":
         report.findings.append(Finding("warning", "speed", "not measured: the model did not run on every case"))
         return
     report.speed, report.variants = speed_and_variants(
-        loaded, data, cases, references, output_names,
-        policy=policy, threads=threads, optimize=optimize, budget_s=budget_s, progress=progress,
+        reference, data, cases, references, output_names,
+        policy=policy, threads=s.speed.threads, optimize=s.speed.optimize, budget_s=s.speed.benchmark_seconds, progress=progress,
     )
 
 
-_sessions: dict[tuple[str, str, Any], Any] = {}
+class SessionCache:
+    """ORT sessions of one model, by (provider, level, options), opened in workers; a failed load is remembered.
 
-
-def _session(data: bytes, provider: str, isolation: Any = None, model_path: str | None = None,
-             optimization: str = "all", kwargs: dict[str, Any] | None = None) -> Any:
-    """Sessions are reused across batch sizes of one model (keyed by content hash).
-
-    By default the session lives in a worker process (runtime/isolation.py), so a
-    crash or hang fails this model with a RunError instead of killing onnxgate; a
-    load that failed is remembered, so the next batch size does not crash it again.
+    By default a session lives in a worker process (runtime/isolation.py), so a crash or
+    hang fails this model with a RunError instead of killing onnxgate; the model is opened
+    by path when it came from a file, so external data resolves next to it.
     """
-    import hashlib
 
-    from onnxgate.runtime import isolation as iso
+    def __init__(self, target: OnnxTarget, isolation: Any):
+        self.target, self.isolation = target, isolation
+        self._sessions: dict[tuple[str, str, str], Any] = {}
 
-    policy = isolation or iso.IsolationPolicy()
-    kwargs = kwargs or {}
-    key = (hashlib.sha256(data).hexdigest(), provider, policy, optimization, repr(sorted(kwargs.items())))
-    if key not in _sessions:
-        if len(_sessions) > 8:
-            _sessions.clear()
-        label = repr(model_path) if model_path else f"the converted model (sha256 {key[0][:12]})"
-        try:
-            _sessions[key] = iso.create_session(
-                data, provider=provider, policy=policy, label=label, optimization=optimization, **kwargs
-            )
-        except RunError as exc:
-            _sessions[key] = exc
-    found = _sessions[key]
-    if isinstance(found, RunError):
-        raise found
-    return found
+    def get(self, provider: str, optimization: str = "all", kwargs: dict[str, Any] | None = None) -> Any:
+        from onnxgate.runtime import isolation as iso
+
+        kwargs = kwargs or {}
+        key = (provider, optimization, repr(sorted(kwargs.items())))
+        if key not in self._sessions:
+            label = repr(self.target.path) if self.target.path else f"the converted model (sha256 {self.target.info['sha256'][:12]})"
+            try:
+                self._sessions[key] = iso.create_session(
+                    self.target.session_model(), provider=provider, policy=self.isolation, label=label,
+                    optimization=optimization, **kwargs,
+                )
+            except RunError as exc:
+                self._sessions[key] = exc
+        found = self._sessions[key]
+        if isinstance(found, RunError):
+            raise found
+        return found
 
 
 def _check_resources(proto: Any, model_path: str | None) -> None:
@@ -494,62 +469,32 @@ def _check_inputs_fit(info: dict[str, Any], feeds: dict[str, np.ndarray]) -> Non
         )
 
 
-def _reference(loaded: Loaded, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-    try:
-        return loaded.converter.reference(loaded.model, feeds, output_names)
-    except OnnxgateError:
-        raise
-    except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
-        raise SampleError(
-            f"the original {loaded.converter.name} model failed on the sample: {type(exc).__name__}: {text}",
-            "pass a sample the model accepts (same columns, categories and dtypes it was fitted on)",
-        ) from exc
-
-
-def run(
-    source: Any,
-    *,
-    output: str | Path | None = None,
-    sample: str | Path | Sample | None = None,
-    opset: int | None = None,
-    framework: str | None = None,
-    trust: Trust | None = None,
-    options: dict[str, Any] | None = None,
-    report_paths: dict[str, str | Path | None] | None = None,
-    publish_best: bool | None = None,
-    progress: Any = None,
-    **validation: Any,
-) -> tuple[Report, ConvertResult]:
+def run(source: Any, settings: Settings | None = None, *, output: str | Path | None = None,
+        report_paths: dict[str, str | Path | None] | None = None, publish_best: bool = False,
+        progress: Any = None, **options: Any) -> tuple[Report, ConvertResult]:
     """Convert, validate, write reports. The ONNX file is written only when it passed.
 
-    ``validation`` takes the keyword options of :func:`validate` (tolerances, providers,
-    evidence, benchmark, ...). ``publish_best`` (implies ``optimize``) writes the fastest
-    variant that passed parity with the original (pipelines.optimize.best_variant)
-    instead of the converted model. Every output path and option is checked before the
-    conversion starts, so bad input costs nothing and leaves nothing behind.
+    ``settings``/``options`` as for :func:`validate`. ``publish_best`` (implies
+    ``optimize``) writes the fastest variant that passed parity with the original
+    (pipelines.optimize.best_variant) instead of the converted model. Every output path and
+    option is checked before the conversion starts (settings check their values when they
+    are built), so bad input costs nothing and leaves nothing behind.
     """
-    paths = {k: check_output_path(v, f"{k} report") for k, v in (report_paths or {}).items()}
-    out = check_output_path(output, "ONNX model")
-    from onnxgate.diagnose import provider_checks
-    from onnxgate.checks import static
     from onnxgate.inputs.evidence import check_evidence_dir
 
-    check_evidence_dir(validation.get("save_evidence"))
-    provider_checks.RunSettings.resolve(
-        validation.get("provider_options"), validation.get("ep_plugins"),
-        validation.get("optimizations"), validation.get("require_full_placement"),
-    )
-    if validation.get("target_ort"):
-        static.parse_target_ort(validation["target_ort"])
-    if validation.get("tolerances") is None:
-        validation["tolerances"] = TolerancePolicy.from_options(
-            atol=validation.get("atol"), rtol=validation.get("rtol"), per_output=validation.get("tol"),
-            error_stat=validation.get("error_stat"), topk=validation.get("topk"),
-        )
-    validation["optimize"] = validation.get("optimize") or publish_best
-    conv = convert(source, None, sample=sample, opset=opset, framework=framework, trust=trust, options=options, progress=progress)
-    report = validate(source, conv.model, progress=progress, loaded=conv.loaded, conversion=conv, **validation)
+    s = resolve_settings(settings, options)
+    if publish_best:
+        s = s.replace(optimize=True)
+    paths = {k: check_output_path(v, f"{k} report") for k, v in (report_paths or {}).items()}
+    out = check_output_path(output, "ONNX model")
+    check_evidence_dir(s.depth.save_evidence)
+    if s.depth.evidence is not None:
+        raise SampleError("--evidence is for 'onnxgate validate MODEL.onnx --evidence DIR'", "drop --evidence from run")
+    conv = convert(source, None, s, progress=progress)
+    try:
+        report = validate(source, conv.model, s, progress=progress, conversion=conv)
+    finally:
+        conv.reference.close()
     chosen = _best_bytes(report, conv) if publish_best else conv.model.SerializeToString()
     if out is not None:
         report.model["path"] = str(out)

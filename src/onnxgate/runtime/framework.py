@@ -1,0 +1,530 @@
+"""The original model as a runner: load, convert and infer in a framework worker process.
+
+Loading a model file runs the framework's native code on bytes the user was handed: a
+scikit-learn tree whose child indices point outside its arrays, an xgboost JSON model or a
+lightgbm text model with corrupt indices segfault or hang inside the framework. So the
+framework runs in a worker (``python -m onnxgate.runtime.framework``), like ONNX Runtime
+does (runtime/isolation.py, whose framing and pool it shares: JSON headers and ``.npy``
+frames, never pickle). The parent never imports torch, TensorFlow or scikit-learn on this
+path; it receives ONNX bytes and arrays.
+
+:class:`ReferenceRunner` is the parent's handle on one loaded model. Its methods are the
+worker's requests:
+
+``open``       pick the converter, load the source (audited trust), build the shared inputs
+``convert``    export to ONNX (``opset``) -> bytes, converter name, notes
+``infer``      the original's outputs on some feeds (named as the ONNX graph's outputs)
+``time``       the original's latency per batch, with matched thread pools (--benchmark)
+
+Every request is bounded by ``RuntimeSettings.timeout``. A crash, a hang or a memory blow-up
+in the worker becomes :class:`FrameworkCrash` (a user error naming the model and the step,
+exit status 2) and the worker is replaced; a user error raised in the worker (a refused
+pickle, a sample that does not fit) comes back as the same :class:`OnnxgateError` class.
+With ``in_process=True`` (``--in-process``) the same requests run in this process, and an
+in-memory source (an estimator object handed to the API) always does.
+
+The worker is reused across models (a gate run imports scikit-learn once); each
+:class:`ReferenceRunner` holds its worker until :meth:`ReferenceRunner.close`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import re
+import threading
+import time
+import traceback
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxgate.errors import OnnxgateError, SampleError, SourceError
+
+MODULE = "onnxgate.runtime.framework"
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class FrameworkCrash(SourceError):
+    """The original framework crashed, hung or ran out of memory on this model (in its worker)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str = "crash"):
+        super().__init__(message, hint)
+        self.kind = kind  # "crash" | "timeout" | "memory"
+
+
+class FrameworkBug(RuntimeError):
+    """A non-user error inside the framework worker: a bug in onnxgate or a library (traceback kept)."""
+
+
+# -- the worker's state: the same code serves the worker and --in-process -------------------
+
+
+@dataclass
+class _Model:
+    converter: Any
+    model: Any
+    sample: Any
+    options: dict[str, Any]
+    feeds: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Host:
+    """Loaded models by handle, and the requests on them (runs in the worker, or in-process)."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, _Model] = {}
+        self.counter = 0
+
+    def open(self, source: Any, sample: Any, load: dict[str, Any], options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Load the model; its feeds from the sample, or synthesised by the converter.
+
+        A converter that cannot synthesise leaves ``info["feeds_error"]`` (a SampleError
+        record) and no feeds: the caller may synthesise from the ONNX file's signature and
+        send them with :meth:`set_feeds`.
+        """
+        from onnxgate.converters.base import registry
+        from onnxgate.inputs.samples import Sample, load_sample
+        from onnxgate.trust import Trust
+
+        trust = Trust(**load["trust"]) if isinstance(load["trust"], dict) else load["trust"]
+        obj = source
+        if isinstance(source, str) and _FACTORY.match(source) and not Path(source).exists():
+            obj = _call_factory(source, trust)
+        elif isinstance(source, (str, Path)) and not Path(source).exists():
+            raise SourceError(f"source {str(source)!r} does not exist", "check the path")
+        converter = registry().select(obj, load.get("framework"))
+        model = _load(converter, obj, trust, options)
+        smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
+        self.counter += 1
+        handle = f"m{self.counter}"
+        entry = self.models[handle] = _Model(converter, model, smp, options)
+        info: dict[str, Any] = {
+            "handle": handle,
+            "converter": converter.name,
+            "versions": _versions(converter),
+            "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
+        }
+        try:
+            if smp is None:
+                entry.feeds = dict(_synthesize(converter, model, options))
+            else:
+                entry.feeds = dict(converter.feeds(model, smp, options=options))
+        except SampleError as exc:
+            if smp is not None:
+                raise
+            info["feeds_error"] = _error_record(exc)
+        return info, entry.feeds
+
+    def convert(self, handle: str, opset: int | None) -> tuple[dict[str, Any], bytes]:
+        m = self.models[handle]
+        start = time.perf_counter()
+        conversion = m.converter.convert(m.model, m.feeds, opset=opset, options=m.options)
+        seconds = time.perf_counter() - start
+        return {"converter": conversion.converter, "notes": list(conversion.notes), "seconds": seconds}, conversion.model.SerializeToString()
+
+    def set_feeds(self, handle: str, feeds: dict[str, np.ndarray]) -> None:
+        """The inputs conversion traces with (a converter reads names, dtypes and shapes from them)."""
+        self.models[handle].feeds = dict(feeds)
+
+    def infer(self, handle: str, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        m = self.models[handle]
+        try:
+            out = m.converter.reference(m.model, feeds, output_names)
+        except OnnxgateError:
+            raise
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            raise SampleError(
+                f"the original {m.converter.name} model failed on the sample: {type(exc).__name__}: {text}",
+                "pass a sample the model accepts (same columns, categories and dtypes it was fitted on)",
+            ) from exc
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def time(self, handle: str, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str],
+             threads: int, budget_s: float) -> list[dict[str, Any]]:
+        from onnxgate.diagnose.speed import matched_threads, time_calls
+
+        m = self.models[handle]
+        rows = []
+        for batch, feeds in batches:
+            with matched_threads(threads, m.model, m.converter.name) as applied:
+                timing = time_calls(lambda: m.converter.reference(m.model, feeds, output_names), batch=batch, budget_s=budget_s)
+                rows.append({"timing": timing.as_dict(), "controls": dict(applied)})
+        return rows
+
+    def close(self, handle: str) -> None:
+        self.models.pop(handle, None)
+
+
+def _load(converter: Any, obj: Any, trust: Any, options: dict[str, Any]) -> Any:  # TODO(contract): drop the sniff
+    import inspect
+
+    if "options" in inspect.signature(converter.load).parameters:
+        return converter.load(obj, trust=trust, options=options)
+    return converter.load(obj, trust=trust)
+
+
+def _synthesize(converter: Any, model: Any, options: dict[str, Any]) -> Any:  # TODO(contract): base-class default
+    synth = getattr(converter, "synthesize", None)
+    if synth is None:
+        raise SampleError(
+            f"the {converter.name} converter needs a sample to know the input shape and dtypes",
+            "pass --sample FILE (.npy, .npz, .csv or a test_data_set_N/ directory)",
+        )
+    return synth(model, options=options)
+
+
+def _call_factory(ref: str, trust: Any) -> Any:
+    from onnxgate.trust import require_factory
+
+    require_factory(trust, ref)
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        fn = module
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as exc:
+        raise SourceError(f"cannot import {ref!r}: {exc}", "check the module path and PYTHONPATH") from None
+    if not callable(fn):
+        return fn
+    try:
+        return fn()
+    except OnnxgateError:
+        raise
+    except Exception as exc:  # the user's factory failed: their bug, reported in one line
+        text = " ".join(str(exc).split())[:300]
+        raise SourceError(f"factory {ref!r} raised {type(exc).__name__}: {text}", "fix the factory (run it in Python to see the traceback, or pass --debug)") from exc
+
+
+def _versions(converter: Any) -> dict[str, str]:
+    try:
+        return dict(converter.versions())
+    except OnnxgateError:
+        return {}
+
+
+# -- errors across the process boundary -----------------------------------------------------
+
+
+def _error_record(exc: BaseException) -> dict[str, Any]:
+    record = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()[-4000:]}
+    if isinstance(exc, OnnxgateError):
+        record.update(user=True, message=exc.message, hint=exc.hint)
+    if isinstance(exc, ModuleNotFoundError):
+        record["module"] = exc.name
+    return record
+
+
+def _user_error_class(name: str) -> type:
+    stack, seen = [OnnxgateError], {}
+    while stack:
+        cls = stack.pop()
+        seen.setdefault(cls.__name__, cls)
+        stack.extend(cls.__subclasses__())
+    return seen.get(name, OnnxgateError)
+
+
+def _raise_remote(record: dict[str, Any]) -> None:
+    if record.get("user"):
+        cls = _user_error_class(record["type"])
+        try:
+            exc = cls(record["message"], record.get("hint"))
+        except TypeError:
+            exc = OnnxgateError(record["message"], record.get("hint"))
+        raise exc
+    if record["type"] == "ModuleNotFoundError" and record.get("module"):
+        raise ModuleNotFoundError(record["message"], name=record["module"])
+    raise FrameworkBug(f"{record['type']} in the framework worker: {record['message']}\n{record['traceback']}")
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+def _worker_main() -> None:
+    from onnxgate.runtime.isolation import _encode, _pack_arrays, _read_message_blocking, _unpack_arrays, worker_streams
+
+    proto_in, proto_out = worker_streams()
+    host = _Host()
+
+    def reply(header: dict[str, Any], frames: list[bytes] | None = None) -> None:
+        proto_out.write(_encode(header, frames or []))
+        proto_out.flush()
+
+    while True:
+        try:
+            header, frames = _read_message_blocking(proto_in)
+        except EOFError:
+            return
+        op = header.get("op")
+        try:
+            if op == "open":
+                info, feeds = host.open(header["source"], header.get("sample"), header["load"], header["options"])
+                meta, out = _pack_arrays(feeds)
+                reply(dict(meta, ok=True, info=info), out)
+            elif op == "feeds":
+                host.set_feeds(header["handle"], _unpack_arrays(header, frames))
+                reply({"ok": True})
+            elif op == "convert":
+                info, data = host.convert(header["handle"], header.get("opset"))
+                reply({"ok": True, "info": info}, [data])
+            elif op == "infer":
+                outputs = host.infer(header["handle"], _unpack_arrays(header, frames), header["output_names"])
+                meta, out = _pack_arrays(outputs)
+                reply(dict(meta, ok=True), out)
+            elif op == "time":
+                batches = []
+                for (batch, meta), frame_slice in zip(header["batches"], _split(frames, header["counts"])):
+                    batches.append((batch, _unpack_arrays(meta, frame_slice)))
+                rows = host.time(header["handle"], batches, header["output_names"], header["threads"], header["budget_s"])
+                reply({"ok": True, "rows": rows})
+            elif op == "close":
+                host.close(header["handle"])
+                reply({"ok": True})
+            elif op == "ping":
+                reply({"ok": True})
+            else:
+                reply({"ok": False, "error": {"type": "ValueError", "message": f"unknown request {op!r}", "traceback": ""}})
+        except MemoryError:
+            reply({"ok": False, "error": {"type": "MemoryError", "message": "out of memory", "traceback": "", "memory": True}})
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as data
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            reply({"ok": False, "error": _error_record(exc)})
+
+
+def _split(frames: list[bytes], counts: list[int]) -> list[list[bytes]]:
+    out, i = [], 0
+    for n in counts:
+        out.append(frames[i:i + n])
+        i += n
+    return out
+
+
+# -- the parent side ----------------------------------------------------------------------------
+
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def framework_pool() -> Any:
+    """The framework workers, shared by every model of this process (imports stay warm)."""
+    global _pool
+    from onnxgate.runtime.isolation import WorkerPool
+
+    with _pool_lock:
+        if _pool is None:
+            _pool = WorkerPool(module=MODULE)
+            atexit.register(_pool.close)
+        return _pool
+
+
+@dataclass
+class ReferenceRunner:
+    """One original model, loaded in a framework worker (or in this process), with its shared inputs.
+
+    ``feeds`` are the shared inputs on the ONNX input names, ``converter`` the converter's
+    name, ``sample`` the sample's path and kind (None when synthesised), ``options`` the
+    converter options (with the seed that was used).
+    """
+
+    source: Any
+    converter: str
+    feeds: dict[str, np.ndarray]
+    options: dict[str, Any]
+    trust: Any
+    sample: dict[str, Any] | None
+    versions: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    label: str = ""
+    feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
+    _handle: str = ""
+    _host: _Host | None = None  # in-process
+    _worker: Any = None
+    _lease: Any = None
+    _dead: FrameworkCrash | None = None
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(self, header: dict[str, Any], frames: list[bytes], step: str) -> tuple[dict[str, Any], list[bytes]]:
+        from onnxgate.runtime.isolation import WorkerDied
+
+        if self._dead is not None:
+            raise self._dead
+        try:
+            reply, out = self._worker.request(dict(header, handle=self._handle), frames, self.timeout)
+        except WorkerDied as exc:
+            self._dead = _crash(exc.how, step, self.label, self.converter, self.timeout)
+            self.close()
+            raise self._dead from None
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            if error.get("memory"):
+                raise FrameworkCrash(f"the original {self.converter} model ran out of memory while {step} {self.label}",
+                                     "check the model file; it may declare sizes far beyond its contents", kind="memory")
+            _raise_remote(error)
+        return reply, out
+
+    def input_metadata(self) -> dict[str, tuple[str, list[int]]]:
+        return {k: (str(v.dtype), list(v.shape)) for k, v in self.feeds.items()}
+
+    def infer(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        """The original's outputs on ``feeds``, named and shaped as the ONNX graph's."""
+        if self._host is not None:
+            return self._host.infer(self._handle, feeds, output_names)
+        from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
+
+        meta, frames = _pack_arrays(feeds)
+        reply, out = self._request(dict(meta, op="infer", output_names=list(output_names)), frames, "running")
+        return _unpack_arrays(reply, out)
+
+    def convert(self, opset: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """``(onnx.ModelProto, {"converter", "notes", "seconds"})`` of a conversion of this model."""
+        import onnx
+
+        if self._host is not None:
+            info, data = self._host.convert(self._handle, opset)
+        else:
+            reply, out = self._request({"op": "convert", "opset": opset}, [], "converting")
+            info, data = reply["info"], out[0]
+        return onnx.load_from_string(data), info
+
+    def time(self, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str], *,
+             threads: int, budget_s: float) -> list[dict[str, Any]]:
+        """Latency of the original per batch, with its thread pools matched (diagnose.speed)."""
+        if self._host is not None:
+            return self._host.time(self._handle, batches, output_names, threads, budget_s)
+        from onnxgate.runtime.isolation import _pack_arrays
+
+        metas, counts, frames = [], [], []
+        for batch, feeds in batches:
+            meta, fr = _pack_arrays(feeds)
+            metas.append((batch, meta))
+            counts.append(len(fr))
+            frames += fr
+        header = {"op": "time", "batches": metas, "counts": counts, "output_names": list(output_names),
+                  "threads": threads, "budget_s": budget_s}
+        timeout, self.timeout = self.timeout, None if self.timeout is None else self.timeout + 20 * budget_s * len(batches)
+        try:
+            reply, _ = self._request(header, frames, "timing")
+        finally:
+            self.timeout = timeout
+        return reply["rows"]
+
+    def close(self) -> None:
+        """Forget the model in the worker and give the worker back to the pool."""
+        if self._host is not None:
+            self._host.close(self._handle)
+            return
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        if self._dead is None:
+            try:
+                self._worker.request({"op": "close", "handle": self._handle}, [], 10)
+            except Exception:  # noqa: BLE001 - a worker that died on close is replaced next time
+                pass
+        lease.__exit__(None, None, None)
+
+    def __enter__(self) -> "ReferenceRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _crash(how: str, step: str, label: str, converter: str, timeout: float | None) -> FrameworkCrash:
+    what = f"the original model {label}" if label else "the original model"
+    who = "the framework worker" if converter == "framework" else converter
+    if how == "timeout":
+        return FrameworkCrash(
+            f"{who} did not finish {step} {what} within {timeout:g}s; its worker was killed",
+            "raise --timeout if the model is just slow; a model file whose trees loop never finishes", kind="timeout",
+        )
+    kind = "memory" if "SIGKILL" in how else "crash"
+    return FrameworkCrash(
+        f"{who} {how} while {step} {what}; onnxgate is unharmed and the worker was replaced",
+        "the model file is corrupt or hostile, e.g. tree indices out of range: re-export it from the framework",
+        kind=kind,
+    )
+
+
+def open_reference(
+    source: Any,
+    *,
+    sample: Any = None,
+    load: Any = None,
+    options: dict[str, Any] | None = None,
+    in_process: bool = False,
+    timeout: float | None = None,
+) -> ReferenceRunner:
+    """Load ``source`` with its converter and build the shared inputs; see :class:`ReferenceRunner`.
+
+    ``load`` is a settings.LoadSettings; ``options`` the converter options
+    (``Settings.converter_options()``, with the seed resolved). Raises :class:`SampleError`
+    when the converter cannot synthesise inputs without a sample (the caller may fall back
+    to the ONNX file's signature).
+    """
+    from onnxgate.inputs.samples import Sample
+    from onnxgate.settings import LoadSettings
+
+    load = load or LoadSettings()
+    trust = load.trust()
+    options = dict(options or {})
+    label = repr(str(source)) if isinstance(source, (str, Path)) else ""
+    load_record = {"framework": load.framework, "trust": trust.as_dict() | {"types": list(trust.types)}}
+    local = in_process or not isinstance(source, (str, Path)) or isinstance(sample, Sample)
+    if local:
+        host = _Host()
+        info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": load.framework, "trust": trust}, options)
+        return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
+                               timeout=timeout, label=label, feeds_error=info.get("feeds_error"), _handle=info["handle"], _host=host)
+    from onnxgate.runtime.isolation import _unpack_arrays
+
+    pool = framework_pool()
+    lease = pool.worker()
+    worker = lease.__enter__()
+    runner = ReferenceRunner(source, "framework", {}, options, trust, None, timeout=timeout, label=label, _worker=worker, _lease=lease)
+    header = {"op": "open", "source": str(source), "sample": None if sample is None else str(sample),
+              "load": load_record, "options": _jsonable(options)}
+    try:
+        reply, out = runner._request(header, [], "loading")
+    except BaseException:
+        runner.close()
+        raise
+    info = reply["info"]
+    runner._handle, runner.converter, runner.versions, runner.sample = info["handle"], info["converter"], info["versions"], info["sample"]
+    runner.feeds = _unpack_arrays(reply, out)
+    runner.feeds_error = info.get("feeds_error")
+    return runner
+
+
+def raise_feeds_error(runner: ReferenceRunner) -> None:
+    """The converter's reason for not synthesising inputs, as the SampleError it raised."""
+    if runner.feeds_error is not None:
+        _raise_remote(runner.feeds_error)
+
+
+def send_feeds(runner: ReferenceRunner, feeds: dict[str, np.ndarray]) -> None:
+    """Tell the worker the inputs a conversion should trace with (when the parent built them)."""
+    runner.feeds = feeds
+    if runner._host is not None:
+        runner._host.set_feeds(runner._handle, feeds)
+        return
+    from onnxgate.runtime.isolation import _pack_arrays
+
+    meta, frames = _pack_arrays(feeds)
+    runner._request(dict(meta, op="feeds"), frames, "sending inputs to")
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in options.items() if not k.startswith("_")}, default=list))
+
+
+if __name__ == "__main__":
+    _worker_main()
