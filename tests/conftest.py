@@ -56,10 +56,18 @@ def onnxgate_subprocess():
     return run_onnxgate
 
 
+def _is_progress(line: str) -> bool:
+    return line.startswith("onnxgate: ") and not line.startswith("onnxgate: error:") and line.endswith(" ...")
+
+
 def assert_user_error(result: CliResult, *fragments: str) -> None:
-    """Exit 2, exactly one line on stderr, no traceback, and the fragments in it."""
+    """Exit 2, exactly one error line on stderr, no traceback, and the fragments in it.
+
+    Progress lines ("onnxgate: loading x ...", printed for steps slower than a second) may
+    precede it on a slow machine; they are not part of the error.
+    """
     assert result.code == 2, (result.code, result.out, result.err)
-    lines = [l for l in result.err.splitlines() if l.strip()]
+    lines = [l for l in result.err.splitlines() if l.strip() and not _is_progress(l)]
     assert len(lines) == 1, result.err
     assert "Traceback" not in result.err
     for f in fragments:

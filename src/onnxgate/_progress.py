@@ -40,12 +40,12 @@ class StderrProgress:
         timer = threading.Timer(self.delay, announce)
         timer.daemon = True
         timer.start()
-        ended = "failed after"
+        ok = False
         try:
             yield
-            ended = "done in"
+            ok = True
         finally:
             timer.cancel()
-            if shown.is_set():
+            if shown.is_set() and ok:  # a failure is reported once, by whoever catches it
                 with self._lock:
-                    print(f"onnxgate: {text} {ended} {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)
+                    print(f"onnxgate: {text} done in {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)

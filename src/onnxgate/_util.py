@@ -20,3 +20,27 @@ def installed_versions(*packages: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def json_text(obj: object, *, indent: int | None = 2) -> str:
+    """Strict JSON (no bare NaN/Infinity, which many parsers reject): non-finite floats become
+    the strings "NaN", "Infinity" and "-Infinity"; numpy scalars and arrays become numbers and lists."""
+    import json
+    import math
+
+    def clean(o: object) -> object:
+        if isinstance(o, float):
+            return o if math.isfinite(o) else ("NaN" if o != o else ("Infinity" if o > 0 else "-Infinity"))
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if hasattr(o, "tolist"):  # numpy scalars and arrays
+            return clean(o.tolist())
+        if isinstance(o, bytes):
+            return o.decode("utf-8", "replace")
+        if isinstance(o, (str, int, bool)) or o is None:
+            return o
+        return str(o)
+
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)

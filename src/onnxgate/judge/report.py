@@ -7,12 +7,12 @@ The verdict is derived from the records (never stored separately): a report is
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from onnxgate._util import json_text
 from onnxgate.judge.compare import OutputComparison
 
 SCHEMA = "onnxgate.report/1"
@@ -147,7 +147,7 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2, default=_json_default) + "\n"
+        return json_text(self.as_dict()) + "\n"
 
     def to_markdown(self) -> str:
         icon = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}[self.status]
@@ -224,7 +224,7 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
                 body = ""
                 if not o.passed:
                     failures += 1
-                    detail = json.dumps(o.as_dict(), default=_json_default, indent=1)
+                    detail = json_text(o.as_dict(), indent=1)
                     body = f"<failure message={quoteattr('; '.join(o.problems))}>{escape(detail)}</failure>"
                 cases.append(f"    <testcase classname={classname} name={quoteattr(f'{_case_label(c)} {o.name}')}>{body}</testcase>")
         out.append(
@@ -248,13 +248,3 @@ def _num(x: float | None) -> str:
 
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, bytes):
-        return o.decode("utf-8", "replace")
-    return str(o)

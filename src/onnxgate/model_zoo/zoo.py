@@ -6,7 +6,6 @@ to the exit code: 0 all passed, 1 any model did not pass.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
+from onnxgate._util import json_text
 from onnxgate.model_zoo.manifest import MANIFEST_NAME, ManifestError
 from onnxgate.model_zoo.verify import LABELS, STATUSES, ModelResult, Task
 
@@ -106,9 +106,7 @@ class ZooReport:
         }
 
     def to_json(self) -> str:
-        from onnxgate.judge.report import _json_default
-
-        return json.dumps(self.as_dict(), indent=2, default=_json_default) + "\n"
+        return json_text(self.as_dict()) + "\n"
 
     def table(self) -> str:
         """Per-model lines for what did not pass, then the counts."""
@@ -128,7 +126,7 @@ class ZooReport:
         cases, failures, errors, skipped = [], 0, 0, 0
         for r in self.results:
             body = ""
-            detail = escape(json.dumps(r.as_dict(), indent=1, default=str))
+            detail = escape(json_text(r.as_dict(), indent=1))
             if r.status == "mismatch":
                 failures += 1
                 body = f"<failure message={quoteattr(r.reason or 'mismatch')} type=\"mismatch\">{detail}</failure>"

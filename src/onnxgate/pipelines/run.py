@@ -275,6 +275,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     run_settings = s.runtime.run_settings()
     provider_names = resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins)
     _check_inputs_fit(target.info, reference.feeds)
+    _check_names(target, s)
     policy = s.compare.policy()
     report = _new_report(source, target, reference, policy, conversion)
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
@@ -458,6 +459,27 @@ def _check_resources(proto: Any, model_path: str | None) -> None:
     what = f"ONNX file {model_path!r}" if model_path else "the ONNX model"
     limits.check_declared_shapes(proto, what)
     limits.check_external_data(proto, Path(model_path).parent if model_path else None, what)
+
+
+def _check_names(target: OnnxTarget, s: Settings) -> None:
+    """``--tol``, ``--dim`` and ``--input-range`` must name an output, a dim or an input of this model."""
+    from onnxgate.settings import SettingsError
+
+    outputs, inputs = target.output_names, target.input_names
+    dims = {"batch"} | {f"{i['name']}:{a}" for i in target.info["inputs"] for a in range(len(i["shape"] or []))}
+    dims |= {d for i in target.info["inputs"] for d in (i["shape"] or []) if isinstance(d, str)}
+    checks = [
+        ("--tol", s.compare.policy().per_output, outputs, "outputs"),
+        ("--dim", s.inputs.dim_map(), sorted(dims), "dims"),
+        ("--input-range", s.inputs.range_map(), inputs, "inputs"),
+    ]
+    for flag, given, known, what in checks:
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise SettingsError(
+                f"{flag} {unknown[0]}=...: the model has no such {what[:-1]}",
+                f"the model's {what} are {', '.join(map(str, known))}",
+            )
 
 
 def _check_inputs_fit(info: dict[str, Any], feeds: dict[str, np.ndarray]) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import json
+import os
 import re
 import threading
 import time
@@ -264,7 +265,8 @@ def _worker_main() -> None:
         op = header.get("op")
         try:
             if op == "open":
-                info, feeds = host.open(header["source"], header.get("sample"), header["load"], header["options"])
+                _extend_sys_path(header.get("sys_path") or [])
+                info, feeds = host.open(header["source"], _sample_of(header.get("sample"), frames), header["load"], header["options"])
                 meta, out = _pack_arrays(feeds)
                 reply(dict(meta, ok=True, info=info), out)
             elif op == "feeds":
@@ -296,6 +298,24 @@ def _worker_main() -> None:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             reply({"ok": False, "error": _error_record(exc)})
+
+
+def _sample_of(meta: dict[str, Any] | None, frames: list[bytes]) -> Any:
+    """The Sample the parent read (its arrays came as frames)."""
+    if meta is None:
+        return None
+    from onnxgate.inputs.samples import Sample
+    from onnxgate.runtime.isolation import _unpack_arrays
+
+    return Sample(meta["kind"], _unpack_arrays(meta, frames), meta.get("path"))
+
+
+def _extend_sys_path(entries: list[str]) -> None:
+    """The parent's import path (a ``module:callable`` source imports as it would in the parent)."""
+    import sys
+
+    missing = [e for e in entries if e not in sys.path]
+    sys.path[:0] = missing
 
 
 def _split(frames: list[bytes], counts: list[int]) -> list[list[bytes]]:
@@ -470,7 +490,7 @@ def open_reference(
     when the converter cannot synthesise inputs without a sample (the caller may fall back
     to the ONNX file's signature).
     """
-    from onnxgate.inputs.samples import Sample
+    from onnxgate.inputs.samples import Sample, load_sample
     from onnxgate.settings import LoadSettings
 
     load = load or LoadSettings()
@@ -478,22 +498,30 @@ def open_reference(
     options = dict(options or {})
     label = repr(str(source)) if isinstance(source, (str, Path)) else ""
     load_record = {"framework": load.framework, "trust": trust.as_dict() | {"types": list(trust.types)}}
-    local = in_process or not isinstance(source, (str, Path)) or isinstance(sample, Sample)
+    if sample is not None and not isinstance(sample, Sample):
+        sample = load_sample(sample)  # data only (no pickle): read here, so a bad sample fails before any model loads
+    local = in_process or not isinstance(source, (str, Path))
     if local:
         host = _Host()
         info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": load.framework, "trust": trust}, options)
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
                                timeout=timeout, label=label, feeds_error=info.get("feeds_error"), _handle=info["handle"], _host=host)
-    from onnxgate.runtime.isolation import _unpack_arrays
+    from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
 
     pool = framework_pool()
     lease = pool.worker()
     worker = lease.__enter__()
     runner = ReferenceRunner(source, "framework", {}, options, trust, None, timeout=timeout, label=label, _worker=worker, _lease=lease)
-    header = {"op": "open", "source": str(source), "sample": None if sample is None else str(sample),
-              "load": load_record, "options": _jsonable(options)}
+    import sys
+
+    header = {"op": "open", "source": str(source), "load": load_record, "options": _jsonable(options),
+              "sys_path": [os.path.abspath(p or ".") for p in sys.path]}
+    frames: list[bytes] = []
+    if sample is not None:
+        meta, frames = _pack_arrays(sample.arrays)
+        header["sample"] = dict(meta, kind=sample.kind, path=sample.path)
     try:
-        reply, out = runner._request(header, [], "loading")
+        reply, out = runner._request(header, frames, "loading")
     except BaseException:
         runner.close()
         raise

@@ -68,23 +68,32 @@ class IsolationPolicy:
 def _pack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[bytes]]:
     """Arrays as ``.npy`` bytes; object (string) arrays travel as unicode and are restored."""
     names, objects, frames = [], [], []
+    extended: dict[str, str] = {}  # ml_dtypes (bfloat16, float8...): sent as same-width unsigned ints
     for name, value in arrays.items():
         arr = np.asarray(value)
         if arr.dtype == object:
             arr = arr.astype(str)
             objects.append(name)
+        elif type(arr.dtype).__module__.startswith("ml_dtypes") or arr.dtype.__class__.__module__ == "ml_dtypes":
+            extended[name] = arr.dtype.name
+            arr = arr.view(f"u{arr.dtype.itemsize}")
         buf = io.BytesIO()
         np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
         names.append(name)
         frames.append(buf.getvalue())
-    return {"names": names, "objects": objects}, frames
+    return {"names": names, "objects": objects, "extended": extended}, frames
 
 
 def _unpack_arrays(meta: dict[str, Any], frames: list[bytes]) -> dict[str, np.ndarray]:
     out = {}
     objects = set(meta.get("objects", ()))
+    extended = meta.get("extended") or {}
     for name, raw in zip(meta["names"], frames):
         arr = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+        if name in extended:
+            import ml_dtypes
+
+            arr = arr.view(getattr(ml_dtypes, extended[name]))
         out[name] = arr.astype(object) if name in objects else arr
     return out
 
