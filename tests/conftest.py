@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ def onnxgate_subprocess():
 
 
 def _is_progress(line: str) -> bool:
-    return line.startswith("onnxgate: ") and not line.startswith("onnxgate: error:") and line.endswith(" ...")
+    return line.startswith("onnxgate: ") and not line.startswith("onnxgate: error:") and (
+        line.endswith(" ...") or re.search(r" done in [0-9.]+s$", line) is not None
+    )
 
 
 def assert_user_error(result: CliResult, *fragments: str) -> None:

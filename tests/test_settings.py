@@ -106,3 +106,42 @@ def test_settings_travel_as_plain_data():
     s = Settings.from_kwargs(atol=1e-3, dims=["batch=3"], providers="CPU", edge=True, timeout=5)
     assert Settings.from_dict(s.as_dict()) == s
     assert "atol" in known_names() and "edge" in known_names()
+
+
+@pytest.fixture(scope="module")
+def logreg(tmp_path_factory):
+    import numpy as np
+    import skops.io as sio
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from skl2onnx import to_onnx
+
+    X, y = load_iris(return_X_y=True)
+    d = tmp_path_factory.mktemp("names")
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    sio.dump(model, d / "lr.skops")
+    np.save(d / "x.npy", X[:10].astype(np.float32))
+    (d / "lr.onnx").write_bytes(to_onnx(model, X[:1].astype(np.float32), options={"zipmap": False}).SerializeToString())
+    return d
+
+
+@pytest.mark.parametrize("flag,value,lists", [
+    ("--tol", "nosuch=1e-3:1e-3", "label, probabilities"),
+    ("--dim", "nosuch=3", "X:0, X:1, batch"),
+    ("--input-range", "nosuch=0:1", "X"),
+])
+def test_names_that_refer_to_nothing_in_the_model_are_refused(logreg, flag, value, lists):
+    from tests.conftest import assert_user_error, run_onnxgate
+
+    d = logreg
+    result = run_onnxgate("validate", d / "lr.skops", d / "lr.onnx", "--sample", d / "x.npy", flag, value)
+    assert_user_error(result, f"{flag} nosuch", lists)
+
+
+def test_unknown_api_keyword_and_cli_flag_are_exit_2(logreg, tmp_path):
+    import onnxgate
+    from tests.conftest import run_onnxgate
+
+    with pytest.raises(SettingsError, match="unknown keyword 'tolerance'"):
+        onnxgate.validate(str(logreg / "lr.skops"), str(logreg / "lr.onnx"), tolerance=1)
+    assert run_onnxgate("validate", logreg / "lr.skops", logreg / "lr.onnx", "--tolerance", "1").code == 2

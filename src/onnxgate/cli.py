@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(report)
     if args.output:
         print(f"wrote {args.output}" if report.passed else f"did not write {args.output}: validation did not pass")
-        published = report.model.get("published_variant")
+        published = report.model.published_variant
         if report.passed and published:
             print(f"  variant written: {published['name']} ({published['bytes']} bytes, sha256 {published['sha256'][:16]}…)")
     if args.publish:
@@ -205,8 +205,8 @@ def _publish_run(args: argparse.Namespace, report: Any, conv: Any) -> None:
 
 
 def _print_summary(report: Any) -> None:
-    print(f"{report.status.upper()}: {report.source} -> {report.model.get('path') or 'ONNX'} "
-          f"(opset {report.model.get('opset')}, {report.seconds:.2f}s)")
+    print(f"{report.status.upper()}: {report.source} -> {report.model.path or 'ONNX'} "
+          f"(opset {report.model.opset}, {report.seconds:.2f}s)")
     for case in report.cases:
         if case.error:
             print(f"  {case.name:<10} {_where(case):<15} ERROR  {case.error}")

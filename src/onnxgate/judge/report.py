@@ -7,6 +7,7 @@ The verdict is derived from the records (never stored separately): a report is
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,15 +70,81 @@ class EvidenceData:
     outputs: dict[str, Any]
 
 
+def _record(cls: type, value: Any) -> Any:
+    """A section given as a dict (its JSON form) -> the record; unknown keys go to ``extra``."""
+    if value is None or isinstance(value, cls):
+        return value
+    names = {f.name for f in dataclasses.fields(cls)}
+    known = {k: v for k, v in value.items() if k in names}
+    extra = {k: v for k, v in value.items() if k not in names}
+    if extra:
+        known["extra"] = {**known.get("extra", {}), **extra}
+    return cls(**known)
+
+
+@dataclass
+class ModelSection:
+    """The ONNX model under test."""
+
+    path: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    opset: int | None = None
+    ir_version: int | None = None
+    producer: str | None = None
+    opset_imports: dict[str, int] = field(default_factory=dict)
+    published_variant: dict[str, Any] | None = None  # --publish-best: which variant was written
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+        if self.published_variant is None:
+            out.pop("published_variant")
+        return {**out, **self.extra}
+
+
+@dataclass
+class InputsSection:
+    """The shared inputs: where they came from and a hash of them."""
+
+    sample: str | None = None
+    kind: str | None = None  # "array" | "named" | "table" | "synthesised" | "evidence"
+    hash: str | None = None
+    seed: int | None = None
+    synthesis: dict[str, Any] | None = None  # dims and ranges used to synthesise
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+    evidence: list[str] | None = None  # --save-evidence: the test_data_set_N directories written
+    sets: list[str] | None = None  # --evidence: the data sets replayed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra" and (v is not None or k in ("sample", "seed", "synthesis"))}
+        return {**out, **self.extra}
+
+
+@dataclass
+class ConversionSection:
+    """How the ONNX model was produced (absent when an existing file was validated)."""
+
+    converter: str
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"converter": self.converter, "notes": list(self.notes), "seconds": self.seconds, **self.extra}
+
+
 @dataclass
 class Report:
     source: str | None
     framework: str | None
-    model: dict[str, Any]  # path, sha256, bytes, opset, ir_version, producer
-    inputs: dict[str, Any]  # sample, kind, hash, seed, shapes
-    tolerances: dict[str, Any]
+    model: ModelSection
+    inputs: InputsSection
+    tolerances: dict[str, Any]  # the policy's as_dict(): defaults by dtype, overrides, error statistic
     versions: dict[str, str]
-    conversion: dict[str, Any] | None = None
+    conversion: ConversionSection | None = None
     trust: dict[str, Any] | None = None
     cases: list[Case] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -90,6 +157,11 @@ class Report:
     variants: Any = None
     # diagnose.provider_checks.ProviderSection: provider matrix, placement, options, precision notes
     providers: Any = None
+
+    def __post_init__(self) -> None:
+        self.model = _record(ModelSection, self.model)
+        self.inputs = _record(InputsSection, self.inputs)
+        self.conversion = _record(ConversionSection, self.conversion)
 
     @property
     def status(self) -> str:
@@ -131,9 +203,9 @@ class Report:
             "seconds": self.seconds,
             "source": self.source,
             "framework": self.framework,
-            "model": self.model,
-            "conversion": self.conversion,
-            "inputs": self.inputs,
+            "model": self.model.as_dict(),
+            "conversion": self.conversion.as_dict() if self.conversion is not None else None,
+            "inputs": self.inputs.as_dict(),
             "tolerances": self.tolerances,
             "trust": self.trust,
             "versions": self.versions,
@@ -155,12 +227,11 @@ class Report:
             f"# onnxgate report: {icon}",
             "",
             f"- source: `{self.source}` ({self.framework})" if self.source else "- source: (none)",
-            f"- model: `{self.model.get('path')}` sha256 `{str(self.model.get('sha256'))[:16]}…`, "
-            f"opset {self.model.get('opset')}",
-            f"- inputs: {self.inputs.get('sample') or 'synthesised'} (hash `{str(self.inputs.get('hash'))[:16]}…`)",
+            f"- model: `{self.model.path}` sha256 `{str(self.model.sha256)[:16]}…`, opset {self.model.opset}",
+            f"- inputs: {self.inputs.sample or 'synthesised'} (hash `{str(self.inputs.hash)[:16]}…`)",
         ]
         if self.conversion:
-            lines.append(f"- converter: {self.conversion.get('converter')}")
+            lines.append(f"- converter: {self.conversion.converter}")
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items())))
         if self.findings:
             lines += ["", "## Checks", ""]

@@ -193,7 +193,7 @@ def _stage(
     tolerances = validated_tolerances(report)
     if tolerances:
         write_atomic(build / "data.json", json.dumps(tolerances) + "\n")
-    report.model["path"] = model_path(name, version)
+    report.model.path = model_path(name, version)
     write_atomic(build / "report.json", report.to_json())
     entry = model_entry(build, name=name, root=staging, tags=list(tags), extra=provenance(report, name, version), version=version)
     _readable(build)
@@ -298,11 +298,11 @@ def provenance(report: Any, name: str, version: str) -> dict[str, Any]:
         "status": report.status,
         "source": report.source,
         "framework": report.framework,
-        "converter": (report.conversion or {}).get("converter"),
+        "converter": report.conversion.converter if report.conversion else None,
         "versions": report.versions,
         "providers": sorted({c.provider for c in report.cases}),
         "tolerances": {k: v for k, v in report.tolerances.items() if k != "defaults"},
-        "inputs_hash": report.inputs.get("hash"),
+        "inputs_hash": report.inputs.hash,
         "report": f"{name}/{version}/report.json",
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -26,7 +26,7 @@ from onnxgate.errors import SampleError, SourceError
 from onnxgate.inputs.samples import inputs_hash, take_rows
 from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
 from onnxgate.judge.compare import compare_outputs
-from onnxgate.judge.report import Case, EvidenceData, Report
+from onnxgate.judge.report import Case, ConversionSection, EvidenceData, InputsSection, ModelSection, Report
 from onnxgate.judge.tolerances import TolerancePolicy
 from onnxgate.pipelines import depth
 from onnxgate.runtime.framework import ReferenceRunner
@@ -188,6 +188,7 @@ def validate(source: Any, onnx_model: str | Path | Any, settings: Settings | Non
         return _validate_evidence(source, onnx_model, s, progress)
     _check_speed_needs_source(source, s)
     target = OnnxTarget.open(onnx_model)
+    _check_names(target, s)  # before any model loads
     own = reference is None
     if own:
         with progress.step(f"loading {source_label(source)}"):
@@ -275,7 +276,6 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     run_settings = s.runtime.run_settings()
     provider_names = resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins)
     _check_inputs_fit(target.info, reference.feeds)
-    _check_names(target, s)
     policy = s.compare.policy()
     report = _new_report(source, target, reference, policy, conversion)
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
@@ -284,7 +284,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     report.evidence = EvidenceData(cases[0][1], references[cases[0][0]])
     if evidence_dir is not None:
         with progress.step(f"writing evidence to {evidence_dir}"):
-            report.inputs["evidence"] = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
+            report.inputs.evidence = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
     sessions = SessionCache(target, s.runtime.isolation())
     placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions, reference, progress)
     depth.axis_findings(report, axes)
@@ -310,26 +310,22 @@ def _new_report(source: Any, target: OnnxTarget, reference: ReferenceRunner, pol
     report = Report(
         source=source_label(source),
         framework=reference.converter,
-        model={k: target.info[k] for k in ("path", "sha256", "bytes", "opset", "ir_version", "producer", "opset_imports")},
-        inputs={
-            "sample": reference.sample["path"] if reference.sample else None,
-            "kind": reference.sample["kind"] if reference.sample else "synthesised",
-            "hash": inputs_hash(feeds),
-            "seed": opts.get("seed"),
-            "synthesis": None if reference.sample else {"dims": opts.get("dims") or {}, "ranges": opts.get("input_ranges") or {}},
-            "shapes": {k: list(v.shape) for k, v in feeds.items()},
-            "dtypes": {k: str(v.dtype) for k, v in feeds.items()},
-        },
+        model=ModelSection(**{k: target.info[k] for k in ("path", "sha256", "bytes", "opset", "ir_version", "producer", "opset_imports")}),
+        inputs=InputsSection(
+            sample=reference.sample["path"] if reference.sample else None,
+            kind=reference.sample["kind"] if reference.sample else "synthesised",
+            hash=inputs_hash(feeds),
+            seed=opts.get("seed"),
+            synthesis=None if reference.sample else {"dims": opts.get("dims") or {}, "ranges": opts.get("input_ranges") or {}},
+            shapes={k: list(v.shape) for k, v in feeds.items()},
+            dtypes={k: str(v.dtype) for k, v in feeds.items()},
+        ),
         tolerances=policy.as_dict(),
         versions=_versions(reference.versions),
         trust=reference.trust.as_dict(),
     )
     if conversion is not None:
-        report.conversion = {
-            "converter": conversion.conversion.converter,
-            "notes": conversion.conversion.notes,
-            "seconds": round(conversion.seconds, 3),
-        }
+        report.conversion = ConversionSection(conversion.conversion.converter, list(conversion.conversion.notes), round(conversion.seconds, 3))
     return report
 
 
@@ -519,7 +515,7 @@ def run(source: Any, settings: Settings | None = None, *, output: str | Path | N
         conv.reference.close()
     chosen = _best_bytes(report, conv) if publish_best else conv.model.SerializeToString()
     if out is not None:
-        report.model["path"] = str(out)
+        report.model.path = str(out)
         if report.passed:
             write_atomic(out, chosen)
     write_reports(report, paths)
@@ -534,7 +530,7 @@ def _best_bytes(report: Report, conv: ConvertResult) -> bytes:
 
     best = best_variant(report.variants, batch=report.variants.select_batch) if report.variants else None
     data = best.data if best is not None and best.data is not None else conv.model.SerializeToString()
-    report.model["published_variant"] = {
+    report.model.published_variant = {
         "name": best.name if best is not None else "converted",
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
