@@ -82,6 +82,10 @@ def load_source(source: Any, settings: Settings | None = None, *, specs: list[An
     s = resolve_settings(settings, options)
     if isinstance(source, (str, Path)) and not _FACTORY.match(str(source)) and not Path(source).exists():
         raise SourceError(f"source {str(source)!r} does not exist", "check the path")
+    if not s.runtime.in_process:
+        from onnxgate.runtime.isolation import default_pool
+
+        default_pool().prewarm()  # ONNX Runtime's worker starts while the framework worker loads
     conv_options = s.converter_options()
     conv_options["seed_given"] = s.inputs.seed is not None  # a converter may prefer stored examples otherwise
     conv_options["seed"] = DEFAULT_SEED if s.inputs.seed is None else s.inputs.seed

@@ -251,6 +251,7 @@ def _worker_main() -> None:
     global _in_worker
     _in_worker = True
     proto_in, proto_out = worker_streams()
+    import onnxruntime  # noqa: F401 - every request needs it: import before the first one arrives
     sessions: OrderedDict[str, Any] = OrderedDict()
 
     def reply(header: dict[str, Any], frames: list[bytes] | None = None) -> None:
@@ -467,6 +468,14 @@ class WorkerPool:
                 elif w is not None:
                     w.close()
                 self._cond.notify()
+
+    def prewarm(self) -> None:
+        """Start a worker now, without waiting for it, so its start-up overlaps other work."""
+        with self._cond:
+            if self._idle or self._busy:
+                return
+            self._idle.append(Worker(self.env, self.module))
+            self.started += 1
 
     def close(self) -> None:
         with self._cond:
