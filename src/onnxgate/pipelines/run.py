@@ -21,7 +21,7 @@ from onnxgate._io import check_output_path, write_atomic
 from onnxgate._progress import NullProgress
 from onnxgate.converters.base import Conversion, registry
 from onnxgate.trust import Trust
-from onnxgate.errors import OnnxgateError, SampleError, SourceError
+from onnxgate.errors import NeedsSampleError, OnnxgateError, SampleError, SourceError
 from onnxgate.pipelines import depth
 from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
 from onnxgate.judge.compare import compare_outputs
@@ -87,44 +87,22 @@ def load_source(
     elif isinstance(source, (str, Path)) and not Path(source).exists():
         raise SourceError(f"source {str(source)!r} does not exist", "check the path")
     converter = registry().select(obj, framework)
-    model = _load_model(converter, obj, trust, options)
+    model = converter.load(obj, trust=trust, options=options)
     smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
     if smp is None:
         from onnxgate.inputs.synthesize import DEFAULT_SEED, synthesize_from_options
 
         options["seed_given"] = options.get("seed") is not None  # a converter may prefer stored examples otherwise
         options["seed"] = DEFAULT_SEED if options.get("seed") is None else int(options["seed"])
-        synth = getattr(converter, "synthesize", None)
-        if synth is not None:
-            try:
-                feeds = synth(model, options=options)
-            except SampleError:
-                if specs is None:
-                    raise
-                feeds = synthesize_from_options(specs, options)  # the ONNX file knows the signature
-        elif specs is not None:  # validate(): the ONNX file's signature stands in for the model's
-            feeds = synthesize_from_options(specs, options)
-        else:
-            raise SampleError(
-                f"the {converter.name} converter needs a sample to know the input shape and dtypes",
-                "pass --sample FILE (.npy, .npz, .csv or a test_data_set_N/ directory)",
-            )
+        try:
+            feeds = converter.synthesize(model, options=options)
+        except NeedsSampleError:
+            if specs is None:
+                raise
+            feeds = synthesize_from_options(specs, options)  # validate(): the ONNX file knows the signature
     else:
         feeds = converter.feeds(model, smp, options=options)
     return Loaded(source, converter, model, smp, feeds, trust, options)
-
-
-def _load_model(converter: Any, obj: Any, trust: Trust, options: dict[str, Any]) -> Any:
-    """``converter.load``, passing ``options`` (e.g. ``--signature``) to loaders that take them."""
-    import inspect as _inspect
-
-    try:
-        takes_options = "options" in _inspect.signature(converter.load).parameters
-    except (TypeError, ValueError):
-        takes_options = False
-    if takes_options:
-        return converter.load(obj, trust=trust, options=options)
-    return converter.load(obj, trust=trust)
 
 
 def _call_factory(ref: str, trust: Trust) -> Any:
