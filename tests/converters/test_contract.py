@@ -10,7 +10,6 @@ import ast
 import dataclasses
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
