@@ -122,11 +122,11 @@ METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "ve
 ATTRIBUTES = ("name", "install_hint", "settings_class")
 
 
-def _parameters(sig: inspect.Signature) -> tuple[list[str], dict[str, bool], bool]:
-    """(positional names, {keyword-only name: has a default}, takes **kwargs)."""
+def _parameters(sig: inspect.Signature) -> tuple[list[str], dict[str, bool]]:
+    """(positional names in order, {keyword-only name: has a default})."""
     positional = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     keywords = {p.name: p.default is not p.empty for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
-    return positional, keywords, any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return positional, keywords
 
 
 def describe_signature(name: str, sig: inspect.Signature) -> str:
@@ -147,6 +147,7 @@ def expected_signature(method: str) -> str:
 
 
 def _method_problem(cls: type, method: str) -> str | None:
+    """Same positional parameters in order, the same keyword-only ones; extra keyword-only ones need defaults."""
     want = inspect.signature(getattr(Converter, method))
     impl = getattr(cls, method, None)
     if impl is None or not callable(impl):
@@ -157,8 +158,8 @@ def _method_problem(cls: type, method: str) -> str | None:
         got = inspect.signature(impl)
     except (TypeError, ValueError):
         return f"method {method} has no inspectable signature; expected {expected_signature(method)}"
-    want_pos, want_kw, _ = _parameters(want)
-    got_pos, got_kw, _ = _parameters(got)
+    want_pos, want_kw = _parameters(want)
+    got_pos, got_kw = _parameters(got)
     extra_kw_required = [k for k, has_default in got_kw.items() if k not in want_kw and not has_default]
     if got_pos != want_pos or not set(want_kw) <= set(got_kw) or extra_kw_required:
         return f"{describe_signature(method, got)} does not match the contract {expected_signature(method)}"
