@@ -7,20 +7,12 @@ Nothing is downloaded: the data sets come with scikit-learn.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-
-@dataclass
-class DemoModel:
-    name: str
-    source: Path
-    sample: Path
-    framework: str
-    trusted_types: tuple[str, ...] = ()  # types the demo wrote itself, so it may trust them
+from onnxgate.demo_model import DemoModel
 
 
 def _mixed_frame() -> tuple[Any, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.demo import DemoModel
+from onnxgate.demo_model import DemoModel
 
 VOCAB = 50
 SEQ_LEN = 20

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.demo import DemoModel
+from onnxgate.demo_model import DemoModel
 
 BATCH = 8
 

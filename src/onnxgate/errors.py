@@ -55,3 +55,27 @@ class DuplicateConverterError(PluginError):
 
 class OutputPathError(OnnxgateError):
     """An output path cannot be written."""
+
+
+class NeedsSampleError(SampleError):
+    """The converter cannot synthesise inputs for this model: a sample (or another signature) is needed."""
+
+
+class UnsupportedModelError(ConversionError):
+    """The converter does not support this model, layer or operator."""
+
+
+class OpsetError(ConversionError):
+    """The requested opset is outside what the converter can export to."""
+
+
+class OutputMismatchError(ConversionError):
+    """The ONNX graph's inputs or outputs do not correspond to the original model's."""
+
+
+class FrameworkMissingError(PluginError):
+    """The converter's framework or exporter package cannot be imported."""
+
+
+class ContractError(PluginError):
+    """A converter plugin's class does not follow the ``Converter`` contract."""

@@ -18,19 +18,19 @@ from tests.conftest import ROOT, assert_user_error, run_onnxgate
 PLUGIN_MODULE = '''
 from pathlib import Path
 import numpy as np
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter
 
-class LinearConverter:
+class LinearConverter(Converter):
     name = "linear"
     install_hint = "pip install linear-onnxgate"
 
     def accepts(self, source):
         return isinstance(source, (str, Path)) and str(source).endswith(".linear.npy")
 
-    def load(self, source, *, trust):
+    def load(self, source, *, trust, options):
         return np.load(source)
 
-    def feeds(self, model, sample, *, options=None):
+    def feeds(self, model, sample, *, options):
         (x,) = sample.arrays.values()
         return {"x": x.astype(np.float32)}
 
@@ -126,5 +126,5 @@ def test_broken_converter_stand_in_reports_hint():
     stand_in = BrokenConverter("torch", "onnxgate", ImportError("No module named 'torch'"), "pip install 'onnxgate[torch]'")
     assert stand_in.accepts("model.pt2") is False
     with pytest.raises(PluginError) as info:
-        stand_in.load("model.pt2", trust=None)
+        stand_in.load("model.pt2", trust=None, options={})
     assert "onnxgate[torch]" in str(info.value) and "No module named 'torch'" in str(info.value)

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxgate.converters.base import Converter
 from onnxgate.inputs.evidence import write_evidence
 from onnxgate.inputs.sweep import axis_cases, odd_smaller
 
@@ -87,17 +88,17 @@ class SeqSum:
     """The 'framework' model: sums a (N, T, 4) sequence over time -> (N, 4)."""
 
 
-class NumpyConverter:
+class NumpyConverter(Converter):
     name = "numpy-seq-test"
     install_hint = "built into the tests"
 
     def accepts(self, source):
         return isinstance(source, SeqSum)
 
-    def load(self, source, *, trust):
+    def load(self, source, *, trust, options):
         return source
 
-    def feeds(self, model, sample, *, options=None):
+    def feeds(self, model, sample, *, options):
         return {"x": np.asarray(sample.arrays["x"], np.float32)}
 
     def convert(self, model, feeds, *, opset, options):

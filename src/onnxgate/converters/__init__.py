@@ -1,13 +1,25 @@
-"""Converter plugins: the protocol, the registry, and the built-in framework modules."""
+"""Converter plugins: the contract, the registry, and the built-in framework modules."""
 
 from onnxgate.converters.base import (
     ENTRY_POINT_GROUP,
     BrokenConverter,
     Conversion,
     Converter,
+    ConverterSettings,
     Registry,
-    Trust,
+    check_contract,
     registry,
 )
+from onnxgate.trust import Trust
 
-__all__ = ["ENTRY_POINT_GROUP", "BrokenConverter", "Conversion", "Converter", "Registry", "Trust", "registry"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BrokenConverter",
+    "Conversion",
+    "Converter",
+    "ConverterSettings",
+    "Registry",
+    "Trust",
+    "check_contract",
+    "registry",
+]

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from onnxgate._util import installed_versions, one_line  # noqa: F401  (one_line: used as _tf.one_line)
-from onnxgate.errors import PluginError, SampleError
+from onnxgate.errors import FrameworkMissingError, SampleError
 
 INSTALL_HINT = "pip install 'onnxgate[tensorflow]'"
 
@@ -72,7 +72,7 @@ def import_tf() -> Any:
         with quiet_stderr():
             import tensorflow as tf
     except ImportError as exc:
-        raise PluginError(f"TensorFlow is not installed ({exc})", INSTALL_HINT) from None
+        raise FrameworkMissingError(f"TensorFlow is not installed ({exc})", INSTALL_HINT) from None
     _quiet_python_loggers()
     tf.get_logger().setLevel(logging.ERROR)
     return tf
@@ -83,7 +83,7 @@ def import_keras() -> Any:
     try:
         import keras
     except ImportError as exc:
-        raise PluginError(f"Keras 3 is not installed ({exc})", INSTALL_HINT) from None
+        raise FrameworkMissingError(f"Keras 3 is not installed ({exc})", INSTALL_HINT) from None
     return keras
 
 
@@ -93,7 +93,7 @@ def import_tf2onnx() -> Any:
         with quiet_stderr():
             import tf2onnx
     except ImportError as exc:
-        raise PluginError(f"tf2onnx is not installed ({exc})", INSTALL_HINT) from None
+        raise FrameworkMissingError(f"tf2onnx is not installed ({exc})", INSTALL_HINT) from None
     _quiet_python_loggers()
     return tf2onnx
 
@@ -202,9 +202,9 @@ def rename_outputs(model: Any, mapping: dict[str, str]) -> None:
     taken -= set(mapping)  # names being renamed away are free
     clash = [new for old, new in mapping.items() if new != old and new in taken]
     if clash:
-        from onnxgate.errors import ConversionError
+        from onnxgate.errors import OutputMismatchError
 
-        raise ConversionError(
+        raise OutputMismatchError(
             f"cannot name the ONNX outputs {clash}: the converted graph already uses those names for other tensors",
             "rename the model's outputs (layer or signature names) and convert again",
         )

@@ -12,15 +12,16 @@ onnxmltools' conventions relied on: classifiers emit ``label`` and ``probabiliti
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
-from onnxgate.errors import ConversionError, SampleError, SourceError
+from onnxgate.errors import OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
 # onnxmltools' tree-ensemble converters are tested up to this opset.
 DEFAULT_OPSET = 15
@@ -34,12 +35,20 @@ def _peek(path: Path, n: int = 64) -> bytes:
         return b""
 
 
-class _BoosterConverter:
+@dataclass(frozen=True)
+class BoosterSettings(ConverterSettings):
+    """``--double``: float64 inputs (and a double-precision tree ensemble) instead of float32."""
+
+    double: bool = False
+
+
+class _BoosterConverter(Converter):
     name = ""
     install_hint = ""
     package = ""
+    settings_class = BoosterSettings
 
-    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         if len(sample.arrays) != 1:
             raise SampleError(
                 f"a {self.name} model takes one feature matrix; the sample has {list(sample.arrays)}",
@@ -52,7 +61,7 @@ class _BoosterConverter:
                 f"{sample.path or 'the sample'} is {x.dtype}{list(x.shape)}; the model expects (rows, {expected}) numbers",
                 "pass a 2-D numeric array with the model's feature columns",
             )
-        dtype = np.float64 if (options or {}).get("double") else np.float32
+        dtype = np.float64 if self.settings(options).double else np.float32
         return {"X": np.ascontiguousarray(x.astype(dtype))}
 
     def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
@@ -64,7 +73,7 @@ class _BoosterConverter:
         try:
             onx = self._convert(model, [("X", tensor([None, x.shape[1]]))], opset or DEFAULT_OPSET)
         except Exception as exc:
-            raise ConversionError(
+            raise UnsupportedModelError(
                 f"onnxmltools cannot convert this {self.name} model: {' '.join(str(exc).split())[:300]}",
                 f"try --opset {DEFAULT_OPSET} or lower",
             ) from exc
@@ -82,7 +91,7 @@ class _BoosterConverter:
             elif name == "variable":
                 out[name] = pred.reshape(-1, 1) if pred.ndim == 1 else pred
             else:
-                raise ConversionError(f"unexpected ONNX output {name!r} for a {self.name} model", "report this to onnxgate")
+                raise OutputMismatchError(f"unexpected ONNX output {name!r} for a {self.name} model", "report this to onnxgate")
         return out
 
     def versions(self) -> dict[str, str]:
@@ -101,7 +110,7 @@ class XGBoostConverter(_BoosterConverter):
         suffix = p.suffix.lower()
         return suffix == ".ubj" or (suffix == ".json" and _peek(p).lstrip().startswith(b'{"learner"'))
 
-    def load(self, source: Any, *, trust: Trust) -> Any:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> Any:
         import xgboost
 
         if isinstance(source, xgboost.Booster):
@@ -124,7 +133,7 @@ class XGBoostConverter(_BoosterConverter):
 
         objective = json.loads(model.save_config())["learner"]["objective"]["name"]
         if objective.startswith("multi:softmax"):
-            raise ConversionError("multi:softmax boosters return labels only", "train with multi:softprob to export probabilities")
+            raise UnsupportedModelError("multi:softmax boosters return labels only", "train with multi:softprob to export probabilities")
         return model.predict(xgboost.DMatrix(X))
 
 
@@ -139,7 +148,7 @@ class LightGBMConverter(_BoosterConverter):
         p = Path(source)
         return p.suffix.lower() in (".txt", ".lgb") and _peek(p).startswith(b"tree\nversion=")
 
-    def load(self, source: Any, *, trust: Trust) -> Any:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> Any:
         import lightgbm
 
         if isinstance(source, lightgbm.Booster):

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters import _tf
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
-from onnxgate.errors import ConversionError, SourceError, UntrustedSourceError
+from onnxgate.errors import ConversionError, OutputMismatchError, SourceError, UnsupportedModelError, UntrustedSourceError
 
 KERAS_SUFFIXES = (".keras",)
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -48,9 +48,15 @@ class KerasModel:
     legacy: bool = False  # a tf-keras (Keras 2) model
 
 
-class KerasConverter:
+@dataclass(frozen=True)
+class KerasSettings(ConverterSettings):
+    """None yet: a Keras model has one call signature, and its batch axis is always dynamic."""
+
+
+class KerasConverter(Converter):
     name = "keras"
     install_hint = _tf.INSTALL_HINT
+    settings_class = KerasSettings
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
@@ -59,7 +65,7 @@ class KerasConverter:
         root = (type(source).__module__ or "").split(".")[0]
         return root in ("keras", "tf_keras") and hasattr(source, "inputs") and hasattr(source, "layers")
 
-    def load(self, source: Any, *, trust: Trust) -> KerasModel:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> KerasModel:
         if not isinstance(source, (str, Path)):
             return describe_model(source, f"<{type(source).__name__} object>")
         path = Path(source)
@@ -70,7 +76,7 @@ class KerasConverter:
         return _load_keras(path, trust)
 
     # -- inputs ---------------------------------------------------------------------------
-    def feeds(self, model: KerasModel, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def feeds(self, model: KerasModel, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         return _tf.feeds_from_sample(model.inputs, sample)
 
     def synthesize(self, model: KerasModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -89,13 +95,13 @@ class KerasConverter:
         except Exception as exc:
             first = f"{type(exc).__name__}: {_tf.one_line(exc)}"
         if model.legacy:
-            raise ConversionError(f"tf2onnx cannot convert the tf-keras model {model.label}: {first}", "re-save the model in Keras 3 (.keras)")
+            raise UnsupportedModelError(f"tf2onnx cannot convert the tf-keras model {model.label}: {first}", "re-save the model in Keras 3 (.keras)")
         try:
             proto = _keras_export(model, opset)
         except ConversionError:
             raise
         except Exception as exc:
-            raise ConversionError(
+            raise UnsupportedModelError(
                 f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
                 f"failed ({type(exc).__name__}: {_tf.one_line(exc)})",
                 "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops",
@@ -113,7 +119,7 @@ class KerasConverter:
     def reference(self, model: KerasModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         unknown = [n for n in output_names if n not in model.outputs]
         if unknown:
-            raise ConversionError(
+            raise OutputMismatchError(
                 f"the ONNX outputs {unknown} are not outputs of {model.label} (its outputs: {model.outputs})",
                 "validate against the ONNX file converted from this model",
             )
@@ -318,7 +324,7 @@ def _name_outputs(model: KerasModel, result: Any) -> dict[str, Any]:
         return {model.outputs[0]: result}
     items = list(result) if isinstance(result, (list, tuple)) else [result]
     if len(items) != len(model.outputs):
-        raise ConversionError(
+        raise OutputMismatchError(
             f"{model.label} returned {len(items)} outputs; its structure declares {model.outputs}",
             "report this model to onnxgate",
         )
@@ -370,7 +376,7 @@ def _keras_export(model: KerasModel, opset: int) -> Any:
     _check_inputs(model, proto)
     got = [o.name for o in proto.graph.output]
     if len(got) != len(model.outputs):
-        raise ConversionError(
+        raise OutputMismatchError(
             f"keras export produced {len(got)} outputs {got}; the model has {model.outputs}",
             "report this model to onnxgate",
         )
@@ -383,7 +389,7 @@ def _check_inputs(model: KerasModel, proto: Any) -> None:
     got = sorted(i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer})
     want = sorted(s.name for s in model.inputs)
     if got != want:
-        raise ConversionError(f"the converted graph's inputs are {got}; the model's are {want}", "report this model to onnxgate")
+        raise OutputMismatchError(f"the converted graph's inputs are {got}; the model's are {want}", "report this model to onnxgate")
 
 
 def _check_output_ranks(model: KerasModel, proto: Any) -> None:
@@ -397,7 +403,7 @@ def _check_output_ranks(model: KerasModel, proto: Any) -> None:
     for t, o in zip(struct, proto.graph.output):
         dims = o.type.tensor_type.shape.dim
         if o.type.tensor_type.HasField("shape") and len(dims) != len(t.shape):
-            raise ConversionError(
+            raise OutputMismatchError(
                 f"keras export's output {o.name!r} has rank {len(dims)} where the model's output has rank {len(t.shape)}",
                 "report this model to onnxgate",
             )

@@ -11,23 +11,36 @@ Conventions this module relies on, from skl2onnx:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from onnxgate._util import installed_versions, one_line as _one_line
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
-from onnxgate.errors import ConversionError, SampleError, SourceError
+from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 SUFFIXES = (".skops",) + PICKLE_SUFFIXES
 
 
-class SklearnConverter:
+@dataclass(frozen=True)
+class SklearnSettings(ConverterSettings):
+    """``--double``: float64 inputs (skl2onnx's double-precision path) instead of float32."""
+
+    double: bool = False
+
+    @property
+    def dtype(self) -> type:
+        return np.float64 if self.double else np.float32
+
+
+class SklearnConverter(Converter):
     name = "sklearn"
     install_hint = "pip install 'onnxgate[sklearn]'"
+    settings_class = SklearnSettings
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
@@ -36,7 +49,7 @@ class SklearnConverter:
         module = type(source).__module__ or ""
         return module.split(".")[0] in ("sklearn", "xgboost", "lightgbm", "imblearn") and hasattr(source, "get_params")
 
-    def load(self, source: Any, *, trust: Trust) -> Any:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> Any:
         if not isinstance(source, (str, Path)):
             return _check_fitted(source)
         path = Path(source)
@@ -57,8 +70,8 @@ class SklearnConverter:
         return _check_fitted(model)
 
     # -- inputs ---------------------------------------------------------------------------
-    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-        dtype = np.float64 if (options or {}).get("double") else np.float32
+    def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        dtype = self.settings(options).dtype
         names = getattr(model, "feature_names_in_", None)
         names = [str(n) for n in names] if names is not None else None
         columns = sample.arrays if sample.kind in ("table", "named") and len(sample.arrays) > 1 else None
@@ -82,12 +95,12 @@ class SklearnConverter:
         (only,) = sample.arrays.values()
         return {"X": _as_matrix(only, model, dtype, sample)}
 
-    def synthesize(self, model: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def synthesize(self, model: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Inputs without a sample, from ``n_features_in_`` (and the feature names and
         categories where the model routes columns by name): see inputs.synthesize."""
         from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
-        dtype = np.float64 if (options or {}).get("double") else np.float32
+        dtype = self.settings(options).dtype
         names = getattr(model, "feature_names_in_", None)
         categories = _column_categories(model)
         if names is not None and (categories or _wants_columns(model, {}, [])):
@@ -101,7 +114,7 @@ class SklearnConverter:
             return synthesize_from_options(specs, options)
         n_features = getattr(model, "n_features_in_", None)
         if n_features is None:
-            raise SampleError(
+            raise NeedsSampleError(
                 f"the {type(_final(model)).__name__} does not record how many features it was fitted on",
                 "pass --sample FILE with a few rows of real inputs",
             )
@@ -124,18 +137,12 @@ class SklearnConverter:
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
             initial.append((name, tensor_type([None, arr.shape[1]])))
         opset = opset or default_opset()
-        conv_options: dict[Any, Any] = {}
-        if _is_classifier_like(model):
-            conv_options = {id(_final(model)): {"zipmap": False}}
+        final = _final(model)
+        conv_options = {id(final): {"zipmap": False}} if _is_classifier_like(model) and _takes_zipmap(final) else {}
         try:
-            try:
-                onx = _convert(model, initial, opset, conv_options)
-            except NameError as exc:  # estimators without the zipmap option (LinearSVC, ...)
-                if "zipmap" not in str(exc):
-                    raise
-                onx = _convert(model, initial, opset, {})
+            onx = _convert(model, initial, opset, conv_options)
         except Exception as exc:
-            raise ConversionError(
+            raise UnsupportedModelError(
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
                 "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
             ) from exc
@@ -166,6 +173,18 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
         options=options or None,
     )
+
+
+def _takes_zipmap(final: Any) -> bool:
+    """Whether skl2onnx's converter for this estimator has the zipmap option (LinearSVC's has not)."""
+    from skl2onnx import get_model_alias
+    from skl2onnx.common._registration import get_converter
+
+    try:
+        allowed = get_converter(get_model_alias(type(final))).get_allowed_options() or {}
+    except (RuntimeError, ValueError, KeyError):  # no converter: conversion reports it
+        return False
+    return "zipmap" in allowed
 
 
 def default_opset() -> int:
@@ -333,7 +352,7 @@ def _reference_output(model: Any, final: Any, name: str, X: Any) -> np.ndarray:
         if hasattr(model, "transform"):
             return np.asarray(model.transform(X))
         return np.asarray(model.score_samples(X)).reshape(-1, 1)
-    raise ConversionError(
+    raise OutputMismatchError(
         f"onnxgate does not know which {type(final).__name__} method produces ONNX output {name!r}",
         "report this estimator to onnxgate; compare the outputs with --framework and a custom converter meanwhile",
     )

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters import _tf
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
-from onnxgate.errors import ConversionError, SourceError
+from onnxgate.errors import OutputMismatchError, SourceError, UnsupportedModelError
 
 DEFAULT_SIGNATURE = "serving_default"
 MARKERS = ("saved_model.pb", "saved_model.pbtxt")
@@ -41,15 +41,23 @@ def is_saved_model_dir(path: Path) -> bool:
     return path.is_dir() and any((path / m).is_file() for m in MARKERS)
 
 
-class TensorflowConverter:
+@dataclass(frozen=True)
+class TensorflowSettings(ConverterSettings):
+    """``--signature NAME``: the SavedModel signature to convert."""
+
+    signature: str = DEFAULT_SIGNATURE
+
+
+class TensorflowConverter(Converter):
     name = "tensorflow"
     install_hint = _tf.INSTALL_HINT
+    settings_class = TensorflowSettings
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
         return isinstance(source, (str, Path)) and is_saved_model_dir(Path(source))
 
-    def load(self, source: Any, *, trust: Trust, options: dict[str, Any] | None = None) -> SavedModel:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> SavedModel:
         path = Path(source)
         if not is_saved_model_dir(path):
             what = "a directory" if path.is_dir() else "not a directory"
@@ -66,7 +74,7 @@ class TensorflowConverter:
                 f"cannot load SavedModel {str(path)!r}: {type(exc).__name__}: {_tf.one_line(exc)}",
                 "check that the directory is complete (saved_model.pb and variables/) and written by TensorFlow 2",
             ) from None
-        signature = (options or {}).get("signature") or DEFAULT_SIGNATURE
+        signature = self.settings(options).signature or DEFAULT_SIGNATURE
         available = sorted(k for k in getattr(imported, "signatures", {}).keys() if not k.startswith("_"))
         if signature not in available:
             if not available:
@@ -81,7 +89,7 @@ class TensorflowConverter:
         return _describe(path, signature, imported, imported.signatures[signature])
 
     # -- inputs ---------------------------------------------------------------------------
-    def feeds(self, model: SavedModel, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def feeds(self, model: SavedModel, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         return _tf.feeds_from_sample(model.inputs, sample)
 
     def synthesize(self, model: SavedModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -101,7 +109,7 @@ class TensorflowConverter:
         graph_inputs = [n for n in graph_inputs if n not in captured]
         graph_outputs = [t.name for t in func.outputs if t.dtype != tf.dtypes.resource]
         if len(graph_inputs) != len(model.inputs) or len(graph_outputs) != len(model.outputs):
-            raise ConversionError(
+            raise UnsupportedModelError(
                 f"signature {model.signature!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs "
                 f"but its graph has {len(graph_inputs)} and {len(graph_outputs)}",
                 "re-export the SavedModel with a plain tf.function signature",
@@ -124,13 +132,13 @@ class TensorflowConverter:
                     initialized_tables=tables,
                 )
         except Exception as exc:
-            raise ConversionError(
+            raise UnsupportedModelError(
                 f"tf2onnx cannot convert signature {model.signature!r}: {type(exc).__name__}: {_tf.one_line(exc)}",
                 "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops",
             ) from exc
         got = [o.name for o in proto.graph.output]
         if sorted(got) != sorted(model.outputs):
-            raise ConversionError(
+            raise OutputMismatchError(
                 f"tf2onnx named the outputs {got}; signature {model.signature!r} has {model.outputs}",
                 "report this model to onnxgate",
             )
@@ -144,7 +152,7 @@ class TensorflowConverter:
         result = model.function(**kwargs)
         unknown = [n for n in output_names if n not in result]
         if unknown:
-            raise ConversionError(
+            raise OutputMismatchError(
                 f"the ONNX outputs {unknown} are not outputs of signature {model.signature!r} ({sorted(result)})",
                 "validate against the ONNX file converted from this signature (or pass --signature NAME)",
             )

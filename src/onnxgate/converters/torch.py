@@ -33,9 +33,18 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
-from onnxgate.errors import ConversionError, SampleError, SourceError, UntrustedSourceError
+from onnxgate.errors import (
+    FrameworkMissingError,
+    NeedsSampleError,
+    OpsetError,
+    OutputMismatchError,
+    SampleError,
+    SourceError,
+    UnsupportedModelError,
+    UntrustedSourceError,
+)
 
 SUFFIXES = (".pt2", ".pt", ".pth")
 TORCHSCRIPT_EXPORTER_MAX_OPSET = 20  # torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
@@ -61,9 +70,18 @@ class TorchModel:
         return self._callable
 
 
-class TorchConverter:
+@dataclass(frozen=True)
+class TorchSettings(ConverterSettings):
+    """``--upcast-bf16``: export a float32 copy of a bfloat16 model; ``--static``: no dynamic axes."""
+
+    upcast_bf16: bool = False
+    static: bool = False
+
+
+class TorchConverter(Converter):
     name = "torch"
     install_hint = "pip install 'onnxgate[torch]'"
+    settings_class = TorchSettings
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
@@ -75,7 +93,7 @@ class TorchConverter:
 
         return isinstance(source, (torch.nn.Module, torch.export.ExportedProgram))
 
-    def load(self, source: Any, *, trust: Trust, options: dict[str, Any] | None = None) -> TorchModel:
+    def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> TorchModel:
         _require_torch(self.install_hint)
         if not isinstance(source, (str, Path)):
             model = _wrap(source, f"<{type(source).__name__} object>")
@@ -84,11 +102,11 @@ class TorchConverter:
             if not path.is_file():
                 raise SourceError(f"source {str(path)!r} does not exist", "check the path")
             model = _wrap(_load_exported(path) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
-        model.upcast_bf16 = bool((options or {}).get("upcast_bf16")) and _has_bf16(model)
+        model.upcast_bf16 = self.settings(options).upcast_bf16 and _has_bf16(model)
         return model
 
     # -- inputs ---------------------------------------------------------------------------
-    def feeds(self, model: TorchModel, sample: Any, *, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def feeds(self, model: TorchModel, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         where = sample.path or "the sample"
         if sample.kind == "table":
             raise SampleError(
@@ -123,7 +141,7 @@ class TorchConverter:
     def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Inputs for a source that carries them: an ExportedProgram's example inputs or input specs."""
         if model.kind != "exported":
-            raise SampleError(
+            raise NeedsSampleError(
                 f"a {model.kind} model does not record its input shapes",
                 f"pass --sample FILE: a .npy (one input) or a .npz with keys {model.required}",
             )
@@ -134,7 +152,7 @@ class TorchConverter:
     def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import torch
 
-        static = bool(options.get("static"))
+        static = self.settings(options).static
         requested = opset
         opset = opset or default_opset()
         args = _tensors(model, feeds)
@@ -154,7 +172,7 @@ class TorchConverter:
         except Exception as exc:
             first = _one_line(exc)
             if requested and requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
-                raise ConversionError(
+                raise OpsetError(
                     f"the dynamo exporter failed ({first}) and the TorchScript fallback supports opset <= "
                     f"{TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {requested}",
                     f"pass --opset {TORCHSCRIPT_EXPORTER_MAX_OPSET} or lower to allow the fallback",
@@ -162,7 +180,7 @@ class TorchConverter:
             try:
                 proto = _export_torchscript(model, args, list(feeds), out_names, min(opset, TORCHSCRIPT_EXPORTER_MAX_OPSET), static)
             except Exception as exc2:
-                raise ConversionError(
+                raise UnsupportedModelError(
                     f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: {_one_line(exc2)}",
                     "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
                 ) from exc2
@@ -174,7 +192,7 @@ class TorchConverter:
         init = {i.name for i in proto.graph.initializer}
         got = [n for n in got if n not in init]
         if sorted(got) != sorted(feeds):
-            raise ConversionError(
+            raise OutputMismatchError(
                 f"the exported ONNX inputs are {got}; expected {list(feeds)}",
                 "report this model to onnxgate; an input may be unused by forward",
             )
@@ -205,9 +223,7 @@ def _require_torch(hint: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        from onnxgate.errors import PluginError
-
-        raise PluginError(f"the torch converter needs PyTorch, which cannot be imported ({exc})", hint) from None
+        raise FrameworkMissingError(f"the torch converter needs PyTorch, which cannot be imported ({exc})", hint) from None
 
 
 def _wrap(obj: Any, origin: str) -> TorchModel:
@@ -406,7 +422,7 @@ def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str
     for synthesis); else seeded data from its input specs through inputs.synthesize."""
     from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
-    asked = any(options.get(k) for k in ("dims", "input_ranges", "seed_given"))
+    asked = any(options.get(k) for k in ("dims", "input_ranges", "seed_given"))  # the input stage's keys
     example = getattr(model.obj, "example_inputs", None)
     if example is not None and not asked:
         args, kwargs = example
@@ -414,10 +430,9 @@ def _synthesize_exported(model: TorchModel, options: dict[str, Any]) -> dict[str
 
         flat = [t for t in pytree.tree_leaves((args, kwargs))]
         if len(flat) == len(model.input_names) and all(hasattr(t, "numpy") for t in flat):
-            options.setdefault("synthesized", "ExportedProgram.example_inputs")
             return {n: _to_numpy(t) for n, t in zip(model.input_names, flat)}
-    options.setdefault("seed", SYNTH_SEED)
-    options.setdefault("synthesized", "seeded random data from the ExportedProgram's input specs")
+    if options.get("seed") is None:
+        options = {**options, "seed": SYNTH_SEED}  # the caller's dict is left as it was
     vals = {n.name: n.meta.get("val") for n in model.obj.graph.nodes if n.op == "placeholder"}
     specs = []
     for name in model.input_names:

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.errors import OnnxgateError, SampleError, SourceError
+from onnxgate.errors import NeedsSampleError, OnnxgateError, SampleError, SourceError
 
 MODULE = "onnxgate.runtime.framework"
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -151,7 +151,7 @@ class _Host:
         elif isinstance(source, (str, Path)) and not Path(source).exists():
             raise SourceError(f"source {str(source)!r} does not exist", "check the path")
         converter = registry().select(obj, load.get("framework"))
-        model = _guarded(converter.name, _load, converter, obj, trust, options)
+        model = _guarded(converter.name, converter.load, obj, trust=trust, options=options)
         smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
         self.counter += 1
         handle = f"m{self.counter}"
@@ -164,10 +164,10 @@ class _Host:
         }
         try:
             if smp is None:
-                entry.feeds = dict(_guarded(converter.name, _synthesize, converter, model, options))
+                entry.feeds = dict(_guarded(converter.name, converter.synthesize, model, options=options))
             else:
                 entry.feeds = dict(_guarded(converter.name, converter.feeds, model, smp, options=options))
-        except SampleError as exc:
+        except NeedsSampleError as exc:  # the caller may synthesise from the ONNX file's signature
             if smp is not None:
                 raise
             info["feeds_error"] = _error_record(exc)
@@ -212,24 +212,6 @@ class _Host:
 
     def close(self, handle: str) -> None:
         self.models.pop(handle, None)
-
-
-def _load(converter: Any, obj: Any, trust: Any, options: dict[str, Any]) -> Any:  # TODO(contract): drop the sniff
-    import inspect
-
-    if "options" in inspect.signature(converter.load).parameters:
-        return converter.load(obj, trust=trust, options=options)
-    return converter.load(obj, trust=trust)
-
-
-def _synthesize(converter: Any, model: Any, options: dict[str, Any]) -> Any:  # TODO(contract): base-class default
-    synth = getattr(converter, "synthesize", None)
-    if synth is None:
-        raise SampleError(
-            f"the {converter.name} converter needs a sample to know the input shape and dtypes",
-            "pass --sample FILE (.npy, .npz, .csv or a test_data_set_N/ directory)",
-        )
-    return synth(model, options=options)
 
 
 def _call_factory(ref: str, trust: Any) -> Any:
