@@ -352,7 +352,11 @@ def _extend_sys_path(entries: list[str]) -> None:
     import sys
 
     missing = [e for e in entries if e not in sys.path]
-    sys.path[:0] = missing
+    if missing:
+        sys.path[:0] = missing
+        from onnxgate.converters import base
+
+        base._registry = None  # a new path entry may carry converter entry points: discover again
 
 
 def _split(frames: list[bytes], counts: list[int]) -> list[list[bytes]]:
