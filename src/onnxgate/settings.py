@@ -214,6 +214,8 @@ class CompareSettings:
     tol: tuple[str, ...] = option((), "tolerance for one output (repeatable)", kind="list", metavar="NAME=ATOL:RTOL", parse=_assignments(), example=("variable=0.0001:0.001",), commands=("validate", "run"))
     error_stat: str | None = option(None, "error statistic for float outputs (default: max, element-wise)", metavar="max|mean|quantile:Q", parse=_text, example="mean", commands=("validate", "run"))
     topk: int | None = option(None, "also require top-K class agreement for score/logit outputs", metavar="K", parse=_positive_int, example=2, commands=("validate", "run"))
+    no_calibration: bool = option(False, "compare with the fixed dtype tolerances only: do not measure the original's noise floor", kind="flag", example=True, commands=("validate", "run"))
+    accept_vacuous: bool = option(False, "pass a check whose reference outputs are degenerate (constant, NaN, near zero) instead of calling it vacuous", kind="flag", example=True, commands=("validate", "run"))
 
     def __post_init__(self) -> None:
         self.policy()  # a bad value fails here, before any work

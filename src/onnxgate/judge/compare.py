@@ -47,6 +47,9 @@ class OutputComparison:
     topk: int | None = None
     topk_agreement: float | None = None  # fraction of rows whose top-k class sets match
     topk_ties: int = 0
+    noise_floor: float | None = None  # the original's own noise on this output (judge/calibration.py)
+    k: float | None = None  # the multiple of the floor allowed on top of the dtype default
+    floor_method: str | None = None
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,6 +181,7 @@ def compare_outputs(
             if c.kind == "float" or (_kind(got.dtype) == "int" and _kind(ref.dtype) == "int" and name in policy.per_output):
                 c.kind = "float" if c.kind == "float" else "integer-tolerance"
                 c.atol, c.rtol = tol.atol, tol.rtol
+                c.noise_floor, c.k, c.floor_method = tol.floor, tol.k, tol.floor_method
                 _compare_floats(c, ref, got, tol)
                 if policy.topk and c.kind == "float":
                     _check_topk(c, ref, got, policy.topk, tol)

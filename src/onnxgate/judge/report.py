@@ -157,6 +157,9 @@ class Report:
     variants: Any = None
     # diagnose.provider_checks.ProviderSection: provider matrix, placement, options, precision notes
     providers: Any = None
+    # the first case's inputs and the original's outputs, kept for publish (not serialised)
+    evidence: EvidenceData | None = field(default=None, repr=False, compare=False)
+    vacuous: str | None = None  # why the original's outputs cannot tell right from wrong (judge/degenerate.py)
 
     def __post_init__(self) -> None:
         self.model = _record(ModelSection, self.model)
@@ -170,7 +173,9 @@ class Report:
         if not self.cases:
             return "error"
         failed = any(c.status == "failed" for c in self.cases) or any(f.level == "error" for f in self.findings)
-        return "failed" if failed else "passed"
+        if failed:
+            return "failed"
+        return "vacuous" if self.vacuous else "passed"
 
     @property
     def passed(self) -> bool:
@@ -184,6 +189,8 @@ class Report:
         lines = []
         if self.error:
             lines.append(self.error)
+        if self.vacuous:
+            lines.append(f"vacuous: {self.vacuous}")
         for f in self.findings:
             if f.level == "error":
                 lines.append(f"{f.check}: {f.message}")
@@ -212,6 +219,7 @@ class Report:
             "findings": [f.as_dict() for f in self.findings],
             "cases": [c.as_dict() for c in self.cases],
             "error": self.error,
+            "vacuous": self.vacuous,
             "failures": self.failures(),
             "speed": self.speed.as_dict() if self.speed is not None else None,
             "variants": self.variants.as_dict() if self.variants is not None else None,
@@ -222,7 +230,7 @@ class Report:
         return json_text(self.as_dict()) + "\n"
 
     def to_markdown(self) -> str:
-        icon = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}[self.status]
+        icon = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR", "vacuous": "VACUOUS"}[self.status]
         lines = [
             f"# onnxgate report: {icon}",
             "",
@@ -275,6 +283,12 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
             cases.append(
                 f'    <testcase classname={quoteattr(suite_name)} name="load">'
                 f"<error message={quoteattr(report.error)}/></testcase>"
+            )
+        if report.vacuous:
+            failures += 1
+            cases.append(
+                f'    <testcase classname={quoteattr(suite_name)} name="vacuous">'
+                f"<failure message={quoteattr(report.vacuous)}/></testcase>"
             )
         for f in report.findings:
             body = ""

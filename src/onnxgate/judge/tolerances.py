@@ -60,6 +60,13 @@ DEFAULTS: dict[str, tuple[float, float, str]] = {
 
 ERROR_STATS = ("max", "mean", "quantile:Q")
 
+# The calibrated rule (judge/calibration.py): a float output passes where
+#   |onnx - ref| <= atol + K * floor + rtol * |ref|
+# with atol/rtol the dtype defaults above and ``floor`` the original's own noise on that
+# output (its largest change when its float inputs move by one float32 ulp; median of 3).
+# K is chosen from measurements (benchmarks/bench_verdicts.py, table in the README):
+K = 16.0
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -67,6 +74,9 @@ class Tolerance:
     rtol: float
     rule: str  # which rule applied and where its numbers came from, for the report
     stat: str = "max"  # "max" (element-wise) | "mean" | "quantile:Q"
+    floor: float | None = None  # the original's noise floor on this output (absolute), when measured
+    k: float | None = None  # the multiple of the floor added to atol (None: not calibrated)
+    floor_method: str | None = None
 
     @property
     def quantile(self) -> float | None:
@@ -85,6 +95,14 @@ class TolerancePolicy:
     per_output: dict[str, tuple[float, float]] = field(default_factory=dict)
     error_stat: str = "max"
     topk: int | None = None
+    floors: dict[str, object] = field(default_factory=dict)  # output -> calibration.Floor
+    k: float = K
+
+    def calibrated(self, floors: Mapping[str, object]) -> "TolerancePolicy":
+        """This policy with the original's noise floors (judge/calibration.py) per output."""
+        from dataclasses import replace
+
+        return replace(self, floors=dict(floors))
 
     @classmethod
     def from_options(
@@ -119,7 +137,15 @@ class TolerancePolicy:
         if key in ("integer", "bool", "string"):
             return Tolerance(0.0, 0.0, f"exact for {key} ({source})", "max")
         if self.atol is None and self.rtol is None:
-            return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
+            floor = self.floors.get(name)
+            if floor is None:
+                return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
+            value = float(getattr(floor, "value", 0.0))
+            return Tolerance(
+                d_atol + self.k * value, d_rtol,
+                f"calibrated: {key} default atol {d_atol:g} + K={self.k:g} x noise floor {value:.3g}",
+                self.error_stat, value, self.k, getattr(floor, "method", None),
+            )
         return Tolerance(
             d_atol if self.atol is None else self.atol,
             d_rtol if self.rtol is None else self.rtol,
@@ -134,6 +160,11 @@ class TolerancePolicy:
             "error_stat": self.error_stat,
             "topk": self.topk,
             "per_output": {k: {"atol": a, "rtol": r} for k, (a, r) in self.per_output.items()},
+            "calibration": {
+                "k": self.k,
+                "rule": "|onnx - ref| <= atol + K * floor + rtol * |ref|; a user --atol/--rtol/--tol replaces it",
+                "floors": {n: f.as_dict() for n, f in self.floors.items()},  # type: ignore[attr-defined]
+            },
             "defaults": {k: {"atol": a, "rtol": r, "source": s} for k, (a, r, s) in DEFAULTS.items()},
         }
 

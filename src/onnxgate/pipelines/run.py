@@ -285,7 +285,12 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
     cases, axes = _cases(reference.feeds, target, s)
     references, reference_errors = _reference_outputs(reference, cases, target.output_names, progress)
-    report.evidence = EvidenceData(cases[0][1], references[cases[0][0]])
+    nominal = references[cases[0][0]]
+    _check_degenerate(report, cases[0][1], nominal, s)
+    if not s.compare.no_calibration:
+        policy = _calibrate(reference, cases[0][1], nominal, target.output_names, policy, progress)
+        report.tolerances = policy.as_dict()
+    report.evidence = EvidenceData(cases[0][1], nominal)
     if evidence_dir is not None:
         with progress.step(f"writing evidence to {evidence_dir}"):
             report.inputs.evidence = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
@@ -331,6 +336,31 @@ def _new_report(source: Any, target: OnnxTarget, reference: ReferenceRunner, pol
     if conversion is not None:
         report.conversion = ConversionSection(conversion.conversion.converter, list(conversion.conversion.notes), round(conversion.seconds, 3))
     return report
+
+
+def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray],
+               output_names: list[str], policy: TolerancePolicy, progress: Any) -> TolerancePolicy:
+    """The original's own noise floor per output (judge/calibration.py), folded into the policy."""
+    from onnxgate.judge.calibration import noise_floors
+
+    with progress.step("measuring the original's noise floor"):
+        floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal)
+    return policy.calibrated(floors)
+
+
+def _check_degenerate(report: Report, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray], s: Settings) -> None:
+    """A reference that cannot tell a right conversion from a wrong one makes the check vacuous."""
+    from onnxgate.judge.degenerate import degenerate_reason, nan_sample_error
+    from onnxgate.judge.report import Finding
+
+    nan_sample_error(feeds, nominal)
+    reason = degenerate_reason(nominal)
+    if reason is None:
+        return
+    if s.compare.accept_vacuous:
+        report.findings.append(Finding("warning", "vacuous", f"{reason}; accepted with --accept-vacuous"))
+    else:
+        report.vacuous = reason
 
 
 def _cases(feeds: dict[str, np.ndarray], target: OnnxTarget, s: Settings) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, Any]]:

@@ -1,0 +1,86 @@
+"""The original's own noise floor, per output: how far its answer moves under float32 rounding.
+
+A conversion is faithful when the ONNX model is about as close to the exact answer as the
+original framework itself is. Nothing here knows a framework: the floor is measured by
+running the original (in its worker) on copies of the nominal inputs whose float values
+were moved by one float32 ulp in a random direction, element by element. The outputs move
+by what float32 rounding of the inputs alone can cause; a float32 graph adds rounding of
+the same size at each layer, so the ONNX error of a faithful conversion is a small
+multiple of this floor (see ``K`` in judge/tolerances.py, chosen from measurements).
+
+The statistic is robust: the median, over ``TRIALS`` seeded perturbations, of the largest
+absolute change of each output. Integer and boolean outputs, and models without float
+inputs (token ids), have no measurable floor (``Floor.value`` 0, said in ``method``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+TRIALS = 3
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The original's noise on one output: ``value`` (absolute) and how it was obtained."""
+
+    value: float
+    method: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "method": self.method}
+
+
+def perturbed(feeds: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray] | None:
+    """``feeds`` with every float element moved one ulp up or down; None when no input is float."""
+    rng = np.random.default_rng(seed)
+    out, moved = {}, False
+    for name, value in feeds.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and arr.size:
+            x32 = arr.astype(np.float32)
+            toward = np.where(rng.random(arr.shape) < 0.5, np.float32(-np.inf), np.float32(np.inf))
+            finite = np.isfinite(x32)
+            x32 = np.where(finite, np.nextafter(x32, toward), x32).astype(np.float32)
+            out[name] = x32.astype(arr.dtype)
+            moved = True
+        else:
+            out[name] = arr
+    return out if moved else None
+
+
+def noise_floors(
+    infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    feeds: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    *,
+    trials: int = TRIALS,
+    seed: int = 0,
+) -> dict[str, Floor]:
+    """Per float output: median over ``trials`` of max |original(perturbed) - original(feeds)|."""
+    changes: dict[str, list[float]] = {n: [] for n, v in reference.items() if _is_float(v)}
+    if not changes:
+        return {}
+    for t in range(trials):
+        moved = perturbed(feeds, seed + 1000 + t)
+        if moved is None:
+            return {n: Floor(0.0, "not measurable: the model has no float inputs to perturb") for n in changes}
+        out = infer(moved)
+        for name in changes:
+            a, b = np.asarray(reference[name], np.float64), np.asarray(out.get(name), np.float64)
+            if a.shape != b.shape:
+                continue
+            with np.errstate(invalid="ignore"):
+                diff = np.abs(a - b)
+            diff = diff[np.isfinite(diff)]
+            changes[name].append(float(diff.max()) if diff.size else 0.0)
+    method = f"median over {trials} runs of the original on inputs moved by one float32 ulp"
+    return {n: Floor(float(np.median(v)) if v else 0.0, method) for n, v in changes.items()}
+
+
+def _is_float(value: Any) -> bool:
+    arr = np.asarray(value)
+    return arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
