@@ -96,7 +96,7 @@ def run_command(command: list[str], cwd: Path, case: str) -> Outcome:
     start = time.perf_counter()
     proc = subprocess.Popen(
         command,
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # bytes: a model may echo non-UTF-8
         start_new_session=True,  # so a hang can be killed with everything it started
     )
     try:
@@ -106,7 +106,7 @@ def run_command(command: list[str], cwd: Path, case: str) -> Outcome:
         os.killpg(proc.pid, 9)
         _, err = proc.communicate()
         code = None
-    return Outcome(case, code, err, time.perf_counter() - start)
+    return Outcome(case, code, err.decode("utf-8", "replace"), time.perf_counter() - start)
 
 
 # -- the real models, built once per session -------------------------------------------------
