@@ -68,6 +68,7 @@ def _onnx_io(path: Path) -> tuple[dict, list[str]]:
     return inputs, [o.name for o in model.graph.output]
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 @pytest.mark.parametrize(
     "name, outputs",
     [("keras_cnn", ["probs"]), ("keras_two_input", ["digit", "ink"]), ("keras_lstm_text", ["logits"])],
@@ -132,6 +133,7 @@ def test_dict_inputs_and_outputs_keep_their_keys(cli, extra, tmp_path):
     assert {case["name"] for case in _report(rep)["cases"]} >= {"batch=6", "batch=1"}
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_mobilenet_v2_passes(cli, extra):
     """A keras.applications architecture (weights=None), with inputs synthesised from its signature."""
     result = cli("run", extra / "mobilenet_v2.keras")

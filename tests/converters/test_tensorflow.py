@@ -112,6 +112,7 @@ def test_keras_exported_saved_model(cli, keras_export, tmp_path):
     assert result.code == 0, (result.out, result.err)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_cli_output_has_no_tensorflow_log_noise(scorer, tmp_path, monkeypatch):
     """A fresh process: TensorFlow's C++ and absl start-up lines must not reach the terminal."""
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)

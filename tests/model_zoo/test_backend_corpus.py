@@ -75,6 +75,7 @@ def corpus(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_backend_corpus_verdicts_agree_with_a_bare_loop(corpus, tmp_path):
     server = start(corpus)
     try:

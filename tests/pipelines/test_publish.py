@@ -178,6 +178,7 @@ def _worker(reg: Path, name: str, model: tuple[Path, Path], start: Path, *versio
     )
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_concurrent_publishers_never_lose_or_corrupt_entries(iris, diabetes, tmp_path):
     """Three processes race on one registry: every distinct version lands; of one shared
     name and version, exactly one process wins and the others are refused."""
@@ -202,6 +203,7 @@ def test_concurrent_publishers_never_lose_or_corrupt_entries(iris, diabetes, tmp
     )
 
 
+@pytest.mark.slow  # > 10 s on 2 cores
 def test_sigkill_mid_publish_leaves_registry_readable_and_unchanged(cli, iris, tmp_path):
     from onnxgate.model_zoo.manifest import read_manifest
 
