@@ -160,6 +160,14 @@ def optimizer_findings(cases: list[Case]) -> list[Finding]:
             continue
         good, bad = (off, on) if off.status == "passed" else (on, off)
         worst = [o.name for o in bad.outputs if not o.passed]
+        if not _beyond_noise(good, bad):
+            out.append(Finding(
+                "warning", "optimizer",
+                f"{short_name(provider)} at {name}: passes with {OPT_NAMES[good.optimization]} and fails with "
+                f"{OPT_NAMES[bad.optimization]} (outputs {worst}), but the two levels' errors differ by less than "
+                "the allowed noise: they land on either side of the threshold, which is not an optimiser issue",
+            ))
+            continue
         out.append(Finding(
             "error", "optimizer",
             f"{short_name(provider)} at {name}: passes with {OPT_NAMES[good.optimization]} but fails with "
@@ -167,6 +175,19 @@ def optimizer_findings(cases: list[Case]) -> list[Finding]:
             f"issue; deploy with graph_optimization_level={OPT_NAMES[good.optimization]} or report it to ONNX Runtime",
         ))
     return out
+
+
+def _beyond_noise(good: Case, bad: Case) -> bool:
+    """The failing level's error exceeds the passing level's by more than the output's allowance (atol incl. K x floor)."""
+    good_err = {o.name: o.max_abs_error or 0.0 for o in good.outputs}
+    for o in bad.outputs:
+        if o.passed or o.max_abs_error is None:
+            continue
+        if not np.isfinite(o.max_abs_error) or o.max_abs_error - good_err.get(o.name, 0.0) > (o.atol or 0.0):
+            return True
+        if o.kind in ("exact", "label"):
+            return True  # integers and labels have no noise to hide in
+    return False
 
 
 def placement_findings(placements: list[Placement], require_full: bool) -> list[Finding]:

@@ -62,3 +62,26 @@ def nan_sample_error(feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray
             "this model does not treat NaN as missing",
             "pass a sample without NaN (impute it first), so the comparison can show anything",
         )
+
+
+_ONNX_TO_NUMPY = {"float": "float32", "double": "float64", "float16": "float16", "bfloat16": "bfloat16",
+                  "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8", "uint8": "uint8",
+                  "uint16": "uint16", "uint32": "uint32", "uint64": "uint64", "bool": "bool", "string": "object"}
+
+
+def declared_mismatches(declared: list[dict], outputs: dict[str, np.ndarray]) -> list[str]:
+    """Outputs whose actual shape or dtype contradicts what the graph declares (what gets published)."""
+    problems = []
+    for d in declared:
+        got = outputs.get(d["name"])
+        if got is None or d.get("shape") is None:
+            continue
+        got = np.asarray(got)
+        shape = d["shape"]
+        if len(shape) != got.ndim or any(isinstance(s, int) and s > 0 and s != g for s, g in zip(shape, got.shape)):
+            problems.append(f"output {d['name']!r} is declared {shape} but ONNX Runtime returns {list(got.shape)}")
+        want = _ONNX_TO_NUMPY.get(str(d.get("type")))
+        have = "object" if got.dtype.kind in "OUS" else got.dtype.name
+        if want is not None and want != have:
+            problems.append(f"output {d['name']!r} is declared {d['type']} but ONNX Runtime returns {have}")
+    return problems

@@ -391,7 +391,11 @@ def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, di
                    provider_names: list[str], run_settings: Any, policy: TolerancePolicy, sessions: "SessionCache",
                    reference: ReferenceRunner, progress: Any) -> dict[tuple[str, str], Any]:
     """Every case on every (provider, optimisation level), compared with the original's outputs."""
+    from onnxgate.judge.degenerate import declared_mismatches
+    from onnxgate.judge.report import Finding
+
     placements: dict[tuple[str, str], Any] = {}  # (provider, optimization) -> session, for its placement
+    signature: dict[str, None] = {}  # declared-vs-actual problems, once each
     for provider, optimization in run_settings.runs(provider_names):
         for case_name, feeds in cases:
             case = Case(case_name, provider, optimization, {k: list(v.shape) for k, v in feeds.items()})
@@ -408,11 +412,16 @@ def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, di
                 else:
                     case.error = batch_error(str(exc), target.info["inputs"], feeds, reference.feeds, reference_errors.get(case_name))
                 continue
+            signature.update(dict.fromkeys(declared_mismatches(target.info["outputs"], got)))
             if case_name in reference_errors:
                 case.error = reference_errors[case_name]
                 continue
             case.outputs = compare_outputs(references[case_name], got, policy=policy, output_names=target.output_names)
             frozen_output_problems(case.outputs, feeds, reference.feeds)
+    report.findings += [Finding("error", "signature", f"{p}: a consumer reading the declared signature would be misled")
+                        for p in signature]
+    notes = dict.fromkeys(f"output {o.name!r}: {o.shape_note}" for c in report.cases for o in c.outputs if o.shape_note)
+    report.findings += [Finding("warning", "signature", n) for n in notes]
     return placements
 
 

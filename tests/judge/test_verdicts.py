@@ -1,0 +1,152 @@
+"""Verdicts you can trust: calibrated tolerances, vacuous references, signature checks, honest diagnoses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.conftest import assert_user_error, run_onnxgate
+
+
+def _scale_initializer(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
+    """A copy with the largest float initializer scaled by ``factor`` (one weight tensor, one layer)."""
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    floats = [t for t in broken.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)]
+    target = max(floats, key=lambda t: numpy_helper.to_array(t).size)
+    target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(target) * factor, target.name))
+    return broken
+
+
+@pytest.fixture(scope="module")
+def kmeans(tmp_path_factory):
+    """KMeans' distance scores fail a fixed float32 tolerance (measured 3.7e-5 against atol 1e-5)."""
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_diabetes
+
+    from onnxgate.pipelines.run import convert
+
+    X, _ = load_diabetes(return_X_y=True)
+    X = X * 100  # raw scale: distances of a few hundred
+    model = KMeans(n_clusters=4, n_init=2, random_state=0).fit(X)
+    d = tmp_path_factory.mktemp("kmeans")
+    np.save(d / "x.npy", X[:64].astype(np.float32))
+    conv = convert(model, None, sample=str(d / "x.npy"))
+    conv.reference.close()
+    (d / "ok.onnx").write_bytes(conv.model.SerializeToString())
+    (d / "broken.onnx").write_bytes(_scale_initializer(conv.model, 1.01).SerializeToString())
+    return model, d
+
+
+def test_float32_noise_passes_when_calibrated_and_a_one_percent_weight_change_fails(kmeans):
+    from onnxgate.pipelines.run import validate
+
+    model, d = kmeans
+    report = validate(model, d / "ok.onnx", sample=str(d / "x.npy"))
+    assert report.passed, report.failures()
+    scores = [o for c in report.cases for o in c.outputs if o.kind == "float"]
+    assert scores and all(o.noise_floor is not None and o.k and o.floor_method for o in scores)
+    assert "calibration" in report.tolerances and report.tolerances["calibration"]["floors"]
+    broken = validate(model, d / "broken.onnx", sample=str(d / "x.npy"))
+    assert broken.status == "failed", broken.failures()
+
+
+def test_a_user_tolerance_replaces_the_calibrated_rule(kmeans):
+    from onnxgate.pipelines.run import validate
+
+    model, d = kmeans
+    report = validate(model, d / "ok.onnx", sample=str(d / "x.npy"), atol=1e-12, rtol=0)
+    assert report.status == "failed"  # the user's hard 1e-12 wins over the floor
+    assert all("user" in (o.rule or "") for c in report.cases for o in c.outputs if o.kind == "float")
+
+
+@pytest.fixture(scope="module")
+def linreg(tmp_path_factory):
+    import skops.io as sio
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+
+    X, y = load_diabetes(return_X_y=True)
+    d = tmp_path_factory.mktemp("linreg")
+    model = LinearRegression().fit(X, y)
+    sio.dump(model, d / "m.skops")
+    np.save(d / "x.npy", X[:16].astype(np.float32))
+    return model, d
+
+
+def test_a_sample_of_nan_is_a_bad_sample(linreg, tmp_path):
+    torch = pytest.importorskip("torch")
+    model, d = linreg
+    x = np.load(d / "x.npy")
+    x[:] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    # scikit-learn refuses NaN itself: one line, exit 2
+    assert_user_error(run_onnxgate("run", d / "m.skops", "--sample", tmp_path / "nan.npy"), "NaN")
+    # a network propagates it silently: every output NaN, NaN == NaN would "pass"; refused as a bad sample
+    net = torch.nn.Sequential(torch.nn.Linear(10, 3)).eval()
+    example = torch.from_numpy(np.load(d / "x.npy"))
+    torch.export.save(torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)), tmp_path / "n.pt2")
+    assert_user_error(run_onnxgate("run", tmp_path / "n.pt2", "--sample", tmp_path / "nan.npy"), "does not treat NaN as missing")
+    assert run_onnxgate("run", tmp_path / "n.pt2", "--sample", d / "x.npy").code == 0
+
+
+def test_constant_outputs_are_vacuous_unless_accepted(linreg, tmp_path):
+    model, d = linreg
+    x = np.repeat(np.load(d / "x.npy")[:1], 8, axis=0)  # every row the same: any constant model would match
+    np.save(tmp_path / "same.npy", x)
+    res = run_onnxgate("run", d / "m.skops", "--sample", tmp_path / "same.npy", "--report", tmp_path / "r.json")
+    assert res.code == 1 and "VACUOUS" in res.out, (res.out, res.err)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["status"] == "vacuous" and "same on all 8 rows" in data["vacuous"]
+    ok = run_onnxgate("run", d / "m.skops", "--sample", tmp_path / "same.npy", "--accept-vacuous")
+    assert ok.code == 0 and "vacuous" in ok.out
+
+
+def test_declared_output_shape_that_lies_fails(linreg, tmp_path):
+    from skl2onnx import to_onnx
+
+    model, d = linreg
+    onx = to_onnx(model, np.load(d / "x.npy")[:1])
+    good = tmp_path / "good.onnx"
+    good.write_bytes(onx.SerializeToString())
+    out = onx.graph.output[0].type.tensor_type.shape
+    out.dim[0].ClearField("dim_param")
+    out.dim[0].dim_value = 1  # declares one row; ORT returns as many rows as it is fed
+    lying = tmp_path / "lying.onnx"
+    lying.write_bytes(onx.SerializeToString())
+    assert run_onnxgate("validate", d / "m.skops", good, "--sample", d / "x.npy").code == 0
+    res = run_onnxgate("validate", d / "m.skops", lying, "--sample", d / "x.npy", "--report", tmp_path / "r.json")
+    assert res.code == 1, (res.out, res.err)
+    findings = json.loads((tmp_path / "r.json").read_text())["findings"]
+    assert any(f["check"] == "signature" and f["level"] == "error" and "is declared [1" in f["message"] for f in findings)
+
+
+def test_the_optimiser_is_blamed_only_beyond_noise():
+    from onnxgate.diagnose.provider_checks import optimizer_findings
+    from onnxgate.judge.compare import OutputComparison
+    from onnxgate.judge.report import Case
+
+    def case(level, err, passed):
+        c = Case("batch=8", "CPUExecutionProvider", level, {"x": [8, 4]})
+        c.outputs = [OutputComparison("y", "float", passed, atol=2.2e-5, max_abs_error=err)]
+        return c
+
+    # the measured case: 2.07e-5 and 2.44e-5, on either side of the threshold
+    either_side = optimizer_findings([case("disable", 2.07e-5, True), case("all", 2.44e-5, False)])
+    assert [f.level for f in either_side] == ["warning"] and "not an optimiser issue" in either_side[0].message
+    real = optimizer_findings([case("disable", 1e-6, True), case("all", 3e-2, False)])
+    assert [f.level for f in real] == ["error"] and "graph-optimisation issue" in real[0].message
+
+
+def test_unit_axis_differences_are_aligned_and_noted():
+    from onnxgate.judge.compare import compare_outputs
+
+    ref = {"y": np.arange(6, dtype=np.float32).reshape(6, 1)}
+    same = compare_outputs(ref, {"y": np.arange(6, dtype=np.float32)})
+    assert same[0].passed and "unit axes" in same[0].shape_note
+    wrong = compare_outputs(ref, {"y": np.arange(6, dtype=np.float32) + 1})
+    assert not wrong[0].passed  # aligned, then compared: a wrong value still fails
