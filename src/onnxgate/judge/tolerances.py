@@ -77,6 +77,13 @@ class Tolerance:
     floor: float | None = None  # the original's noise floor on this output (absolute), when measured
     k: float | None = None  # the multiple of the floor added to atol (None: not calibrated)
     floor_method: str | None = None
+    calibration: object = field(default=None, compare=False, repr=False)  # judge.calibration.Floor
+
+    def extra(self, shape: tuple[int, ...]) -> "np.ndarray | float":
+        """K x the original's noise floor, per element where it was measured at this shape (0 uncalibrated)."""
+        if self.calibration is None or not self.k:
+            return 0.0
+        return self.k * self.calibration.allowance(tuple(shape))  # type: ignore[attr-defined]
 
     @property
     def quantile(self) -> float | None:
@@ -142,9 +149,9 @@ class TolerancePolicy:
                 return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
             value = float(getattr(floor, "value", 0.0))
             return Tolerance(
-                d_atol + self.k * value, d_rtol,
-                f"calibrated: {key} default atol {d_atol:g} + K={self.k:g} x noise floor {value:.3g}",
-                self.error_stat, value, self.k, getattr(floor, "method", None),
+                d_atol, d_rtol,
+                f"calibrated: {key} default atol {d_atol:g} + K={self.k:g} x the original's noise floor (typical {value:.3g})",
+                self.error_stat, value, self.k, getattr(floor, "method", None), floor,
             )
         return Tolerance(
             d_atol if self.atol is None else self.atol,
