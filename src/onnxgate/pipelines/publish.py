@@ -205,11 +205,12 @@ def _stage(
 
 
 def _readable(build: Path) -> None:
-    """Registries are served and shared: files 0644, directories 0755 (temp files start as 0600), less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """Files and directories as ``open``/``mkdir`` would create them under the umask (temp files start as 0600)."""
+    from onnxgate._io import current_umask
+
+    umask = current_umask()
     for p in [build, *build.rglob("*")]:
-        os.chmod(p, (0o755 if p.is_dir() else 0o644) & ~umask)
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def _commit(reg: Path, build: Path, entry: dict[str, Any], *, name: str, version: str, force: bool) -> Publication:
