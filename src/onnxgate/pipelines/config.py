@@ -27,7 +27,9 @@ timeout = 60               #   (the CLI flags without "--", dashes as underscore
 dims = { batch = 4 }       #   --dim batch=4 -> dims = { batch = 4 }
 ```
 
-Trust (``trust = ["pickle"]``) stays a gate key.
+Trust (``trust = ["pickle"]``, ``trust_types``) is read here but applied by the gate only as
+the config reads at the base revision (``pipelines/gate.py``: ``base_trust``), never from the
+change under review.
 """
 
 from __future__ import annotations
