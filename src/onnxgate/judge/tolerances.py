@@ -179,19 +179,21 @@ class TolerancePolicy:
 def parse_tol(items: Mapping[str, tuple[float, float]] | Iterable[str] | None) -> dict[str, tuple[float, float]]:
     """``["probabilities=1e-4:1e-3"]`` -> ``{"probabilities": (1e-4, 1e-3)}``."""
     if isinstance(items, Mapping):
-        return {str(k): (float(a), float(r)) for k, (a, r) in items.items()}
+        items = [f"{k}={a!r}:{r!r}" for k, (a, r) in items.items()]
+    from onnxgate.settings import MAX_ATOL, MAX_RTOL
+
     out: dict[str, tuple[float, float]] = {}
     for item in items or []:
         name, sep, value = str(item).rpartition("=")
         a_s, colon, r_s = value.partition(":")
         try:
             atol, rtol = float(a_s), float(r_s)
-            ok = bool(sep and name and colon) and atol >= 0 and rtol >= 0
-        except ValueError:
+            ok = bool(sep and name and colon) and 0 <= atol <= MAX_ATOL and 0 <= rtol <= MAX_RTOL
+        except (ValueError, OverflowError):
             ok = False
         if not ok:
             raise OnnxgateError(
-                f"--tol {item!r} is not NAME=ATOL:RTOL with non-negative numbers",
+                f"--tol {item!r} is not NAME=ATOL:RTOL with finite numbers, 0 <= ATOL <= {MAX_ATOL:g}, 0 <= RTOL <= {MAX_RTOL:g}",
                 "e.g. --tol probabilities=1e-4:1e-3 (NAME is an ONNX output name)",
             )
         out[name] = (atol, rtol)
