@@ -114,11 +114,16 @@ def _indexed(models, name):
     return next((t for t in models[name][1] if t in INDEXED), None)
 
 
-@pytest.mark.parametrize("name", list(CATALOGUE))
+# The families that hold trees or KD/ball trees (the selectors wrapping a tree included).
+TAMPERABLE = [n for n, (cls, _) in CATALOGUE.items()
+              if cls.__module__.split(".")[1] in ("tree", "ensemble", "neighbors") or cls.__name__ in cat.NEEDS_ESTIMATOR]
+
+
+@pytest.mark.parametrize("name", TAMPERABLE)
 def test_one_tampered_index_is_refused_naming_the_array(name, models, tmp_path, cli):
     type_name = _indexed(models, name)
     if type_name is None:
-        pytest.skip("no indexed type to tamper with (nothing skops refuses, or data-only objects)")
+        pytest.skip("no tree or KD/ball tree in this model (e.g. a brute-force neighbours model)")
     model = sio.load(models[name][0], trusted=models[name][1])
     array = _tamper(_first(model, type_name))
     bad = tmp_path / "tampered.skops"

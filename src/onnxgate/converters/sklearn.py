@@ -211,6 +211,8 @@ def _load_skops(path: Path, trust: Trust) -> Any:
     from onnxgate.trust import require_types
 
     what = repr(str(path))
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"{what} is not a valid .skops file (not a zip archive)", "re-save it with skops.io.dump")
     check_archive(path, what, json_members=("schema.json",))
     try:
         untrusted = get_untrusted_types(file=str(path))
