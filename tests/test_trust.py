@@ -59,7 +59,7 @@ def test_pickle_is_refused_by_default_and_allowed_by_flag_or_env(iris, cli, monk
     r = cli("run", iris / "iris.joblib", "--sample", iris / "x.npy", "--report", tmp_path / "r.json")
     assert r.code == 0, r
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["trust"] == {"pickle": True, "code": False, "types": []}  # the report says what was trusted
+    assert report["trust"] == {"pickle": True, "code": False, "types": [], "audited": []}  # the report says what was trusted
 
 
 def test_module_callable_is_refused_without_trust_code(iris, cli, tmp_path, monkeypatch):

@@ -32,8 +32,13 @@ class Trust:
     code: bool = False  # import module:callable factories, Keras Lambda layers
     types: tuple[str, ...] = ()  # extra type names a skops file may contain
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"pickle": self.pickle, "code": self.code, "types": list(self.types)}
+    def as_dict(self, audited: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """The record for the report; ``audited``: the types trusted after an audit of their
+        contents (checks/audits.py), each with its instance count and grounds."""
+        record: dict[str, Any] = {"pickle": self.pickle, "code": self.code, "types": list(self.types)}
+        if audited is not None:
+            record["audited"] = [dict(a) for a in audited]
+        return record
 
 
 __all__ = [

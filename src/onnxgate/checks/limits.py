@@ -232,3 +232,37 @@ def check_tensor_proto(tensor: Any, what: str) -> None:
         raise SampleError(f"{what} declares a negative dimension {list(dims)}", "re-write the tensor")
     itemsize = _ITEMSIZE.get(int(tensor.data_type), 8)
     check_sample_array(dims, np.dtype(f"V{itemsize}"), what, rows_axis=False)
+
+
+# -- model archives (.skops, .keras, .pt2) ------------------------------------------------------------
+
+JSON_OVERHEAD = 10  # bytes of memory per byte of JSON while it is parsed into Python objects
+
+
+def check_archive(path: Path, what: str, *, json_members: tuple[str, ...] = ()) -> None:
+    """Inflated sizes of a zip archive, from its directory and each ``.npy`` header, before any
+    member is inflated: a small file whose arrays or JSON inflate past memory is refused."""
+    budget = available_memory()
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            total = 0
+            for info in infos:
+                need = info.file_size * (JSON_OVERHEAD if info.filename in json_members else 1)
+                if info.filename.endswith(".npy"):
+                    with z.open(info) as member:
+                        shape, dtype = npy_header(member, f"{what}[{info.filename}]")
+                    need = max(need, prod(shape) * max(int(dtype.itemsize), 1))
+                if need > budget:
+                    raise ModelFileError(
+                        f"{what} member {info.filename!r} inflates to {_gb(need)}; {_gb(budget)} of memory is available",
+                        f"the file is corrupt or hostile (a zip bomb); raise {MEMORY_ENV} only if you trust it",
+                    )
+                total += need
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, SampleError) as exc:
+        raise ModelFileError(f"{what} is not a readable zip archive: {exc}", "re-save the model") from None
+    if total > budget:
+        raise ModelFileError(
+            f"{what} inflates to {_gb(total)} in all; {_gb(budget)} of memory is available",
+            f"the file is corrupt or hostile (a zip bomb); raise {MEMORY_ENV} only if you trust it",
+        )

@@ -35,6 +35,45 @@ def _peek(path: Path, n: int = 64) -> bytes:
         return b""
 
 
+def _read_bounded(path: Path, overhead: int) -> bytes:
+    from onnxgate.checks.limits import check_model_size
+
+    check_model_size(path.stat().st_size * max(overhead // 3, 1), repr(str(path)))
+    return path.read_bytes()
+
+
+def _audited_xgboost(path: Path) -> bytearray | None:
+    """A JSON model's trees audited (checks/audits.py) before xgboost parses it; returns the
+    bytes that were audited, which xgboost then loads. UBJSON is not audited (None)."""
+    from onnxgate.checks import audits
+
+    if path.suffix.lower() != ".json":
+        return None
+    data = _read_bounded(path, 30)
+    try:
+        model = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise SourceError(f"cannot load {str(path)!r} as an xgboost model: {exc}", "save it with Booster.save_model") from None
+    audits.audit_xgboost_json(model, repr(str(path)))
+    audits.record("xgboost JSON trees", len(model.get("learner", {}).get("gradient_booster", {}).get("model", {}).get("trees", [])),
+                  "audited: children in range and after their parent (no cycles), split indices < num_feature, node arrays of one length")
+    return bytearray(data)
+
+
+def _audited_lightgbm(path: Path) -> str:
+    """A text model's trees audited before lightgbm parses it; returns the audited text."""
+    from onnxgate.checks import audits
+
+    try:
+        text = _read_bounded(path, 10).decode()
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"cannot load {str(path)!r} as a lightgbm model: {exc}", "save it with Booster.save_model") from None
+    audits.audit_lightgbm_text(text, repr(str(path)))
+    audits.record("lightgbm text trees", text.count("\nTree="),
+                  "audited: child indices in range and after their parent (no cycles), split features <= max_feature_idx")
+    return text
+
+
 @dataclass(frozen=True)
 class BoosterSettings(ConverterSettings):
     """``--double``: float64 inputs (and a double-precision tree ensemble) instead of float32."""
@@ -116,8 +155,9 @@ class XGBoostConverter(_BoosterConverter):
 
         if isinstance(source, xgboost.Booster):
             return source
+        data = _audited_xgboost(Path(source))
         try:
-            return xgboost.Booster(model_file=str(source))
+            return xgboost.Booster(model_file=data if data is not None else str(source))
         except xgboost.core.XGBoostError as exc:
             raise SourceError(f"cannot load {str(source)!r} as an xgboost model: {str(exc).splitlines()[0][:200]}", "save it with Booster.save_model") from None
 
@@ -154,8 +194,9 @@ class LightGBMConverter(_BoosterConverter):
 
         if isinstance(source, lightgbm.Booster):
             return source
+        text = _audited_lightgbm(Path(source))
         try:
-            return lightgbm.Booster(model_file=str(source))
+            return lightgbm.Booster(model_str=text)
         except lightgbm.basic.LightGBMError as exc:
             raise SourceError(f"cannot load {str(source)!r} as a lightgbm model: {str(exc).splitlines()[0][:200]}", "save it with Booster.save_model") from None
 

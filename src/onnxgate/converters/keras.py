@@ -145,6 +145,9 @@ class KerasConverter(Converter):
 def _load_keras(path: Path, trust: Trust) -> KerasModel:
     if not zipfile.is_zipfile(path):
         raise SourceError(f"{str(path)!r} is not a valid .keras file (not a zip archive)", "re-save the model with model.save('model.keras')")
+    from onnxgate.checks.limits import check_archive
+
+    check_archive(path, repr(str(path)), json_members=("config.json", "metadata.json"))
     try:
         with zipfile.ZipFile(path) as zf:
             config = json.loads(zf.read("config.json"))

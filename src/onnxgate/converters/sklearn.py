@@ -200,21 +200,48 @@ def _ml_opset(opset: int) -> int:
 
 
 def _load_skops(path: Path, trust: Trust) -> Any:
+    """skops with audited trust: the types onnxgate can audit are loaded and every instance
+    audited before anything runs on it; any other untrusted type still needs --trust-type."""
     import zipfile
 
     from skops.io import get_untrusted_types, load
 
+    from onnxgate.checks import audits
+    from onnxgate.checks.limits import check_archive
+    from onnxgate.trust import require_types
+
+    what = repr(str(path))
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"{what} is not a valid .skops file (not a zip archive)", "re-save it with skops.io.dump")
+    check_archive(path, what, json_members=("schema.json",))
     try:
         untrusted = get_untrusted_types(file=str(path))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise SourceError(f"{str(path)!r} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
-    from onnxgate.trust import require_types
-
-    require_types(trust, repr(str(path)), untrusted)
+        raise SourceError(f"{what} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
+    audited, rest = audits.auditable(untrusted)
+    require_types(trust, what, rest)
     try:
-        return load(str(path), trusted=untrusted)
+        model = load(str(path), trusted=untrusted)
     except Exception as exc:
-        raise SourceError(f"cannot load {str(path)!r} with skops: {_one_line(exc)}", "re-save it with skops.io.dump") from None
+        raise SourceError(f"cannot load {what} with skops: {_one_line(exc)}", "re-save it with skops.io.dump") from None
+    _audit(model, audited, trust)
+    return model
+
+
+def _audit(model: Any, types: list[str], trust: Trust) -> None:
+    """Audit every instance of ``types`` in ``model``; a failure is refused unless code is trusted."""
+    from onnxgate.checks import audits
+
+    if not types:
+        return
+    try:
+        counts = audits.audit_estimator(model, types)
+    except audits.AuditError:
+        if not trust.code:
+            raise
+        audits.record(", ".join(types), 0, "trusted by --trust-code although its audit failed")
+        return
+    audits.record_audits(counts)
 
 
 def _load_pickle(path: Path) -> Any:

@@ -65,6 +65,7 @@ class TensorflowConverter(Converter):
                 f"{str(path)!r} is not a TensorFlow SavedModel ({what} without saved_model.pb)",
                 "pass the directory written by tf.saved_model.save or model.export()",
             )
+        _refuse_code_ops(path, trust)
         tf = _tf.import_tf()
         try:
             with _tf.quiet_stderr():
@@ -160,6 +161,66 @@ class TensorflowConverter(Converter):
 
     def versions(self) -> dict[str, str]:
         return _tf.versions()
+
+
+# Ops that reach the file system or run Python: refused unless --trust-code. (SaveV2/RestoreV2
+# are not here: every SavedModel's own checkpoint functions hold them.)
+CODE_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "MatchingFilesDataset", "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "ImmutableConst", "WholeFileReader", "WholeFileReaderV2", "TFRecordReader", "TFRecordReaderV2",
+    "TextLineReader", "TextLineReaderV2", "FixedLengthRecordReader", "FixedLengthRecordReaderV2",
+    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2",
+    "CSVDataset", "CSVDatasetV2", "ExperimentalCSVDataset", "SqlDataset", "ExperimentalSqlDataset",
+    "LoadDataset", "SaveDataset", "SaveDatasetV2", "DatasetToTFRecord", "ExperimentalDatasetToTFRecord",
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "DebugIdentityV2", "DebugIdentityV3",
+})
+
+
+def code_ops(path: Path) -> list[tuple[str, str]]:
+    """(op, where) for every file-system or Python op in a SavedModel's graphs and function
+    library, read from ``saved_model.pb`` without loading it (nothing runs)."""
+    from onnxgate.checks.limits import check_model_size
+
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        return []  # a text-format SavedModel: TensorFlow's loader decides (rare; not scanned)
+    check_model_size(pb.stat().st_size, repr(str(pb)))
+    _tf.import_tf()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise SourceError(f"{str(pb)!r} is not a SavedModel protobuf: {_tf.one_line(exc)}", "re-save the model") from None
+    found = []
+    for meta in saved.meta_graphs:
+        for node in meta.graph_def.node:
+            found += _flagged(node, "the graph")
+        for fn in meta.graph_def.library.function:
+            for node in fn.node_def:
+                found += _flagged(node, f"function {fn.signature.name}")
+    return found
+
+
+def _flagged(node: Any, where: str) -> list[tuple[str, str]]:
+    if node.op in CODE_OPS:
+        return [(node.op, f"{where} ({node.name})")]
+    if node.op == "PrintV2" and node.attr["output_stream"].s.startswith(b"file://"):
+        return [("PrintV2 to a file", f"{where} ({node.name})")]
+    return []
+
+
+def _refuse_code_ops(path: Path, trust: Trust) -> None:
+    if trust.code:
+        return
+    found = code_ops(path)
+    if found:
+        from onnxgate.trust import require_code
+
+        ops = sorted({op for op, _ in found})
+        require_code(trust, f"SavedModel {str(path)!r}",
+                     why=f"its graph reads or writes files or runs Python: {ops} in {found[0][1]}")
 
 
 def _describe(path: Path, signature: str, imported: Any, func: Any) -> SavedModel:

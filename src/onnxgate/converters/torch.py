@@ -101,7 +101,7 @@ class TorchConverter(Converter):
             path = Path(source)
             if not path.is_file():
                 raise SourceError(f"source {str(path)!r} does not exist", "check the path")
-            model = _wrap(_load_exported(path) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
+            model = _wrap(_load_exported(path, trust) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
         model.upcast_bf16 = self.settings(options).upcast_bf16 and _has_bf16(model)
         return model
 
@@ -260,16 +260,37 @@ def _signature(module: Any) -> tuple[list[str], list[str]]:
     return [p.name for p in plain], [p.name for p in plain if p.default is p.empty]
 
 
-def _load_exported(path: Path) -> Any:
+def _load_exported(path: Path, trust: Trust) -> Any:
+    """``torch.export.load`` on bytes scanned first: pickled members (``use_pickle`` weights,
+    opaque or custom-object constants, sample inputs that need full unpickling, the legacy
+    layout) are refused unless pickles are trusted; a clean archive loads with unpickling
+    disabled, from the same bytes that were scanned."""
+    import io
     import zipfile
 
     import torch
 
+    from onnxgate.checks.limits import check_archive
+    from onnxgate.trust import require_pickle
+
     if not zipfile.is_zipfile(path):
         raise SourceError(f"{str(path)!r} is not a torch.export archive (not a zip file)", "save it with torch.export.save(program, path)")
+    check_archive(path, repr(str(path)))
+    data = path.read_bytes()
     try:
-        with _quiet():
-            program = torch.export.load(str(path))
+        pickled = pickled_members(data)
+    except SourceError as exc:
+        raise SourceError(f"{str(path)!r}: {exc.message}", exc.hint) from None
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise SourceError(f"{str(path)!r} is not a saved ExportedProgram: {_one_line(exc)}", "save it with torch.export.save") from None
+    if pickled:
+        require_pickle(trust, f"{str(path)!r}: {pickled[0]}" + (f" (and {len(pickled) - 1} more)" if len(pickled) > 1 else ""),
+                       alternative="re-export it so that weights, constants and sample inputs are plain tensors")
+    try:
+        with _quiet(), (_no_unpickling(repr(str(path))) if not pickled else _nothing()):
+            program = torch.export.load(io.BytesIO(data))
+    except UntrustedSourceError:
+        raise
     except Exception as exc:
         raise SourceError(
             f"{str(path)!r} is not a saved ExportedProgram: {_one_line(exc)}",
@@ -277,6 +298,91 @@ def _load_exported(path: Path) -> Any:
             "a torch.save()d module belongs in a .pt file with --trust-pickle",
         ) from None
     return program
+
+
+def pickled_members(data: bytes) -> list[str]:
+    """What in a ``.pt2`` archive ``torch.export.load`` would unpickle (runs code), from its
+    configs and members, without unpickling anything."""
+    import io
+    import json
+    import zipfile
+
+    reasons: list[str] = []
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = z.namelist()
+        if any(n.endswith("serialized_exported_program.json") for n in names):
+            return ["it has the legacy torch.export layout, whose state dict, constants and inputs are unpickled"]
+        if not any(n.endswith("archive_format") for n in names):
+            raise SourceError(
+                f"it is not a saved ExportedProgram (no archive_format member; {', '.join(sorted(names)[:3])} ...)",
+                "save it with torch.export.save(torch.export.export(model, args), path); "
+                "a torch.save()d module belongs in a .pt file with --trust-pickle",
+            )
+        for name in names:
+            if name.endswith(("weights_config.json", "constants_config.json")):
+                reasons += _pickled_payloads(name, json.loads(z.read(name)))
+            elif "/data/sample_inputs/" in name and not _weights_only(z.read(name)):
+                reasons.append(f"sample inputs {name!r} are not plain tensors (saved with torch.save)")
+    return reasons
+
+
+def _pickled_payloads(name: str, config: Any) -> list[str]:
+    from torch.export.pt2_archive.constants import CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX
+
+    out = []
+    entries = config.get("config", {}) if isinstance(config, dict) else {}
+    for fqn, meta in (entries.items() if isinstance(entries, dict) else []):
+        meta = meta if isinstance(meta, dict) else {}
+        path_name = str(meta.get("path_name", ""))
+        if path_name.startswith((CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX)):
+            out.append(f"constant {fqn!r} is an opaque object ({path_name}), stored as a pickle")
+        elif meta.get("use_pickle"):
+            out.append(f"{fqn!r} in {name} is pickled (use_pickle)")
+    return out
+
+
+def _weights_only(blob: bytes) -> bool:
+    import io
+    import pickle
+
+    import torch
+
+    if not blob:
+        return True
+    try:
+        torch.load(io.BytesIO(blob), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+@contextlib.contextmanager
+def _no_unpickling(what: str):
+    """While a scanned-clean archive loads: ``torch.load`` is weights-only, and the unpicklers
+    ``torch.export.load`` falls back to raise instead of running."""
+    import pickle
+
+    import torch
+
+    real_load, real_loads, real_obj = torch.load, pickle.loads, torch._C._pickle_load_obj
+
+    def weights_only(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real_load(f, *args, **kwargs)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise UntrustedSourceError(f"refusing to unpickle part of {what}", "pass --trust-pickle if you trust this file")
+
+    torch.load, pickle.loads, torch._C._pickle_load_obj = weights_only, refuse, refuse
+    try:
+        yield
+    finally:
+        torch.load, pickle.loads, torch._C._pickle_load_obj = real_load, real_loads, real_obj
 
 
 def _load_pt(path: Path, trust: Trust) -> Any:

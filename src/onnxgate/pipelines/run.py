@@ -331,7 +331,7 @@ def _new_report(source: Any, target: OnnxTarget, reference: ReferenceRunner, pol
         ),
         tolerances=policy.as_dict(),
         versions=_versions(reference.versions),
-        trust=reference.trust.as_dict(),
+        trust=reference.trust.as_dict(audited=reference.audited),
     )
     if conversion is not None:
         report.conversion = ConversionSection(conversion.conversion.converter, list(conversion.conversion.notes), round(conversion.seconds, 3))

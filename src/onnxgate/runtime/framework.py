@@ -151,7 +151,10 @@ class _Host:
         elif isinstance(source, (str, Path)) and not Path(source).exists():
             raise SourceError(f"source {str(source)!r} does not exist", "check the path")
         converter = registry().select(obj, load.get("framework"))
-        model = _guarded(converter.name, converter.load, obj, trust=trust, options=options)
+        from onnxgate.checks.audits import recording
+
+        with recording() as audited:
+            model = _guarded(converter.name, converter.load, obj, trust=trust, options=options)
         smp = sample if isinstance(sample, Sample) or sample is None else load_sample(sample)
         self.counter += 1
         handle = f"m{self.counter}"
@@ -161,6 +164,7 @@ class _Host:
             "converter": converter.name,
             "versions": _versions(converter),
             "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
+            "audited": list(audited),
         }
         try:
             if smp is None:
@@ -404,6 +408,7 @@ class ReferenceRunner:
     timeout: float | None = None
     label: str = ""
     feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
+    audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
     _handle: str = ""
     _host: _Host | None = None  # in-process
     _worker: Any = None
@@ -546,7 +551,8 @@ def open_reference(
         host = _Host()
         info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": load.framework, "trust": trust}, options)
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
-                               timeout=timeout, label=label, feeds_error=info.get("feeds_error"), _handle=info["handle"], _host=host)
+                               timeout=timeout, label=label, feeds_error=info.get("feeds_error"), audited=info.get("audited", []),
+                               _handle=info["handle"], _host=host)
     from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
 
     pool = framework_pool()
@@ -568,6 +574,7 @@ def open_reference(
         raise
     info = reply["info"]
     runner._handle, runner.converter, runner.versions, runner.sample = info["handle"], info["converter"], info["versions"], info["sample"]
+    runner.audited = list(info.get("audited", []))
     runner.feeds = _unpack_arrays(reply, out)
     runner.feeds_error = info.get("feeds_error")
     return runner
