@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.judge.compare import LABEL_OUTPUTS, compare_outputs
+from onnxgate.judge.compare import LABEL_OUTPUTS
 from onnxgate.judge.report import Case
-from onnxgate.runtime.runner import RunError, create_session
-from onnxgate.diagnose.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed, ort_call, time_calls
+from onnxgate.judge.run_cases import run_cases
+from onnxgate.runtime.isolation import IsolationPolicy
+from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
+from onnxgate.runtime.runner import RunError
+from onnxgate.diagnose.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed
 from onnxgate.judge.tolerances import DEFAULTS, Tolerance, TolerancePolicy, dtype_family
 
 # Dynamic int8 quantises weights per tensor and activations per call to 8 bits: a step of
@@ -338,41 +341,38 @@ def check_variant(
     policy: TolerancePolicy,
     threads: int,
     provider: str = "CPUExecutionProvider",
-) -> Any:
-    """Run the variant on every case and compare with the original framework's outputs."""
+    isolation: IsolationPolicy | None = None,
+) -> OrtRunner | None:
+    """Run the variant on every case (in a worker unless ``isolation`` says otherwise) and compare
+    with the original framework's outputs; the runner, for timing, or None when it did not load."""
     if variant.data is None:
         return None
     import time
 
+    runner = OrtRunner(SessionSpec(
+        variant.data, provider=provider, optimization=variant.optimization, options={"threads": threads},
+        isolation=isolation or IsolationPolicy(), label=f"variant {variant.name}",
+    ))
     start = time.perf_counter_ns()
     try:
-        session = create_session(variant.data, provider=provider, optimization=variant.optimization, threads=threads)
+        runner.open()
     except RunError as exc:
         variant.error = str(exc)
         return None
     variant.load_ms = (time.perf_counter_ns() - start) / 1e6
-    var_policy = policy_for(variant, policy)
-    for case_name, feeds in cases:
-        case = Case(case_name, provider, variant.optimization, {k: list(v.shape) for k, v in feeds.items()})
-        variant.cases.append(case)
-        try:
-            got = session.run(feeds)
-        except RunError as exc:
-            case.error = str(exc)
-            continue
-        case.outputs = compare_outputs(references[case_name], got, policy=var_policy, output_names=output_names)
-    return session
+    variant.cases = run_cases(runner, cases, references, policy=policy_for(variant, policy), output_names=output_names)
+    return runner
 
 
 def time_variant(
-    variant: Variant, session: Any, batches: list[tuple[int, dict[str, np.ndarray]]], *, budget_s: float | None = None
+    variant: Variant, runner: Any, batches: list[tuple[int, dict[str, np.ndarray]]], *, budget_s: float | None = None
 ) -> None:
-    """Time the variant at the same batches as the original (batch 1 and the sample's batch)."""
+    """Time the variant at the same batches as the original (batch 1 and the sample's batch), where it runs."""
     for batch, batch_feeds in batches:
         try:
-            variant.timings[batch] = time_calls(ort_call(session, batch_feeds), batch=batch, budget_s=budget_s or DEFAULT_BUDGET_S)
-        except Exception as exc:  # a variant that runs once but not repeatedly is broken
-            variant.error = f"failed while timing: {type(exc).__name__}: {exc}"
+            variant.timings[batch] = runner.time(batch_feeds, batch=batch, budget_s=budget_s or DEFAULT_BUDGET_S)
+        except RunError as exc:  # a variant that runs once but not repeatedly is broken
+            variant.error = f"failed while timing: {exc}"
             return
 
 
@@ -437,8 +437,13 @@ def optimize_variants(
     original: Any = None,
     budget_s: float | None = None,
     progress: Any = None,
+    isolation: IsolationPolicy | None = None,
 ) -> VariantSet:
-    """Build, validate and time every variant; choose the best. ``original`` is a SpeedReport."""
+    """Build, validate and time every variant; choose the best. ``original`` is a SpeedReport.
+
+    Each variant runs in a worker of the shared pool (``isolation``: in_process, timeout), so
+    a variant that crashes or hangs fails alone; only a variant that ran on every case is timed.
+    """
     from onnxgate._progress import NullProgress
 
     progress = progress or NullProgress()
@@ -448,9 +453,9 @@ def optimize_variants(
         if v.data is None:
             continue
         with progress.step(f"validating and timing variant {v.name}"):
-            session = check_variant(v, cases, references, output_names, policy=policy, threads=threads)
-            if session is not None and not v.error:
-                time_variant(v, session, batches, budget_s=budget_s)
+            runner = check_variant(v, cases, references, output_names, policy=policy, threads=threads, isolation=isolation)
+            if runner is not None and not v.error and all(c.error is None for c in v.cases):
+                time_variant(v, runner, batches, budget_s=budget_s)
         if original is not None:
             for batch, t in v.timings.items():
                 row = original.row(batch)
@@ -473,6 +478,7 @@ def speed_and_variants(
     optimize: bool = False,
     budget_s: float | None = None,
     progress: Any = None,
+    isolation: IsolationPolicy | None = None,
 ) -> tuple[Any, VariantSet | None]:
     """validate()'s --benchmark/--optimize step: (SpeedReport, VariantSet or None).
 
@@ -496,7 +502,7 @@ def speed_and_variants(
     if optimize:
         variants = optimize_variants(
             model_bytes, cases, references, output_names, batches,
-            policy=policy, threads=threads, original=speed, budget_s=budget_s, progress=progress,
+            policy=policy, threads=threads, original=speed, budget_s=budget_s, progress=progress, isolation=isolation,
         )
     return speed, variants
 
