@@ -210,8 +210,11 @@ def _md(text: str) -> str:
 # -- building -------------------------------------------------------------------------------
 
 
-def build_variants(model_bytes: bytes) -> list[Variant]:
-    """The converted model and every optimised variant this installation can make."""
+def build_variants(model_bytes: bytes, isolation: IsolationPolicy | None = None) -> list[Variant]:
+    """The converted model and every optimised variant this installation can make.
+
+    ONNX Runtime's offline optimisation loads the model: in a worker, as ``isolation`` says.
+    """
     variants = [Variant("converted", "float32", "the converted model as is", model_bytes)]
     for level in ("basic", "extended"):
         variants.append(
@@ -223,7 +226,7 @@ def build_variants(model_bytes: bytes) -> list[Variant]:
                     "graph optimisation disabled",
                     optimization="disable",
                 ),
-                lambda level=level: _ort_offline(model_bytes, level),
+                lambda level=level: _ort_offline(model_bytes, level, isolation),
             )
         )
     variants.append(_build(Variant("float16", "float16", "onnxruntime.transformers float16, I/O kept float32"), lambda: _float16(model_bytes)))
@@ -246,18 +249,12 @@ def _build(variant: Variant, make: Any) -> Variant:
     return variant
 
 
-def _ort_offline(model_bytes: bytes, level: str) -> bytes:
-    import onnxruntime as ort
-
-    from onnxgate.runtime.runner import OPT_LEVELS
-
+def _ort_offline(model_bytes: bytes, level: str, isolation: IsolationPolicy | None = None) -> bytes:
+    """The graph as ONNX Runtime optimises it at ``level``, saved by a session that loads it (in a worker)."""
     with tempfile.TemporaryDirectory(prefix="onnxgate-opt-") as tmp:
         out = Path(tmp) / f"{level}.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[level])
-        so.optimized_model_filepath = str(out)
-        so.log_severity_level = 3
-        ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+        OrtRunner(SessionSpec(model_bytes, optimization=level, options={"optimized_path": str(out)},
+                              isolation=isolation or IsolationPolicy(), label=f"the model (saving its {level} optimisation)")).open()
         return out.read_bytes()
 
 
@@ -448,7 +445,7 @@ def optimize_variants(
 
     progress = progress or NullProgress()
     with progress.step("building optimised variants"):
-        variants = build_variants(model_bytes)
+        variants = build_variants(model_bytes, isolation)
     for v in variants:
         if v.data is None:
             continue
@@ -497,7 +494,8 @@ def speed_and_variants(
             chosen.setdefault(_rows(f), f)
     batches = sorted(chosen.items())
     with progress.step(f"timing {loaded.converter} and ONNX Runtime ({threads} thread(s))"):
-        speed = measure_speed(loaded, model_bytes, output_names, threads=threads, budget_s=budget_s, batches=batches)
+        speed = measure_speed(loaded, model_bytes, output_names, threads=threads, budget_s=budget_s, batches=batches,
+                              isolation=isolation)
     variants = None
     if optimize:
         variants = optimize_variants(

@@ -116,6 +116,7 @@ def open_session(
     custom_op_libraries: list[str] | None = None,
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
+    optimized_path: str | None = None,
 ) -> Any:
     """An in-process session: :func:`runner.create_session`, plus custom-op libraries when given.
 
@@ -127,6 +128,7 @@ def open_session(
         return runner.create_session(
             model, provider=provider, optimization=optimization, provider_options=provider_options, threads=threads,
             record_placement=record_placement, ep_plugins=ep_plugins, config=_worker_config(),
+            optimized_path=optimized_path,
         )
     import onnxruntime as ort
 
@@ -203,6 +205,10 @@ def _fault(stage: str, key: str) -> None:
             time.sleep(1)
     elif mode == "exit":
         os._exit(3)
+    elif mode == "sigkill":  # as the kernel's out-of-memory killer ends a process
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "nomem":
+        raise MemoryError("test fault: out of memory")
 
 
 def _die_with_parent() -> None:
@@ -277,6 +283,7 @@ def _worker_main() -> None:
                     custom_op_libraries=header.get("custom_ops"),
                     record_placement=bool(header.get("record_placement")),
                     ep_plugins=header.get("ep_plugins"),
+                    optimized_path=header.get("optimized_path"),
                 )
                 sessions[key] = session
                 sessions.move_to_end(key)
@@ -641,8 +648,11 @@ def create_session(
     pool: WorkerPool | None = None,
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
+    optimized_path: str | None = None,
 ) -> Any:
     """A session for ``model`` (bytes, or a path) in a worker, or in this process with ``policy.in_process``.
+
+    ``optimized_path``: ONNX Runtime saves the graph as optimised at ``optimization`` there.
 
     Raises :class:`RunError` when the model cannot be loaded, including when loading
     crashes or hangs the worker.
@@ -659,12 +669,14 @@ def create_session(
         return open_session(
             path or model, provider=provider, optimization=optimization, provider_options=provider_options,
             threads=threads, custom_op_libraries=custom_op_libraries,
-            record_placement=record_placement, ep_plugins=ep_plugins,
+            record_placement=record_placement, ep_plugins=ep_plugins, optimized_path=optimized_path,
         )
     options = {"provider": provider, "optimization": optimization, "provider_options": provider_options,
                "threads": threads, "custom_ops": list(custom_op_libraries or [])}
     if record_placement or ep_plugins:  # only then, so other callers' session keys stay as they were
         options.update(record_placement=record_placement, ep_plugins=dict(ep_plugins or {}))
+    if optimized_path:
+        options.update(optimized_path=optimized_path)
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode() + digest.encode()).hexdigest()
     key = digest[:16] + key[:16]  # the model's hash first: the test fault hook matches on it
     session = IsolatedSession(

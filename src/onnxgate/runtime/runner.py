@@ -121,10 +121,12 @@ def create_session(
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
     config: dict[str, str] | None = None,
+    optimized_path: str | None = None,
 ) -> Session:
     """An ORT session on ``provider`` (built-in or plugin), falling back to CPU for nodes it does not take.
 
-    ``config`` holds extra session config entries (``SessionOptions.add_session_config_entry``).
+    ``config`` holds extra session config entries (``SessionOptions.add_session_config_entry``);
+    ``optimized_path`` makes ORT save the graph as optimised at ``optimization`` there.
 
     Plugin EPs are selected through their devices (``add_provider_for_devices``); only the
     devices of that exact EP name are used (not its meta-device variants such as ``.AUTO``).
@@ -142,6 +144,8 @@ def create_session(
         so.add_session_config_entry(key, value)
     if threads:
         so.intra_op_num_threads = threads
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
     providers: list[Any] | None = None
     try:
         # a registered plugin EP also shows in get_available_providers(), but only its devices select it
