@@ -6,29 +6,52 @@ import hashlib
 import os
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from onnxgate.errors import OutputPathError
 
 
 def check_output_path(path: str | Path | None, what: str = "output") -> Path | None:
-    """Fail early, before any work, if ``path`` cannot be written."""
+    """Fail early, before any work, if ``path`` cannot be written.
+
+    A terminal, pipe or FIFO (``/dev/stdout``) is written through; anything else must be a
+    regular file (or not exist yet) in a directory where a temporary file can be created and
+    renamed: ``/proc/version``, a socket or a directory is refused here, not after the work.
+    """
     if path is None:
         return None
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
+    real = Path(os.path.realpath(p)) if p.is_symlink() else p
+    kind = _kind(real)
+    if kind in ("chr", "fifo"):
+        return p  # /dev/stdout, a FIFO: written through, not replaced
+    if kind == "dir":
+        raise OutputPathError(f"cannot write {what} {str(p)!r}: it is a directory", "give a file path")
+    if kind not in ("reg", None):
+        raise OutputPathError(f"cannot write {what} {str(p)!r}: it is a {kind}, not a regular file", "give a file path")
+    parent = real.parent if str(real.parent) else Path(".")
     if not parent.is_dir():
         raise OutputPathError(
             f"cannot write {what} {str(p)!r}: directory {str(parent)!r} does not exist",
             "create it first or choose another path",
         )
-    if _write_through(p) and not p.is_dir():
-        return p  # a device, FIFO or symlink such as /dev/stdout: written through, not replaced
-    if p.is_dir():
-        raise OutputPathError(f"cannot write {what} {str(p)!r}: it is a directory", "give a file path")
-    if not os.access(parent, os.W_OK):
-        raise OutputPathError(f"cannot write {what} {str(p)!r}: directory is not writable", "choose another path")
+    _probe(parent, p, what)
     return p
+
+
+def _kind(p: Path) -> str | None:
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "path that cannot be examined"
+    for test, name in ((stat.S_ISREG, "reg"), (stat.S_ISDIR, "dir"), (stat.S_ISCHR, "chr"), (stat.S_ISFIFO, "fifo"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def _write_through(p: Path) -> bool:
@@ -41,6 +64,19 @@ def _write_through(p: Path) -> bool:
         return False
 
 
+def _probe(parent: Path, p: Path, what: str) -> None:
+    """Create and remove a temporary file where :func:`write_atomic` will: proves the directory takes writes."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise OutputPathError(
+            f"cannot write {what} {str(p)!r}: directory {str(parent)!r} does not take new files ({exc.strerror})",
+            "choose a path on a normal, writable file system",
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write to a temp file in the same directory, fsync, then rename over ``path``."""
     p = Path(path)
@@ -51,6 +87,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would create it; mkstemp's 0600 is not the user's choice
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -62,6 +99,17 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def sha256_bytes(data: bytes) -> str:

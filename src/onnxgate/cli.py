@@ -361,6 +361,20 @@ def cmd_gate(args: argparse.Namespace) -> int:
 # -- zoo -------------------------------------------------------------------------------
 
 
+def _checked(name: str) -> Any:
+    """An argparse type from a settings parser (one rule for a number wherever it is read)."""
+    def convert(text: str) -> Any:
+        from onnxgate import settings
+
+        try:
+            return getattr(settings, name)(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name.strip("_")
+    return convert
+
+
 def _add_zoo_parser(sub: Any) -> None:
     p = sub.add_parser("zoo", help="index, fetch and verify a model zoo (ONNX_HUB_MANIFEST.json)")
     zoo = p.add_subparsers(dest="zoo_command", metavar="VERB", parser_class=_Parser, required=True)
@@ -378,14 +392,16 @@ def _add_zoo_parser(sub: Any) -> None:
     z = zoo.add_parser("fetch", help="download models and their test data into the cache, checked by sha256")
     z.add_argument("manifest", metavar="MANIFEST", help="ONNX_HUB_MANIFEST.json path or URL")
     selection(z)
+    z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS",
+                   help="give up on a file whose download takes longer in all, retries included (default 600)")
     z.set_defaults(func=cmd_zoo_fetch)
 
     z = zoo.add_parser("verify", help="fetch and verify models with ONNX Runtime against their stored outputs")
     z.add_argument("manifest", metavar="MANIFEST|DIR", help="manifest path or URL, or a zoo directory")
     selection(z)
-    z.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="verify in N worker processes (default 1)")
+    z.add_argument("--jobs", "-j", type=_checked("_jobs"), default=1, metavar="N", help="verify in N worker processes (default 1)")
     z.add_argument("--in-process", action="store_true", help="verify in this process: faster start, no crash isolation")
-    z.add_argument("--timeout", type=float, metavar="SECONDS", help="kill and fail a model that takes longer")
+    z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
     z.set_defaults(func=cmd_zoo_verify)
@@ -403,7 +419,7 @@ def cmd_zoo_fetch(args: argparse.Namespace) -> int:
     from onnxgate.model_zoo.zoo import fetch_zoo
 
     bar = _Bar(args.quiet)
-    results = fetch_zoo(args.manifest, models=args.model, tags=args.tag, cache=args.cache, on_result=lambda r, i, n: bar.update(i, n, r.name))
+    results = fetch_zoo(args.manifest, models=args.model, tags=args.tag, cache=args.cache, timeout=args.timeout, on_result=lambda r, i, n: bar.update(i, n, r.name))
     bar.close()
     for r in results:
         state = f"error: {r.error}" if r.error else ("cached" if r.cache_hit else "downloaded")

@@ -68,34 +68,103 @@ def _flag(f: dataclasses.Field) -> str:
 # -- value parsers ------------------------------------------------------------------------
 
 
-def _number(x: Any) -> float:
+MAX_ATOL = 1e3  # an absolute tolerance past this accepts any float32-sized answer
+MAX_RTOL = 1.0  # 100% relative error: anything looser accepts a wrong sign
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: longer is a typo, and would overflow the OS timers
+MAX_THREADS = 1024
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence range used by the synthesiser
+MIN_OPSET = 7  # the oldest default-domain opset ONNX Runtime runs
+
+
+def _finite(x: Any) -> float:
     if isinstance(x, bool):
         raise ValueError(f"expected a number, got {x!r}")
-    value = float(x)
-    if math.isnan(value) or value < 0:
+    try:
+        value = float(x)
+    except OverflowError:
+        raise ValueError(f"expected a finite number, got {x!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {x!r}")
+    return value
+
+
+def _number(x: Any) -> float:
+    value = _finite(x)
+    if value < 0:
         raise ValueError(f"expected a non-negative number, got {x!r}")
     return value
 
 
-def _positive_int(x: Any) -> int:
-    if isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()):
-        raise ValueError(f"expected a whole number, got {x!r}")
-    value = int(x)
-    if value < 1:
-        raise ValueError(f"expected a number >= 1, got {x!r}")
-    return value
+def _at_most(limit: float, what: str) -> Callable[[Any], float]:
+    """A finite non-negative number no greater than ``limit``."""
+
+    def parse(x: Any) -> float:
+        value = _number(x)
+        if value > limit:
+            raise ValueError(f"{what} {x!r} is larger than the maximum {limit:g}, which would let a wrong model pass")
+        return value
+
+    parse.__name__ = f"_{what.replace(' ', '_')}"
+    return parse
+
+
+_atol = _at_most(MAX_ATOL, "absolute tolerance")
+_rtol = _at_most(MAX_RTOL, "relative tolerance")
 
 
 def _int(x: Any) -> int:
     if isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()):
         raise ValueError(f"expected a whole number, got {x!r}")
-    return int(x)
+    try:
+        return int(x)
+    except OverflowError:
+        raise ValueError(f"expected a whole number, got {x!r}") from None
+
+
+def _positive_int(x: Any) -> int:
+    value = _int(x)
+    if value < 1:
+        raise ValueError(f"expected a number >= 1, got {x!r}")
+    return value
+
+
+def _bounded_int(low: int, high: int, what: str) -> Callable[[Any], int]:
+    def parse(x: Any) -> int:
+        value = _int(x)
+        if not low <= value <= high:
+            raise ValueError(f"{what} must be between {low} and {high}, got {x!r}")
+        return value
+
+    parse.__name__ = f"_{what.replace(' ', '_')}"
+    return parse
+
+
+_seed = _bounded_int(0, MAX_SEED, "the seed")
+_threads = _bounded_int(1, MAX_THREADS, "the thread count")
+_jobs = _bounded_int(1, 256, "the number of jobs")
+
+
+def newest_opset() -> int:
+    """The newest default-domain opset the installed onnx knows (converters cannot write a newer one)."""
+    import onnx.defs
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _opset(x: Any) -> int:
+    value = _int(x)
+    newest = newest_opset()
+    if not MIN_OPSET <= value <= newest:
+        raise ValueError(f"opset {x!r} is outside the range the installed onnx and ONNX Runtime support ({MIN_OPSET}..{newest})")
+    return value
 
 
 def _seconds(x: Any) -> float:
     value = _number(x)
     if not value > 0:
         raise ValueError(f"expected a positive number of seconds, got {x!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"expected at most {MAX_SECONDS:g} seconds (a week), got {x!r}")
     return value
 
 
@@ -174,7 +243,7 @@ class InputSettings:
     """The shared inputs: a sample file, or inputs synthesised from the model's signature."""
 
     sample: Any = option(None, "shared inputs: .npy, .npz, .csv or test_data_set_N/", metavar="F", parse=_sample, example="x.npy", toml=False)
-    seed: int | None = option(None, "seed for inputs synthesised without --sample (default 0; recorded in the report)", metavar="N", parse=_int, example=3)
+    seed: int | None = option(None, "seed for inputs synthesised without --sample (default 0; recorded in the report)", metavar="N", parse=_seed, example=3)
     dims: tuple[str, ...] = option((), "size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)", kind="list", metavar="NAME=SIZE", flag="--dim", parse=_assignments(), example=("batch=4",))
     input_ranges: tuple[str, ...] = option((), "value range of a synthesised input (HI exclusive for integers)", kind="list", metavar="NAME=LO:HI", flag="--input-range", parse=_assignments(), example=("x=0:1",))
 
@@ -199,7 +268,7 @@ class InputSettings:
 class ConvertSettings:
     """How the model is exported."""
 
-    opset: int | None = option(None, "ONNX opset (default: newest the converter and ONNX Runtime support)", metavar="N", parse=_positive_int, example=17, commands=("convert", "run"))
+    opset: int | None = option(None, "ONNX opset (default: newest the converter and ONNX Runtime support)", metavar="N", parse=_opset, example=17, commands=("convert", "run"))
     double: bool = option(False, "export with float64 inputs instead of float32", kind="flag", example=True)
     static: bool = option(False, "keep the batch axis fixed at the sample's size (default: dynamic)", kind="flag", example=True)
     upcast_bf16: bool = option(False, "export a float32 copy of a bfloat16 torch model (ORT's CPU provider has no bfloat16 kernels); compared at bfloat16 tolerances", kind="flag", example=True)
@@ -209,8 +278,8 @@ class ConvertSettings:
 class CompareSettings:
     """The tolerance policy: defaults by dtype, overridden globally or per output."""
 
-    atol: float | None = option(None, "absolute tolerance for float outputs (default: by dtype)", metavar="X", parse=_number, example=1e-4, commands=("validate", "run"))
-    rtol: float | None = option(None, "relative tolerance for float outputs (default: by dtype)", metavar="Y", parse=_number, example=1e-3, commands=("validate", "run"))
+    atol: float | None = option(None, "absolute tolerance for float outputs (default: by dtype)", metavar="X", parse=_atol, example=1e-4, commands=("validate", "run"))
+    rtol: float | None = option(None, "relative tolerance for float outputs (default: by dtype)", metavar="Y", parse=_rtol, example=1e-3, commands=("validate", "run"))
     tol: tuple[str, ...] = option((), "tolerance for one output (repeatable)", kind="list", metavar="NAME=ATOL:RTOL", parse=_assignments(), example=("variable=0.0001:0.001",), commands=("validate", "run"))
     error_stat: str | None = option(None, "error statistic for float outputs (default: max, element-wise)", metavar="max|mean|quantile:Q", parse=_text, example="mean", commands=("validate", "run"))
     topk: int | None = option(None, "also require top-K class agreement for score/logit outputs", metavar="K", parse=_positive_int, example=2, commands=("validate", "run"))
@@ -281,7 +350,7 @@ class SpeedSettings:
     """Is it worth it: timing and optimised variants."""
 
     benchmark: bool = option(False, "time the original and ONNX Runtime at batch 1 and the sample's batch", kind="flag", example=True, commands=("validate", "run"))
-    threads: int | None = option(None, "threads for both the original and ONNX Runtime when timing (default 1)", metavar="N", parse=_positive_int, example=2, commands=("validate", "run"))
+    threads: int | None = option(None, "threads for both the original and ONNX Runtime when timing (default 1)", metavar="N", parse=_threads, example=2, commands=("validate", "run"))
     optimize: bool = option(False, "also build, validate and time optimised variants (ORT offline, float16, int8)", kind="flag", example=True, commands=("validate", "run"))
     benchmark_seconds: float | None = option(None, "time budget per timed figure (default: a few seconds)", metavar="SECONDS", parse=_seconds, example=1.0, commands=("validate", "run"))
 

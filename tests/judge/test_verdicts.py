@@ -150,3 +150,20 @@ def test_unit_axis_differences_are_aligned_and_noted():
     assert same[0].passed and "unit axes" in same[0].shape_note
     wrong = compare_outputs(ref, {"y": np.arange(6, dtype=np.float32) + 1})
     assert not wrong[0].passed  # aligned, then compared: a wrong value still fails
+
+
+def test_tree_threshold_flips_are_recognised_with_their_fix():
+    from onnxgate.judge.compare import compare_outputs
+
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(3), size=40).astype(np.float32)
+    got = ref.copy()
+    got[7, 0] += 2 / 50  # two of 50 trees flipped on one row
+    got[7, 1] -= 2 / 50
+    got[21, 2] += 1 / 50
+    got[21, 0] -= 1 / 50
+    (c,) = compare_outputs({"probabilities": ref}, {"probabilities": got})
+    assert not c.passed and c.quantum == pytest.approx(1 / 50, rel=1e-3)
+    noise = got + rng.normal(scale=5e-3, size=got.shape).astype(np.float32)  # not in steps: no such claim
+    (d,) = compare_outputs({"probabilities": ref}, {"probabilities": noise})
+    assert not d.passed and d.quantum is None

@@ -417,7 +417,7 @@ def test_bad_manifests_are_user_errors(tmp_path, cli, indexed):
     assert_user_error(cli("zoo", "fetch", bad), "must be a JSON list")
     assert_user_error(cli("zoo", "verify", tmp_path / "missing.json"), "does not exist")
     assert_user_error(cli("zoo", "verify", indexed, "--model", "nope"), "no model named 'nope'", "known models:")
-    assert_user_error(cli("zoo", "verify", indexed, "--jobs", "0"), "--jobs must be at least 1")
+    assert_user_error(cli("zoo", "verify", indexed, "--jobs", "0"), "--jobs", "between 1 and 256")
     assert_user_error(cli("zoo", "index", tmp_path / "empty-does-not-exist", "-o", tmp_path / "m.json"), "is not a directory")
     assert_user_error(cli("zoo", "verify", indexed, "--report", tmp_path / "no" / "r.json"), "does not exist")
     assert cli("zoo").code == 2

@@ -2,7 +2,8 @@
 
 Faults are consumed one per request, in order: ``"503"``, ``"404"``, ``"reset:N"``
 (send the headers and N bytes of the body, then reset the connection), ``"wrong"``
-(serve the file with its bytes flipped), ``"slow"`` (send in small chunks, slowly).
+(serve the file with its bytes flipped), ``"slow"`` (send in small chunks, slowly),
+``"trickle"`` (one byte every half second).
 Range requests (``bytes=N-``) are honoured with 206. Every request is logged.
 """
 
@@ -87,6 +88,15 @@ def _handler(server: ZooServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
                 self.close_connection = True
+                return
+            if fault == "trickle":  # one byte every 0.5 s: never idle long enough for a read timeout
+                for i in range(len(body)):
+                    try:
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.5)
                 return
             if fault == "slow":
                 for i in range(0, len(body), 256):

@@ -290,3 +290,51 @@ def test_benchmark_in_the_config_adds_the_speed_report(repo):
     (repo / "onnxgate.toml").write_text(bad)
     with pytest.raises(Exception, match="benchmark"):
         gate(repo / "onnxgate.toml")
+
+
+class _Payload:
+    """Unpickling this creates ``path``: proof that the pickle's code ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _add_pickle_with_self_trust(repo: Path, marker: Path) -> None:
+    import pickle
+
+    (repo / "models/evil.pkl").write_bytes(pickle.dumps(_Payload(str(marker))))
+    (repo / "onnxgate.toml").write_text(
+        CONFIG + '\n[[model]]\nname = "evil"\nsource = "models/evil.pkl"\nsample = "data/iris.npy"\n'
+        'version = "1.0.0"\nframework = "sklearn"\ntrust = ["pickle"]\n'
+    )
+
+
+def test_a_change_cannot_grant_itself_trust(cli, repo, tmp_path, monkeypatch):
+    monkeypatch.delenv("ONNXGATE_TRUST", raising=False)
+    marker = tmp_path / "payload-ran"
+    git(repo, "checkout", "-q", "-b", "pr")
+    _add_pickle_with_self_trust(repo, marker)
+    commit(repo, "a pull request: a pickle and trust for it")
+    r = run_gate(cli, repo, "--changed-since", "main")
+    assert r.code == 1, (r.out, r.err)
+    assert "ERROR   evil 1.0.0" in r.out and "refusing to unpickle" in r.out
+    assert "not applied" in r.out and "base revision" in r.out
+    assert not marker.exists()
+    # The same file with trust granted by the job: the payload really is live code.
+    monkeypatch.setenv("ONNXGATE_TRUST", "pickle")
+    run_gate(cli, repo, "--changed-since", "main")
+    assert marker.exists()
+
+
+def test_trust_comes_from_the_base_revision():
+    from onnxgate.pipelines.gate import base_trust
+
+    old = {"defaults": {"trust": ["code"]}, "model": [
+        {"name": "a", "trust": ["pickle"], "trust_types": ["numpy.float64"]}, {"name": "b"}, {"name": "c", "trust": "pickle"}]}
+    granted = base_trust(old)
+    assert granted["a"].words == ("pickle",) and granted["a"].types == ("numpy.float64",)
+    assert granted["b"].words == ("code",) and granted["c"].words == ()
+    assert base_trust(None) == {}

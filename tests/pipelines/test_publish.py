@@ -237,3 +237,83 @@ def test_sigkill_mid_publish_leaves_registry_readable_and_unchanged(cli, iris, t
     assert r.code == 0, (r.out, r.err)
     assert not list(staging.iterdir())
     assert [e["model"] for e in check_registry(reg)] == ["iris", "big"]
+
+
+def _validated(model: tuple[Path, Path]):
+    from onnxgate.pipelines.run import convert, validate
+
+    conv = convert(model[0], None, sample=model[1])
+    try:
+        report = validate(model[0], conv.model, conversion=conv)
+    finally:
+        conv.reference.close()
+    assert report.passed
+    return conv.model.SerializeToString(), report
+
+
+def _version_files(reg: Path) -> dict[str, str]:
+    d = reg / "m" / "1"
+    return {p.relative_to(d).as_posix(): sha(p) for p in sorted(d.rglob("*")) if p.is_file() and p.name != "report.json"}
+
+
+def test_force_republish_survives_a_crash_at_every_file_system_step(iris, diabetes, tmp_path, monkeypatch):
+    """Crash before each file-system step of a --force commit: the old version is never lost, and after
+    recovery the manifest and the files agree, on the whole old version or the whole new one."""
+    import shutil
+
+    from onnxgate.pipelines import publish as pub
+
+    old_raw, old_report = _validated(iris)
+    new_raw, new_report = _validated(diabetes)
+    base = tmp_path / "base"
+    pub.publish_report(base, name="m", version="1", model=old_raw, report=old_report)
+    old_files = _version_files(base)
+    outcomes = []
+    for n in range(1, 40):
+        reg = tmp_path / f"reg{n}"
+        shutil.copytree(base, reg)
+        monkeypatch.setattr(pub._Steps, "crash_at", n)
+        try:
+            pub.publish_report(reg, name="m", version="1", model=new_raw, report=new_report, force=True)
+            crashed = False
+        except pub.SimulatedCrash:
+            crashed = True
+        monkeypatch.setattr(pub._Steps, "crash_at", None)
+        if crashed:  # the old version's files are somewhere in the registry
+            assert set(old_files.values()) <= {sha(p) for p in reg.rglob("*") if p.is_file()}, n
+        pub.recover(reg)
+        [entry] = check_registry(reg)
+        files = _version_files(reg)
+        assert files == old_files or entry["metadata"]["model_sha"] == sha(reg / "m/1/model.onnx") != old_files["model.onnx"], n
+        assert not (reg / pub.JOURNAL).exists() and not (reg / pub.ASIDE).exists() and not (reg / pub.PENDING).exists()
+        outcomes.append("old" if files == old_files else "new")
+        if not crashed:
+            break
+    assert len(outcomes) > 8 and outcomes[-1] == "new" and "old" in outcomes, outcomes
+
+
+def test_a_dangling_manifest_symlink_is_refused(iris, tmp_path):
+    from onnxgate.pipelines.publish import PublishError, publish_report
+
+    raw, report = _validated(iris)
+    reg, outside = tmp_path / "reg", tmp_path / "outside.json"
+    reg.mkdir()
+    (reg / "ONNX_HUB_MANIFEST.json").symlink_to(outside)
+    with pytest.raises(PublishError, match="symbolic link"):
+        publish_report(reg, name="m", version="1", model=raw, report=report)
+    assert not outside.exists() and not (reg / "m").exists()
+
+
+def test_published_files_follow_the_umask(iris, tmp_path):
+    from onnxgate.pipelines.publish import publish_report
+
+    raw, report = _validated(iris)
+    old = os.umask(0o002)
+    try:
+        publish_report(tmp_path / "reg", name="m", version="1", model=raw, report=report)
+    finally:
+        os.umask(old)
+    reg = tmp_path / "reg"
+    assert (reg / "ONNX_HUB_MANIFEST.json").stat().st_mode & 0o777 == 0o664
+    assert (reg / "m/1/model.onnx").stat().st_mode & 0o777 == 0o664
+    assert (reg / "m/1/test_data_set_0").stat().st_mode & 0o777 == 0o775

@@ -183,7 +183,8 @@ def _beyond_noise(good: Case, bad: Case) -> bool:
     for o in bad.outputs:
         if o.passed or o.max_abs_error is None:
             continue
-        if not np.isfinite(o.max_abs_error) or o.max_abs_error - good_err.get(o.name, 0.0) > (o.atol or 0.0):
+        allowance = (o.atol or 0.0) + (o.k or 0.0) * (o.noise_floor or 0.0)
+        if not np.isfinite(o.max_abs_error) or o.max_abs_error - good_err.get(o.name, 0.0) > allowance:
             return True
         if o.kind in ("exact", "label"):
             return True  # integers and labels have no noise to hide in

@@ -51,6 +51,7 @@ class OutputComparison:
     k: float | None = None  # the multiple of the floor allowed on top of the dtype default
     floor_method: str | None = None
     shape_note: str | None = None  # unit-axis difference between reference and ONNX, aligned before comparing
+    quantum: float | None = None  # failing errors are whole multiples of this (tree threshold flips)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,7 +96,8 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         abs_err = np.where(ref_nan | got_nan | both_inf_same, 0.0, np.abs(g - r))
         rel_err = abs_err / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
         scale = np.abs(np.where(np.isinf(r) | ref_nan, 0.0, r))
-        bad = (abs_err > atol + rtol * scale) | nan_bad
+        extra = tol.extra(r.shape)  # K x the original's noise floor (judge/calibration.py)
+        bad = (abs_err > atol + extra + rtol * scale) | nan_bad
     c.total = int(r.size)
     c.mismatched = int(bad.sum())
     c.nan_mismatch = int(nan_bad.sum())
@@ -109,7 +111,7 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
     if tol.stat == "mean" and r.size:
         c.stat_value = c.mean_abs_error
-        c.stat_limit = float(atol + rtol * scale.mean())
+        c.stat_limit = float(atol + np.mean(extra) + rtol * scale.mean())
         c.rule = f"{tol.rule}: mean |onnx - ref| <= {atol:g} + {rtol:g} * mean |ref|"
         failed = not (c.stat_value <= c.stat_limit)
         what = f"mean abs error {c.stat_value:.3g} exceeds {c.stat_limit:.3g} ({c.mismatched} of {c.total} values beyond element-wise tolerance)"
@@ -121,16 +123,32 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         what = f"only {c.stat_value:.4g} of values are within atol={atol:g} rtol={rtol:g}; {tol.quantile:g} required"
     else:
         c.stat_value = c.max_abs_error
-        c.rule = f"{tol.rule}: |onnx - ref| <= {atol:g} + {rtol:g} * |ref| element-wise"
+        c.rule = f"{tol.rule}: |onnx - ref| <= {atol:g}{' + K x floor' if tol.k else ''} + {rtol:g} * |ref| element-wise"
         failed = bool(c.mismatched)
         what = (
-            f"{c.mismatched} of {c.total} values differ beyond atol={atol:g} rtol={rtol:g} "
-            f"(max abs error {c.max_abs_error:.3g})"
+            f"{c.mismatched} of {c.total} values differ beyond atol={atol:g}{f' + {tol.k:g} x noise floor' if tol.k else ''} "
+            f"rtol={rtol:g} (max abs error {c.max_abs_error:.3g})"
         )
     if c.nan_mismatch and not failed:
         failed, what = True, f"{c.nan_mismatch} of {c.total} values are NaN on one side only"
     if failed:
         c.problems.append(what)
+        c.quantum = _quantum(abs_err[bad & np.isfinite(abs_err)])
+
+
+def _quantum(errors: np.ndarray) -> float | None:
+    """The step when every error beyond tolerance is a whole multiple of one value (>= 1e-3).
+
+    A tree ensemble whose tree takes the other branch on a float32-rounded threshold moves
+    its average by exactly leaf_difference / n_estimators: 1/50 for a 50-tree classifier.
+    """
+    if errors.size == 0:
+        return None
+    q = float(errors.min())
+    if q < 1e-3:
+        return None
+    ratio = errors / q
+    return q if bool(np.all(np.abs(ratio - np.round(ratio)) < 0.02)) else None
 
 
 def _tie_rows(probabilities: np.ndarray, atol: float, rtol: float) -> np.ndarray:

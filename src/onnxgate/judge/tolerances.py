@@ -77,6 +77,13 @@ class Tolerance:
     floor: float | None = None  # the original's noise floor on this output (absolute), when measured
     k: float | None = None  # the multiple of the floor added to atol (None: not calibrated)
     floor_method: str | None = None
+    calibration: object = field(default=None, compare=False, repr=False)  # judge.calibration.Floor
+
+    def extra(self, shape: tuple[int, ...]) -> "np.ndarray | float":
+        """K x the original's noise floor, per element where it was measured at this shape (0 uncalibrated)."""
+        if self.calibration is None or not self.k:
+            return 0.0
+        return self.k * self.calibration.allowance(tuple(shape))  # type: ignore[attr-defined]
 
     @property
     def quantile(self) -> float | None:
@@ -142,9 +149,9 @@ class TolerancePolicy:
                 return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
             value = float(getattr(floor, "value", 0.0))
             return Tolerance(
-                d_atol + self.k * value, d_rtol,
-                f"calibrated: {key} default atol {d_atol:g} + K={self.k:g} x noise floor {value:.3g}",
-                self.error_stat, value, self.k, getattr(floor, "method", None),
+                d_atol, d_rtol,
+                f"calibrated: {key} default atol {d_atol:g} + K={self.k:g} x the original's noise floor (typical {value:.3g})",
+                self.error_stat, value, self.k, getattr(floor, "method", None), floor,
             )
         return Tolerance(
             d_atol if self.atol is None else self.atol,
@@ -172,19 +179,21 @@ class TolerancePolicy:
 def parse_tol(items: Mapping[str, tuple[float, float]] | Iterable[str] | None) -> dict[str, tuple[float, float]]:
     """``["probabilities=1e-4:1e-3"]`` -> ``{"probabilities": (1e-4, 1e-3)}``."""
     if isinstance(items, Mapping):
-        return {str(k): (float(a), float(r)) for k, (a, r) in items.items()}
+        items = [f"{k}={a!r}:{r!r}" for k, (a, r) in items.items()]
+    from onnxgate.settings import MAX_ATOL, MAX_RTOL
+
     out: dict[str, tuple[float, float]] = {}
     for item in items or []:
         name, sep, value = str(item).rpartition("=")
         a_s, colon, r_s = value.partition(":")
         try:
             atol, rtol = float(a_s), float(r_s)
-            ok = bool(sep and name and colon) and atol >= 0 and rtol >= 0
-        except ValueError:
+            ok = bool(sep and name and colon) and 0 <= atol <= MAX_ATOL and 0 <= rtol <= MAX_RTOL
+        except (ValueError, OverflowError):
             ok = False
         if not ok:
             raise OnnxgateError(
-                f"--tol {item!r} is not NAME=ATOL:RTOL with non-negative numbers",
+                f"--tol {item!r} is not NAME=ATOL:RTOL with finite numbers, 0 <= ATOL <= {MAX_ATOL:g}, 0 <= RTOL <= {MAX_RTOL:g}",
                 "e.g. --tol probabilities=1e-4:1e-3 (NAME is an ONNX output name)",
             )
         out[name] = (atol, rtol)

@@ -83,3 +83,56 @@ def safe_extract(archive: Path, target: Path, *, max_bytes: int = MAX_BYTES, max
                 os.chmod(dest, 0o644)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ArchiveError(f"{archive.name} is truncated or corrupt: {exc}", "re-download or regenerate it") from None
+
+
+def _archive_tree(archive: Path) -> dict[str, str | None]:
+    """``{relative path: sha256 of a file, None for a directory}`` as the archive holds them."""
+    import hashlib
+
+    tree: dict[str, str | None] = {}
+    with tarfile.open(archive, "r:*") as tar:
+        for info in tar:
+            parts = [p for p in PurePosixPath(info.name.replace("\\", "/")).parts if p not in (".", "")]
+            for i in range(1, len(parts)):
+                tree.setdefault("/".join(parts[:i]), None)
+            if not parts:
+                continue
+            if info.isdir():
+                tree.setdefault("/".join(parts), None)
+                continue
+            h = hashlib.sha256()
+            src = tar.extractfile(info)
+            if src is not None:
+                with src:
+                    while chunk := src.read(CHUNK):
+                        h.update(chunk)
+            tree["/".join(parts)] = h.hexdigest()
+    return tree
+
+
+def _disk_tree(target: Path) -> dict[str, str | None] | None:
+    """The same for a directory on disk; None when it holds a link or a special file (never followed)."""
+    from onnxgate._io import sha256_file
+
+    tree: dict[str, str | None] = {}
+    for here, dirs, files in os.walk(target, followlinks=False):
+        for name in dirs + files:
+            p = Path(here) / name
+            rel = p.relative_to(target).as_posix()
+            if p.is_symlink():
+                return None
+            if p.is_dir():
+                tree[rel] = None
+            elif p.is_file():
+                tree[rel] = sha256_file(p)
+            else:
+                return None
+    return tree
+
+
+def tree_matches(archive: Path, target: Path) -> bool:
+    """Does ``target`` hold exactly what ``archive`` does: the same files with the same bytes, nothing else?"""
+    try:
+        return _disk_tree(Path(target)) == _archive_tree(Path(archive))
+    except (tarfile.TarError, EOFError, OSError):
+        return False

@@ -28,11 +28,14 @@ from onnxgate.errors import OnnxgateError
 
 RETRIES = 4  # after the first attempt
 BACKOFF_S = 0.5  # first wait; doubles each retry
-TIMEOUT_S = 60.0
+TIMEOUT_S = 60.0  # one socket read
+DEADLINE_S = 600.0  # one file, all attempts together: a server trickling bytes is given up on
 MAX_MANIFEST_BYTES = 64 * 1024**2
 MAX_DOWNLOAD_BYTES = 16 * 1024**3  # when the manifest does not say how big a file is
 CHUNK = 1 << 16
 _URL_RE = re.compile(r"^(https?|file)://", re.IGNORECASE)
+_HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class FetchError(OnnxgateError):
@@ -68,15 +71,39 @@ def local_path(location: str) -> Path:
 
 
 def resolve(manifest_location: str, ref: str) -> str:
-    """Where ``ref`` (a manifest's ``model_path``) lives: URLs as they are, relative paths
-    against the manifest's location (its URL or its directory)."""
+    """Where ``ref`` (a manifest's ``model_path``) lives.
+
+    A manifest read over http(s) names http(s) URLs only: a relative or absolute path
+    resolves against the manifest's URL on its server, and ``file://``, other schemes and
+    local paths are refused, so a remote manifest can never make onnxgate read local files.
+    A local manifest's URLs stay as they are and its relative paths resolve against its directory.
+    """
+    if _HTTP_RE.match(manifest_location):
+        return _remote_ref(manifest_location, ref)
     if is_url(ref) or os.path.isabs(ref):
         return ref
-    if re.match(r"^https?://", manifest_location, re.IGNORECASE):
-        return urllib.parse.urljoin(manifest_location, urllib.parse.quote(ref))
     base = local_path(manifest_location)
     base_dir = base if base.is_dir() else base.parent
     return str(base_dir / ref)
+
+
+def _remote_ref(manifest_url: str, ref: str) -> str:
+    if _HTTP_RE.match(ref):
+        url = ref
+    elif _SCHEME_RE.match(ref) or ref.startswith("\\\\"):
+        raise _refused_ref(manifest_url, ref)
+    else:
+        url = urllib.parse.urljoin(manifest_url, urllib.parse.quote(ref))
+    if not _HTTP_RE.match(url):
+        raise _refused_ref(manifest_url, ref)
+    return url
+
+
+def _refused_ref(manifest_url: str, ref: str) -> "FetchError":
+    return FetchError(
+        f"refusing {ref!r} from the remote manifest {manifest_url}: a manifest fetched over http(s) may only name http(s) URLs",
+        "the manifest is wrong or hostile; relative paths resolve against the manifest's URL",
+    )
 
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -111,8 +138,9 @@ class _RangeRefused(Exception):
     """416: the kept partial file is no prefix the server can continue; start over."""
 
 
-def _download_once(url: str, part: Path, *, limit: int, timeout: float) -> None:
+def _download_once(url: str, part: Path, *, limit: int, timeout: float, deadline: float) -> None:
     have = part.stat().st_size if part.exists() else 0
+    timeout = min(timeout, _left(url, deadline))
     if have > limit:
         part.unlink()
         have = 0
@@ -141,24 +169,41 @@ def _download_once(url: str, part: Path, *, limit: int, timeout: float) -> None:
                     written += len(chunk)
                     if have + written > limit:
                         raise FetchError(f"{url} sends more than the {limit} bytes the manifest allows", "check the manifest")
+                    _left(url, deadline)
             except (ConnectionError, TimeoutError, http.client.HTTPException, OSError) as exc:
                 raise _Transient(f"connection lost after {have + written} bytes ({type(exc).__name__})") from None
         if expected is not None and written < expected:
             raise _Transient(f"connection closed after {have + written} of {have + expected} bytes")
 
 
-def _with_retries(url: str, action, *, retries: int, backoff: float) -> None:
+class DeadlineError(FetchError):
+    """A download took longer than its overall deadline (all attempts together)."""
+
+
+def _left(url: str, deadline: float) -> float:
+    """Seconds left before ``deadline`` (time.monotonic); past it, a :class:`DeadlineError`."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineError(
+            f"giving up on {url}: the download did not finish within its deadline",
+            "the server is too slow or stalled; raise --timeout or try again later",
+        )
+    return left
+
+
+def _with_retries(url: str, action, *, retries: int, backoff: float, deadline: float) -> None:
     attempt = 0
     while True:
         try:
             action()
             return
         except _Transient as exc:
+            _left(url, deadline)
             if attempt >= retries:
                 raise FetchError(
                     f"giving up on {url} after {attempt + 1} attempts: {exc}", "the server may be down; try again later"
                 ) from None
-            time.sleep(backoff * (2**attempt))
+            time.sleep(min(backoff * (2**attempt), _left(url, deadline)))
             attempt += 1
 
 
@@ -170,11 +215,17 @@ def download(
     retries: int = RETRIES,
     backoff: float = BACKOFF_S,
     timeout: float = TIMEOUT_S,
+    deadline_s: float = DEADLINE_S,
 ) -> None:
-    """Fetch ``location`` (URL or path) into ``part``, resuming what ``part`` already holds."""
+    """Fetch ``location`` (URL or path) into ``part``, resuming what ``part`` already holds.
+
+    ``timeout`` bounds one socket read, ``deadline_s`` the whole download, retries included.
+    """
     limit = MAX_DOWNLOAD_BYTES if limit is None else limit
-    if re.match(r"^https?://", location, re.IGNORECASE):
-        _with_retries(location, lambda: _download_once(location, part, limit=limit, timeout=timeout), retries=retries, backoff=backoff)
+    if _HTTP_RE.match(location):
+        deadline = time.monotonic() + deadline_s
+        _with_retries(location, lambda: _download_once(location, part, limit=limit, timeout=timeout, deadline=deadline),
+                      retries=retries, backoff=backoff, deadline=deadline)
         return
     src = local_path(location)
     if not src.is_file():
@@ -185,11 +236,12 @@ def download(
         shutil.copyfileobj(s, d, CHUNK)
 
 
-def download_bytes(url: str, *, retries: int = RETRIES, backoff: float = BACKOFF_S, timeout: float = TIMEOUT_S) -> bytes:
-    """A small file (a manifest) into memory, with the same retries."""
+def download_bytes(url: str, *, retries: int = RETRIES, backoff: float = BACKOFF_S, timeout: float = TIMEOUT_S,
+                   deadline_s: float = DEADLINE_S) -> bytes:
+    """A small file (a manifest) into memory, with the same retries and deadline."""
     with tempfile.TemporaryDirectory(prefix="onnxgate-") as tmp:
         part = Path(tmp) / "download"
-        download(url, part, limit=MAX_MANIFEST_BYTES, retries=retries, backoff=backoff, timeout=timeout)
+        download(url, part, limit=MAX_MANIFEST_BYTES, retries=retries, backoff=backoff, timeout=timeout, deadline_s=deadline_s)
         return part.read_bytes()
 
 
@@ -211,6 +263,7 @@ class Cache:
     retries: int = RETRIES
     backoff: float = BACKOFF_S
     timeout: float = TIMEOUT_S
+    deadline: float = DEADLINE_S
 
     def blob(self, sha: str) -> Path:
         return self.root / "sha256" / sha[:2] / sha
@@ -232,8 +285,13 @@ class Cache:
                 blob.unlink()
             part = self.root / "partial" / f"{sha256}.part"
             part.parent.mkdir(parents=True, exist_ok=True)
-            download(location, part, limit=size, retries=self.retries, backoff=self.backoff, timeout=self.timeout)
+            resumed = part.is_file() and part.stat().st_size > 0
+            self._download(location, part, size)
             actual = sha256_file(part)
+            if actual != sha256 and resumed:  # the kept .part was no prefix of the file: start from zero
+                part.unlink(missing_ok=True)
+                self._download(location, part, size)
+                actual = sha256_file(part)
             if actual != sha256:
                 part.unlink(missing_ok=True)
                 raise ChecksumError(
@@ -245,18 +303,28 @@ class Cache:
             os.replace(part, blob)
         return Fetched(blob, sha256, hit=False)
 
+    def _download(self, location: str, part: Path, size: int | None) -> None:
+        download(location, part, limit=size, retries=self.retries, backoff=self.backoff, timeout=self.timeout,
+                 deadline_s=self.deadline)
+
     def extract(self, archive: Path, sha256: str, **limits: int) -> Path:
-        """The archive's contents under ``root/extracted/<sha>/``, extracted once and safely."""
-        from onnxgate.model_zoo.archive import safe_extract
+        """The archive's contents under ``root/extracted/<sha>/``, checked against the archive at every use.
+
+        A tree that differs from the (sha256-verified) archive, a changed, missing or extra
+        file, is removed and extracted again; debris of an extraction that was killed is
+        removed first.
+        """
+        from onnxgate.model_zoo.archive import safe_extract, tree_matches
 
         target = self.root / "extracted" / sha256
-        if target.is_dir():
-            return target
         with self.lock(sha256):
-            if target.is_dir():
+            _remove_debris(target.parent, sha256)
+            if target.is_dir() and not target.is_symlink() and tree_matches(archive, target):
                 return target
+            if target.is_symlink() or target.exists():
+                _remove(target)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}.", dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=_debris_prefix(sha256), dir=target.parent))
             try:
                 safe_extract(archive, tmp, **limits)
                 os.rename(tmp, target)
@@ -264,3 +332,21 @@ class Cache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return target
+
+
+def _debris_prefix(sha256: str) -> str:
+    return f".{sha256[:12]}."
+
+
+def _remove_debris(parent: Path, sha256: str) -> None:
+    """Temporary trees of extractions of ``sha256`` that were killed (the caller holds that sha's lock)."""
+    if parent.is_dir():
+        for d in parent.glob(_debris_prefix(sha256) + "*"):
+            _remove(d)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)

@@ -95,7 +95,11 @@ def read_tolerances(model_dir: Path) -> dict[str, float] | None:
     if not p.is_file():
         return None
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_bytes().decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    except RecursionError:
+        raise ManifestError(f"cannot read {str(p)!r}: nested too deeply", "it must be JSON like {\"atol\": 1e-7, \"rtol\": 1e-3}") from None
     except (OSError, ValueError) as exc:
         raise ManifestError(f"cannot read {str(p)!r}: {exc}", "it must be JSON like {\"atol\": 1e-7, \"rtol\": 1e-3}") from None
     out: dict[str, float] = {}
@@ -164,14 +168,45 @@ def _tar_add_dir(tar: tarfile.TarFile, arcname: str) -> None:
     tar.addfile(info)
 
 
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise ManifestError(
+            f"{str(path)!r} is a symbolic link (to {os.readlink(path)!r}): zoo index never follows links",
+            "replace the link with the files themselves (git can commit a link; a published zoo must not)",
+        )
+
+
+def _data_set_files(data_set: Path, model_dir: Path) -> list[Path]:
+    """The regular files under one ``test_data_set_N/``, walked without following links; a link is refused."""
+    _refuse_link(data_set)
+    files: list[Path] = []
+    for here, dirs, names in os.walk(data_set, followlinks=False):
+        for name in dirs + names:
+            p = Path(here) / name
+            _refuse_link(p)
+            if not (p.is_dir() or p.is_file()):
+                raise ManifestError(f"{str(p)!r} is not a regular file", "a test data set holds .pb files only")
+            if p.is_file():
+                files.append(p)
+    for f in files:
+        if not f.resolve().is_relative_to(model_dir.resolve()):
+            raise ManifestError(f"{str(f)!r} resolves outside {str(model_dir)!r}", "keep test data inside the model directory")
+    return files
+
+
 def archive_members(model_dir: Path) -> list[Path]:
-    """What goes into a model's ``.tar.gz``: model.onnx, its external data, data.json, test_data_set_*/."""
+    """What goes into a model's ``.tar.gz``: model.onnx, its external data, data.json, test_data_set_*/.
+
+    Nothing is followed through a symbolic link, and nothing outside ``model_dir`` is packed.
+    """
     model_path = model_dir / MODEL_FILE
+    _refuse_link(model_path)
     files = [model_path, *external_data_files(model_path)]
-    if (model_dir / TOLERANCE_FILE).is_file():
+    if (model_dir / TOLERANCE_FILE).is_file() or (model_dir / TOLERANCE_FILE).is_symlink():
+        _refuse_link(model_dir / TOLERANCE_FILE)
         files.append(model_dir / TOLERANCE_FILE)
-    for ds in sorted(p for p in model_dir.glob("test_data_set_*") if p.is_dir()):
-        files += sorted(f for f in ds.rglob("*") if f.is_file() and not f.is_symlink())
+    for ds in sorted(p for p in model_dir.glob("test_data_set_*") if p.is_dir() or p.is_symlink()):
+        files += _data_set_files(ds, model_dir)
     return sorted(set(files))
 
 
@@ -270,7 +305,13 @@ def _relative(path: Path, root: Path) -> str:
 def find_models(directory: Path) -> list[Path]:
     """Model directories in zoo layout under ``directory``: every ``**/model.onnx``'s parent, sorted."""
     directory = Path(directory)
-    return sorted({p.parent for p in directory.rglob(MODEL_FILE) if p.is_file()})
+    found = []
+    for here, _dirs, names in os.walk(directory, followlinks=False):  # a linked directory is not entered
+        if MODEL_FILE in names:
+            p = Path(here) / MODEL_FILE
+            if p.is_file() and not p.is_symlink():
+                found.append(p.parent)
+    return sorted(found)
 
 
 # -- reading and validating ------------------------------------------------------------
@@ -310,6 +351,8 @@ def parse_manifest(text: str, what: str = "manifest") -> list[dict]:
         data = json.loads(text)
     except ValueError as exc:
         raise ManifestError(f"{what!r} is not valid JSON: {exc}", "fix or regenerate it with 'onnxgate zoo index'") from None
+    except RecursionError:
+        raise ManifestError(f"{what!r} is not a manifest: its JSON is nested too deeply", "a manifest is a list of flat entries") from None
     if not isinstance(data, list):
         raise ManifestError(f"{what!r} must be a JSON list of model entries, got {type(data).__name__}", "see onnx/models' ONNX_HUB_MANIFEST.json")
     for i, entry in enumerate(data):

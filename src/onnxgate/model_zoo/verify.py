@@ -318,6 +318,7 @@ class Task:
     threads: int | None = None
     retries: int | None = None
     backoff: float | None = None
+    fetch_timeout: float | None = None  # the download deadline (fetch.DEADLINE_S when None)
     isolation: IsolationPolicy | None = None  # where ONNX Runtime runs; None: in the process running the task
 
 
@@ -348,7 +349,7 @@ def verify_task(task: Task) -> ModelResult:
             expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads, isolation=isolation,
         )
         return result
-    kwargs = {k: v for k, v in (("retries", task.retries), ("backoff", task.backoff)) if v is not None}
+    kwargs = {k: v for k, v in (("retries", task.retries), ("backoff", task.backoff), ("deadline", task.fetch_timeout)) if v is not None}
     cache = Cache(Path(task.cache), **kwargs)  # type: ignore[arg-type]
     try:
         if meta.get("model_with_data_path"):

@@ -41,15 +41,24 @@ def open_zoo(location: str | Path) -> Zoo:
             models = find_models(p)
             if not models:
                 raise ManifestError(f"no {MANIFEST_NAME} and no */model.onnx under {loc!r}", "pass a manifest or a zoo directory")
-            entries = []
-            for d in models:
-                e = model_entry(d, name=d.relative_to(p).as_posix() if d != p else d.name, root=p, archive=False)
-                e["model_path"] = str(d / "model.onnx")
-                entries.append(e)
-            return Zoo(loc, None, entries)
+            return Zoo(loc, None, [_directory_entry(d, p) for d in models])
         if p.is_dir():
             loc = str(p / MANIFEST_NAME)
     return Zoo(str(location), loc, read_manifest(loc))
+
+
+def _directory_entry(model_dir: Path, root: Path) -> dict:
+    """A model of a zoo directory; one whose file cannot be read still gets an entry, so it fails alone when verified."""
+    from onnxgate.errors import OnnxgateError
+    from onnxgate.model_zoo.manifest import model_entry
+
+    name = model_dir.relative_to(root).as_posix() if model_dir != root else model_dir.name
+    try:
+        e = model_entry(model_dir, name=name, root=root, archive=False)
+    except OnnxgateError:  # verify_task reads it again and reports why, as this model's result
+        e = {"model": name, "metadata": {"tags": []}}
+    e["model_path"] = str(model_dir / "model.onnx")
+    return e
 
 
 def select(entries: list[dict], *, models: Sequence[str] | None = None, tags: Sequence[str] | None = None) -> list[dict]:
@@ -180,7 +189,7 @@ def verify_zoo(
     entries = select(zoo.entries, models=models, tags=tags)
     cache_dir = Path(cache) if cache is not None else default_cache_dir()
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    tasks = [Task(e, zoo.manifest, str(cache_dir), threads, retries, backoff) for e in entries]
+    tasks = [Task(e, zoo.manifest, str(cache_dir), threads, retries, backoff, timeout) for e in entries]
     results: list[ModelResult | None] = [None] * len(tasks)
     done = 0
 
@@ -217,6 +226,7 @@ def fetch_zoo(
     cache: str | Path | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    timeout: float | None = None,
     on_result: Callable[[FetchResult, int, int], None] | None = None,
 ) -> list[FetchResult]:
     """Download (and unpack) the selected models into the cache; each result names the local model file."""
@@ -228,7 +238,7 @@ def fetch_zoo(
     if zoo.manifest is None:
         raise ManifestError(f"{str(location)!r} is a local directory, there is nothing to fetch", f"pass an {MANIFEST_NAME} path or URL")
     entries = select(zoo.entries, models=models, tags=tags)
-    kwargs = {k: v for k, v in (("retries", retries), ("backoff", backoff)) if v is not None}
+    kwargs = {k: v for k, v in (("retries", retries), ("backoff", backoff), ("deadline", timeout)) if v is not None}
     c = Cache(Path(cache) if cache is not None else default_cache_dir(), **kwargs)  # type: ignore[arg-type]
     out: list[FetchResult] = []
     for e in entries:

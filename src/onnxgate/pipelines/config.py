@@ -27,7 +27,9 @@ timeout = 60               #   (the CLI flags without "--", dashes as underscore
 dims = { batch = 4 }       #   --dim batch=4 -> dims = { batch = 4 }
 ```
 
-Trust (``trust = ["pickle"]``) stays a gate key.
+Trust (``trust = ["pickle"]``, ``trust_types``) is read here but applied by the gate only as
+the config reads at the base revision (``pipelines/gate.py``: ``base_trust``), never from the
+change under review.
 """
 
 from __future__ import annotations
@@ -121,8 +123,10 @@ def find_config(path: str | Path | None = None, cwd: str | Path | None = None) -
     if (here / CONFIG_NAME).is_file():
         return here / CONFIG_NAME
     pyproject = here / PYPROJECT
-    if pyproject.is_file() and "tool" in _parse(pyproject.read_text(), pyproject) and "onnxgate" in _parse(pyproject.read_text(), pyproject)["tool"]:
-        return pyproject
+    if pyproject.is_file():
+        tool = _parse(read_text(pyproject), pyproject).get("tool")
+        if isinstance(tool, dict) and "onnxgate" in tool:
+            return pyproject
     raise ConfigError(
         f"no {CONFIG_NAME} (or [tool.onnxgate] in {PYPROJECT}) in {str(here.resolve())!r}",
         f"create {CONFIG_NAME} with one [[model]] table per model, or pass --config PATH",
@@ -136,6 +140,18 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the syntax (see https://toml.io)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply", "a gate config needs two levels of tables") from None
+
+
+def read_text(path: Path) -> str:
+    """A config file as text; binary content is a ConfigError, not a traceback."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", "a config file is TOML text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}", "check the path and its permissions") from None
 
 
 def config_section(text: str, path: Path) -> dict[str, Any]:
@@ -152,7 +168,7 @@ def config_section(text: str, path: Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, *, cwd: str | Path | None = None, check_paths: bool = True) -> GateConfig:
     """Read and check the gate config; every problem is a :class:`ConfigError` naming file, line and key."""
     p = find_config(path, cwd)
-    text = p.read_text()
+    text = read_text(p)
     return parse_config(text, p, check_paths=check_paths)
 
 

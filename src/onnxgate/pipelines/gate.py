@@ -122,8 +122,15 @@ def select_models(
     Without ``changed_since`` or ``files`` every model is selected. ``files`` (a
     pre-commit hook's staged paths) is compared against HEAD's config.
     """
+    return _selection(config, changed_since=changed_since, files=files)[0]
+
+
+def _selection(
+    config: GateConfig, *, changed_since: str | None, files: Sequence[str | Path] | None,
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The selected models, and the config's section at the base revision (None when there is none)."""
     if changed_since is None and files is None:
-        return {m.name: "all models" for m in config.models}
+        return {m.name: "all models" for m in config.models}, None
     top = repo_root(config.root)
     if changed_since is not None:
         changes = changes_since(changed_since, top)
@@ -142,7 +149,7 @@ def select_models(
         why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed)
         if why:
             selected[spec.name] = why
-    return selected
+    return selected, old
 
 
 def _why(
@@ -210,9 +217,60 @@ class ModelOutcome:
         return [self.error] if self.error else self.report.failures()
 
 
-def _settings(spec: ModelSpec) -> Any:
-    """The model's settings, with the trust its table grants (or'ed with ONNXGATE_TRUST when the job sets it)."""
-    return spec.settings.replace(trust_pickle="pickle" in spec.trust, trust_code="code" in spec.trust)
+@dataclass(frozen=True)
+class GrantedTrust:
+    """What the base revision's config trusts for one model: ``trust`` words and ``trust_types``."""
+
+    words: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+
+def base_trust(old: dict[str, Any] | None) -> dict[str, GrantedTrust]:
+    """Per model name, the trust the config at the base revision grants (never the reviewed change's).
+
+    ``old`` is the onnxgate section at the base revision (None: there is no base, so the
+    config grants nothing and only ``ONNXGATE_TRUST`` applies). Malformed values grant nothing.
+    """
+    from onnxgate.pipelines.config import TRUST_KINDS
+
+    if not old:
+        return {}
+    defaults = old.get("defaults") if isinstance(old.get("defaults"), dict) else {}
+    out: dict[str, GrantedTrust] = {}
+    for table in old.get("model", []) if isinstance(old.get("model"), list) else []:
+        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+            continue
+        words = _strings(table.get("trust", defaults.get("trust", [])))
+        types = _strings(table.get("trust_types", defaults.get("trust_types", [])))
+        out[table["name"]] = GrantedTrust(tuple(w for w in words if w in TRUST_KINDS), types)
+    return out
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _settings(spec: ModelSpec, granted: GrantedTrust) -> Any:
+    """The model's settings with the trust the base revision granted (or'ed with ONNXGATE_TRUST when the job sets it).
+
+    Trust written in the reviewed config (``trust``, ``trust_types``) is never applied: a
+    change could otherwise grant itself the right to run the code it adds.
+    """
+    return spec.settings.replace(
+        trust_pickle="pickle" in granted.words, trust_code="code" in granted.words, trust_types=granted.types
+    )
+
+
+def _ignored_trust(spec: ModelSpec, granted: GrantedTrust) -> str | None:
+    asked = set(spec.trust) | set(spec.settings.load.trust_types)
+    extra = sorted(asked - set(granted.words) - set(granted.types))
+    if not extra:
+        return None
+    return (f"trust {extra} in the reviewed config was not applied: the gate takes trust from {TRUST_ENV_NAME} "
+            "or from the config at the base revision, never from the change under review")
+
+
+TRUST_ENV_NAME = "ONNXGATE_TRUST"
 
 
 def check_model(
@@ -223,16 +281,24 @@ def check_model(
     force: bool = False,
     why: str = "",
     progress: Any = None,
+    granted: GrantedTrust | None = None,
 ) -> ModelOutcome:
-    """Convert (or load the committed ONNX file), validate, compare with the published version, publish."""
+    """Convert (or load the committed ONNX file), validate, compare with the published version, publish.
+
+    ``granted``: the trust the base revision's config gives this model (none by default).
+    """
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
 
     progress = progress or NullProgress()
     start = time.perf_counter()
     outcome = ModelOutcome(spec.name, spec.version, why)
+    granted = granted or GrantedTrust()
+    ignored = _ignored_trust(spec, granted)
+    if ignored:
+        outcome.notes.append(ignored)
     try:
-        s = _settings(spec)
+        s = _settings(spec, granted)
         policy = s.compare.policy()
         source = spec.source_path if spec.source_path is not None else spec.source
         if spec.onnx is not None:
@@ -457,11 +523,13 @@ def gate(
     reg = Path(registry) if registry is not None else cfg.registry
     if publish and reg is None:
         raise GateError("--publish needs a registry", f"set registry = \"DIR\" under [defaults] in {cfg.path}, or pass --registry DIR")
-    selected = select_models(cfg, changed_since=changed_since, files=files)
+    selected, old = _selection(cfg, changed_since=changed_since, files=files)
+    granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
     for i, name in enumerate(names, 1):
-        outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name], progress=progress)
+        outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name],
+                              progress=progress, granted=granted.get(name))
         result.outcomes.append(outcome)
         if on_result is not None:
             on_result(i, len(names), outcome)

@@ -122,6 +122,7 @@ def check_target(registry: str | Path, name: str, version: str, *, force: bool =
     reg = Path(registry)
     if reg.exists() and not reg.is_dir():
         raise PublishError(f"registry {str(reg)!r} is not a directory", "pass a directory to --publish")
+    check_manifest_path(manifest_of(reg))
     if not force and _is_listed(registry_entries(reg), name, version):
         raise PublishError(
             f"{name} {version} is already published in {str(reg)!r}",
@@ -205,38 +206,152 @@ def _stage(
 
 
 def _readable(build: Path) -> None:
-    """Registries are served and shared: files 0644, directories 0755 (temp files start as 0600), less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """Files and directories as ``open``/``mkdir`` would create them under the umask (temp files start as 0600)."""
+    from onnxgate._io import current_umask
+
+    umask = current_umask()
     for p in [build, *build.rglob("*")]:
-        os.chmod(p, (0o755 if p.is_dir() else 0o644) & ~umask)
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+JOURNAL = ".onnxgate-journal.json"  # a --force swap in progress: what to undo if its publisher died
+ASIDE = ".onnxgate-aside"  # the other side of a --force swap: the new version before, the old one after
+PENDING = ".ONNX_HUB_MANIFEST.json.pending"  # the manifest that a --force swap will install
+CRASH_ENV = "ONNXGATE_PUBLISH_CRASH_AT"  # fault injection: die before the N-th file-system step of a commit
+
+
+class _Steps:
+    """Counts the commit's file-system steps, for crash injection at each of them."""
+
+    count = 0
+    crash_at: int | None = None  # in-process tests: raise SimulatedCrash instead of exiting
+
+
+class SimulatedCrash(BaseException):
+    """Raised at the injected step by in-process crash tests (nothing after it runs, as in a crash)."""
+
+
+def _step(fn: Any, *args: Any) -> Any:
+    _Steps.count += 1
+    at = _Steps.crash_at or int(os.environ.get(CRASH_ENV) or 0)
+    if at and _Steps.count == at:
+        if _Steps.crash_at:
+            raise SimulatedCrash(_Steps.count)
+        os._exit(86)
+    return fn(*args)
+
+
+def check_manifest_path(manifest: Path) -> None:
+    """The manifest must be a regular file or absent: a (dangling) link would be written through, outside the registry."""
+    if manifest.is_symlink() or (manifest.exists() and not manifest.is_file()):
+        raise PublishError(
+            f"refusing to publish: {str(manifest)!r} is a symbolic link or not a regular file",
+            "replace it with a regular file (or remove it); onnxgate never writes a manifest through a link",
+        )
 
 
 def _commit(reg: Path, build: Path, entry: dict[str, Any], *, name: str, version: str, force: bool) -> Publication:
-    """Under the manifest lock: move the version into place, then replace the manifest."""
+    """Under the manifest lock: move the version into place, then replace the manifest.
+
+    Replacing a listed version (``force``) goes through a journal, so that after a crash at
+    any step the next publish (or :func:`recover`) puts the registry back in step: the old
+    version and the old manifest, or the new version and the new manifest, never a mix.
+    """
     from onnxgate.model_zoo.manifest import dumps, locked, merge_entries, read_manifest
 
     manifest = manifest_of(reg)
+    check_manifest_path(manifest)
     target = reg / name / version
+    _Steps.count = 0
     with locked(Path(str(manifest) + ".lock")):
+        _recover_locked(reg)
         existing = read_manifest(manifest) if manifest.is_file() else []
         listed = _is_listed(existing, name, version)
         if listed and not force:  # another publisher won the race since check_target
             raise PublishError(f"{name} {version} is already published in {str(reg)!r}", "bump --version, or pass --force to overwrite it")
         _remove_stale_staging(reg / STAGING)
         target.parent.mkdir(exist_ok=True)
+        text = dumps(merge_entries(existing, [entry]))
         replaced = target.exists()
-        if not replaced:
-            os.rename(build, target)
-        elif _exchange(build, target):  # the old version is now at ``build``; removed with the staging dir
-            pass
-        else:
-            old = build.with_name(build.name + ".old")
-            os.rename(target, old)
-            os.rename(build, target)
-        _fsync_dir(target.parent)
-        write_atomic(manifest, dumps(merge_entries(existing, [entry])))
+        if listed:
+            _swap_listed(reg, build, target, text)
+        else:  # nothing listed is lost: a directory here is debris of a killed publish
+            if replaced:
+                _step(shutil.rmtree, target)
+            _step(os.rename, build, target)
+            _step(_fsync_dir, target.parent)
+            _step(write_atomic, manifest, text)
     return Publication(name, version, target, manifest, entry, replaced)
+
+
+def _swap_listed(reg: Path, build: Path, target: Path, manifest_text: str) -> None:
+    """Replace a listed version: pending manifest and journal first, then the swap, then the manifest."""
+    aside = reg / ASIDE
+    spare, spare_old = aside / "version", aside / "version.old"
+    _step(lambda: aside.mkdir(exist_ok=True))
+    _step(write_atomic, reg / PENDING, manifest_text)
+    journal = {"target": str(target.relative_to(reg)), "new_inode": os.stat(build).st_ino}
+    _step(write_atomic, reg / JOURNAL, json.dumps(journal))
+    _step(os.rename, build, spare)
+    if not _step(_exchange, spare, target):  # no renameat2: two renames, the journal covers the gap
+        _step(os.rename, target, spare_old)
+        _step(os.rename, spare, target)
+    _step(_fsync_dir, target.parent)
+    _step(os.replace, reg / PENDING, manifest_of(reg))  # the commit point
+    _step(_fsync_dir, reg)
+    _step(_finish, reg)
+
+
+def _finish(reg: Path) -> None:
+    """After the commit point: drop the old version and the journal."""
+    shutil.rmtree(reg / ASIDE, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(reg / JOURNAL)
+
+
+def recover(registry: str | Path) -> bool:
+    """Put a registry whose publisher died mid-``--force`` back in step (under the manifest lock); True if it had to."""
+    from onnxgate.model_zoo.manifest import locked
+
+    reg = Path(registry)
+    with locked(Path(str(manifest_of(reg)) + ".lock")):
+        return _recover_locked(reg)
+
+
+def _recover_locked(reg: Path) -> bool:
+    journal_path = reg / JOURNAL
+    if not journal_path.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(reg / PENDING)  # written before a journal that never was: nothing was swapped
+        shutil.rmtree(reg / ASIDE, ignore_errors=True)
+        return False
+    try:
+        journal = json.loads(journal_path.read_text())
+        target, new_inode = reg / journal["target"], int(journal["new_inode"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PublishError(f"{str(journal_path)!r} is unreadable", "inspect the registry by hand; the old version is under .onnxgate-aside") from None
+    if (reg / PENDING).is_file():  # the manifest was not replaced: roll the files back to the old version
+        _roll_back(reg, target, new_inode)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(reg / PENDING)
+    _finish(reg)
+    _fsync_dir(reg)
+    return True
+
+
+def _roll_back(reg: Path, target: Path, new_inode: int) -> None:
+    spare, spare_old = reg / ASIDE / "version", reg / ASIDE / "version.old"
+    swapped = target.exists() and os.stat(target).st_ino == new_inode
+    if swapped and spare.exists():  # exchanged: the old version is the spare
+        if not _exchange(spare, target):
+            os.rename(target, spare_old.with_name("version.new"))
+            os.rename(spare, target)
+    elif swapped and spare_old.exists():  # two renames, both done
+        os.rename(target, spare)
+        os.rename(spare_old, target)
+    elif not target.exists() and spare_old.exists():  # two renames, the first done
+        os.rename(spare_old, target)
+    _fsync_dir(target.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -338,6 +338,28 @@ def _new_report(source: Any, target: OnnxTarget, reference: ReferenceRunner, pol
     return report
 
 
+def _flip_findings(report: Report) -> list[Any]:
+    """Failing float outputs whose errors come in whole steps: threshold flips in a tree ensemble, explained."""
+    from onnxgate.judge.report import Finding
+
+    out, seen = [], set()
+    for c in report.cases:
+        for o in c.outputs:
+            if o.passed or not o.quantum or o.name in seen:
+                continue
+            seen.add(o.name)
+            steps = round((o.max_abs_error or 0.0) / o.quantum)
+            out.append(Finding(
+                "info", "tree-flip",
+                f"output {o.name!r} differs in whole steps of {o.quantum:.4g} (at most {steps} step(s), on "
+                f"{o.mismatched} value(s)): a tree takes the other branch where an input lies between a float64 "
+                f"threshold and its float32 rounding, which is what float32 inference does. Fixes: export with "
+                f"--double where every op has a float64 kernel in ONNX Runtime (the run reports a load error if "
+                f"not), or accept it explicitly with --tol {o.name}={o.quantum * max(steps, 1):.4g}:0",
+            ))
+    return out
+
+
 def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray],
                output_names: list[str], policy: TolerancePolicy, progress: Any) -> TolerancePolicy:
     """The original's own noise floor per output (judge/calibration.py), folded into the policy."""
@@ -422,6 +444,7 @@ def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, di
                         for p in signature]
     notes = dict.fromkeys(f"output {o.name!r}: {o.shape_note}" for c in report.cases for o in c.outputs if o.shape_note)
     report.findings += [Finding("warning", "signature", n) for n in notes]
+    report.findings += _flip_findings(report)
     return placements
 
 
