@@ -135,6 +135,30 @@ def test_ort_errors_stay_errors_not_crashes(pool_with):
     assert pool.started == 1  # ordinary errors do not cost a worker
 
 
+@pytest.mark.parametrize(
+    "fault,kind",
+    [("segv:load", "crash"), ("abort:run", "crash"), ("hang:run", "timeout"), ("hang:load", "timeout"),
+     ("sigkill:run", "memory"), ("nomem:run", "memory"), ("nomem:load", "memory")],
+)
+def test_run_error_kind_says_how_the_worker_failed(iris_model, pool_with, fault, kind):
+    data, X = iris_model
+    pool = pool_with(f"{fault}:{_sha(data)[:16]}")
+    with pytest.raises(RunError) as err:
+        isolation.run_model(data, [{"X": X}], pool=pool, policy=IsolationPolicy(timeout=1.0))
+    assert err.value.kind == kind, str(err.value)
+
+
+def test_ort_errors_have_load_and_run_kinds(pool_with):
+    for policy in (IsolationPolicy(), IsolationPolicy(in_process=True)):
+        with pytest.raises(RunError) as err:
+            isolation.create_session(b"\x08\x07this is not a model", pool=pool_with(), policy=policy)
+        assert err.value.kind == "load"
+        session = isolation.create_session(_relu_model(), pool=pool_with(), policy=policy)
+        with pytest.raises(RunError) as err:
+            session.run({"X": np.ones((2, 4), np.float32)})
+        assert err.value.kind == "run"
+
+
 def test_in_process_policy_gives_the_plain_session():
     from onnxgate.runtime.runner import Session
 

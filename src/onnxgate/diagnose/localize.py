@@ -17,6 +17,12 @@ order and the list is bisected until each batch fits; batches run in order and t
 search stops at the first batch holding a divergent tensor, so the first divergent
 node in graph order is found without ever holding every activation at once.
 
+Every ONNX Runtime run goes through :class:`onnxgate.runtime.ort_runner.OrtRunner`, in a
+worker of the shared pool unless ``isolation`` says ``in_process``; a crash or a hang past
+``isolation.timeout`` ends the search with the reason in ``Localization.error``. The graph
+travels as bytes (it is edited in memory), so a model whose weights are external data has
+them read into the copy first, from ``model_dir`` (the model file's own directory).
+
 Caveat (Polygraphy has the same one): exposing a tensor keeps the optimiser from
 fusing across it, so an optimiser fault that needs the fusion may vanish when localised;
 the report then says no node diverged.
@@ -25,12 +31,16 @@ the report then says no node diverged.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from onnxgate.judge.compare import compare_outputs
 from onnxgate.judge.tolerances import TolerancePolicy
+from onnxgate.runtime.isolation import IsolationPolicy
+from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
+from onnxgate.runtime.runner import RunError
 
 DEFAULT_MAX_BYTES = 256 * 1024**2
 
@@ -67,11 +77,15 @@ class Localization:
     compared: int = 0  # tensors compared
     batches: int = 0  # ORT runs of the candidate
     skipped: list[str] = field(default_factory=list)  # tensors that could not be compared, with why
+    error: str | None = None  # the search could not finish: ONNX Runtime failed, crashed or timed out
+    error_kind: str | None = None  # its RunError kind
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def message(self) -> str:
+        if self.error is not None:
+            return f"could not localise: {self.error}"
         if self.divergence is not None:
             return f"{self.divergence.message()} (against {self.reference}; {self.compared} tensors compared)"
         return f"no node output diverges from {self.reference} ({self.compared} tensors compared)"
@@ -86,14 +100,22 @@ def localize(
     provider: str = "CPUExecutionProvider",
     max_bytes: int | None = None,
     label: str | None = None,
+    isolation: IsolationPolicy | None = None,
+    model_dir: str | Path | None = None,
 ) -> Localization:
-    """Find the first node (in graph order) whose output differs beyond ``policy``'s tolerance."""
+    """Find the first node (in graph order) whose output differs beyond ``policy``'s tolerance.
+
+    ``isolation`` says where ONNX Runtime runs (default: a worker, no time limit);
+    ``model_dir`` is where the model's external data lives (the model file's directory).
+    """
     import onnx
 
     policy = policy or TolerancePolicy()
+    isolation = isolation or IsolationPolicy()
     max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     candidate = onnx.ModelProto()
     candidate.CopyFrom(model)
+    _load_external_data(candidate, model_dir)
     sizes = _estimated_bytes(candidate, feeds)
     producers = _producers(candidate)
     ref_model = None
@@ -113,13 +135,17 @@ def localize(
         raise ValueError(f"unknown localisation reference {reference!r}")
     result = Localization(label, None, skipped=skipped)
     for batch in _batches(names, sizes, max_bytes):
-        got = _run_exposed(candidate, batch, feeds, provider, "all")
-        if ref_model is not None:
-            want = _run_exposed(ref_model, batch, feeds, provider, "disable")
-        elif reference == "ort-noopt":
-            want = _run_exposed(candidate, batch, feeds, provider, "disable")
-        else:
-            want = _run_reference_evaluator(candidate, batch, feeds)
+        try:
+            got = _run_exposed(candidate, batch, feeds, provider, "all", isolation)
+            if ref_model is not None:
+                want = _run_exposed(ref_model, batch, feeds, provider, "disable", isolation)
+            elif reference == "ort-noopt":
+                want = _run_exposed(candidate, batch, feeds, provider, "disable", isolation)
+            else:
+                want = _run_reference_evaluator(candidate, batch, feeds)
+        except RunError as exc:
+            result.error, result.error_kind = str(exc), exc.kind
+            return result
         result.batches += 1
         for name in batch:
             if name not in got or name not in want:
@@ -217,11 +243,18 @@ def _batches(names: list[str], sizes: dict[str, int], max_bytes: int) -> list[li
     return out
 
 
-def _run_exposed(model: Any, names: list[str], feeds: dict[str, np.ndarray], provider: str, optimization: str) -> dict[str, np.ndarray]:
-    """Run ``model`` with exactly ``names`` as its graph outputs (those it produces)."""
-    import onnx
+def _load_external_data(model: Any, model_dir: str | Path | None) -> None:
+    """Read external weights into ``model`` (a copy) from ``model_dir``, so the edited graph runs from bytes."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-    from onnxgate.runtime.runner import create_session
+    if model_dir is not None and any(uses_external_data(t) for t in model.graph.initializer):
+        load_external_data_for_model(model, str(model_dir))
+
+
+def _run_exposed(model: Any, names: list[str], feeds: dict[str, np.ndarray], provider: str, optimization: str,
+                 isolation: IsolationPolicy) -> dict[str, np.ndarray]:
+    """Run ``model`` with exactly ``names`` as its graph outputs (those it produces), as ``isolation`` says."""
+    import onnx
 
     produced = set(_producers(model)) | {i.name for i in model.graph.input}
     original = list(model.graph.output)
@@ -241,8 +274,9 @@ def _run_exposed(model: Any, names: list[str], feeds: dict[str, np.ndarray], pro
         del model.graph.output[:]
         model.graph.output.extend(original)
     inputs = {i.name for i in model.graph.input}
-    session = create_session(data, provider=provider, optimization=optimization)
-    return session.run({k: v for k, v in feeds.items() if k in inputs})
+    runner = OrtRunner(SessionSpec(data, provider=provider, optimization=optimization, isolation=isolation,
+                                   label=f"the graph with {len(names)} exposed tensor(s)"))
+    return runner.infer({k: v for k, v in feeds.items() if k in inputs})
 
 
 def _run_reference_evaluator(model: Any, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

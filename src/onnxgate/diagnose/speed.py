@@ -240,17 +240,20 @@ def measure_speed(
     provider: str = "CPUExecutionProvider",
     budget_s: float | None = None,
     batches: list[tuple[int, dict[str, np.ndarray]]] | None = None,
+    isolation: Any = None,
 ) -> SpeedReport:
     """Time the original (``reference.time``: in its framework worker) and ONNX Runtime at each batch.
 
     ``reference`` is a runtime.framework.ReferenceRunner. ``batches`` defaults to batch 1
-    and the sample's own batch (:func:`speed_batches`).
+    and the sample's own batch (:func:`speed_batches`). ONNX Runtime is timed inside its
+    worker, like the original in its own (``isolation``: runtime.isolation.IsolationPolicy).
     """
-    from onnxgate.runtime.runner import create_session
+    from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
 
     threads = threads or DEFAULT_THREADS
     budget_s = budget_s or DEFAULT_BUDGET_S
-    session = create_session(model_bytes, provider=provider, threads=threads)
+    runner = OrtRunner(SessionSpec(model_bytes, provider=provider, options={"threads": threads},
+                                   **({"isolation": isolation} if isolation is not None else {})))
     framework = reference.converter
     report = SpeedReport(
         framework,
@@ -263,6 +266,6 @@ def measure_speed(
     originals = reference.time(batches, output_names, threads=threads, budget_s=budget_s)
     for (batch, feeds), original in zip(batches, originals):
         report.controls[framework] = original["controls"]
-        ort_timing = time_calls(ort_call(session, feeds), batch=batch, budget_s=budget_s)
+        ort_timing = runner.time(feeds, batch=batch, budget_s=budget_s)
         report.rows.append(SpeedRow(batch, Timing(**original["timing"]), ort_timing))
     return report

@@ -36,23 +36,25 @@ def frozen_input_axes(inputs: list[dict[str, Any]], feeds: dict[str, np.ndarray]
     return out
 
 
-def _not_about_shapes(error: str) -> bool:
-    """A crashed or killed worker (runtime/isolation.py), or a model ONNX Runtime cannot
-    load at all (loading does not depend on the batch size), says nothing about shapes."""
-    return any(s in error for s in ("ONNX Runtime crashed", "did not finish", "worker", "could not load the model"))
+def _about_shapes(error: Any) -> bool:
+    """Only a run that ONNX Runtime refused (kind "run") can be about shapes: a crashed, killed
+    or out-of-memory worker, or a model that cannot load at all (loading does not depend on
+    the batch size), says nothing about them. A plain message (no kind) is taken as a run failure."""
+    return getattr(error, "kind", "run") == "run"
 
 
 def batch_error(
-    error: str,
+    error: Any,
     inputs: list[dict[str, Any]],
     feeds: dict[str, np.ndarray],
     sample_feeds: dict[str, np.ndarray],
     reference_error: str | None = None,
 ) -> str:
-    """The case error for an ORT failure: the frozen axis first when that explains it."""
+    """The case error for an ORT failure (a RunError, or its message): the frozen axis first when that explains it."""
     rows, sample_rows = _rows(feeds), _rows(sample_feeds)
-    if rows is None or rows == sample_rows or _not_about_shapes(error):
-        return error
+    if rows is None or rows == sample_rows or not _about_shapes(error):
+        return str(error)
+    error = str(error)
     frozen = frozen_input_axes(inputs, feeds)
     if frozen:
         why = "; ".join(frozen)

@@ -30,6 +30,7 @@ class Case:
     outputs: list[OutputComparison] = field(default_factory=list)
     error: str | None = None
     providers_used: list[str] = field(default_factory=list)
+    error_kind: str | None = None  # runtime.runner.RunError.kind when ONNX Runtime failed: load/run/crash/timeout/memory
 
     @property
     def status(self) -> str:
@@ -46,6 +47,7 @@ class Case:
             "input_shapes": self.input_shapes,
             "providers_used": self.providers_used,
             "error": self.error,
+            **({"error_kind": self.error_kind} if self.error_kind else {}),
             "outputs": [o.as_dict() for o in self.outputs],
         }
 

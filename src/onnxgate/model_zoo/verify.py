@@ -29,6 +29,10 @@ from onnxgate._util import one_line
 from onnxgate._io import sha256_file
 from onnxgate.errors import OnnxgateError
 from onnxgate.judge.compare import OutputComparison
+from onnxgate.judge.run_cases import run_cases
+from onnxgate.runtime.isolation import IsolationPolicy
+from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
+from onnxgate.runtime.runner import RunError
 
 ZOO_ATOL = 1e-7  # onnx/backend/test/runner: np.testing.assert_allclose(rtol=1e-3, atol=1e-7)
 ZOO_RTOL = 1e-3
@@ -171,16 +175,25 @@ def _flatten(values: dict[str, Any]) -> dict[str, np.ndarray]:
 # -- one model -------------------------------------------------------------------------
 
 
-def _session(model_file: Path, threads: int | None) -> Any:
-    """A CPU session that logs nothing: ORT's load errors are raised and kept in the report,
-    not printed on stderr over the progress bar."""
-    import onnxruntime as ort
+class _FlatOutputs:
+    """A runner whose outputs are flattened (sequences, maps, optionals -> ``name[i]`` arrays),
+    so stored and computed values compare output by output."""
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(model_file), sess_options=so, providers=["CPUExecutionProvider"])
+    def __init__(self, runner: Any):
+        self.runner = runner
+        self.provider, self.optimization = runner.provider, runner.optimization
+
+    @property
+    def providers_used(self) -> list[str]:
+        return self.runner.providers_used
+
+    def infer(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        return _flatten(self.runner.infer_values(feeds))
+
+
+def _unsupported(error: str) -> bool:
+    """ONNX Runtime's own wording for a valid model this runtime lacks an op, opset or IR version for."""
+    return bool(_UNSUPPORTED.search(error))
 
 
 def verify_model_file(
@@ -192,12 +205,18 @@ def verify_model_file(
     expected_sha: str | None = None,
     tolerances: dict[str, float] | None = None,
     threads: int | None = None,
+    isolation: IsolationPolicy | None = None,
+    pool: Any = None,
 ) -> ModelResult:
-    """Checksum, external-data paths, ``onnx.checker`` (full), one ORT session, every data set."""
+    """Checksum, external-data paths, ``onnx.checker`` (full), one ORT session, every data set.
+
+    ONNX Runtime opens the model by its path (external data resolves next to it) and runs
+    through :func:`onnxgate.judge.run_cases.run_cases`, in a worker of ``pool`` unless
+    ``isolation`` says ``in_process`` (``verify_task`` does: its zoo worker is the boundary).
+    """
     import onnx
 
     from onnxgate.model_zoo.manifest import external_data_files
-    from onnxgate.judge.compare import compare_outputs
     from onnxgate.judge.tolerances import TolerancePolicy
 
     start = time.perf_counter()
@@ -220,35 +239,42 @@ def verify_model_file(
         return done("load_failed", str(exc))
     except Exception as exc:
         return done("load_failed", f"onnx.checker: {one_line(exc, 500)}")
+    spec = SessionSpec.of(model_file, options={"threads": threads} if threads else {},
+                          isolation=isolation or IsolationPolicy(), label=repr(name))
+    runner = OrtRunner(spec, pool=pool)
     try:
-        session = _session(model_file, threads)
-    except Exception as exc:
-        unsupported = type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc))
-        reason = "ONNX Runtime could not load it: " + one_line(str(exc).replace(f"Load model from {model_file} failed:", ""), 500)
-        return done("unsupported" if unsupported else "load_failed", reason)
+        runner.open()
+    except RunError as exc:
+        reason = str(exc).replace(f"Load model from {spec.model} failed:", "")
+        if exc.kind == "load":
+            return done("unsupported" if _unsupported(reason) else "load_failed", reason)
+        return done("error", reason)
     if not data_dirs:
         return done("untested", "no test_data_set_N/ directories: nothing to compare against")
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
-    policy = TolerancePolicy(atol=tol["atol"], rtol=tol["rtol"])
+    cases, references, unreadable = [], {}, {}
     for d in data_dirs:
-        ds = DataSetResult(d.name)
-        result.data_sets.append(ds)
         try:
             feeds, expected = read_data_set(d, inputs, list(model.graph.output))
         except Exception as exc:
-            ds.error = f"cannot read {d.name}: {one_line(exc, 500)}"
+            unreadable[d.name] = f"cannot read {d.name}: {one_line(exc, 500)}"
             continue
-        try:
-            values = session.run(None, feeds)
-        except Exception as exc:
-            ds.error = f"ONNX Runtime failed to run {d.name}: {one_line(exc, 500)}"
-            if type(exc).__name__ == "NotImplemented" or _UNSUPPORTED.search(str(exc)):
-                return done("unsupported", ds.error)
+        cases.append((d.name, feeds))
+        references[d.name] = _flatten(expected)
+    ran = {c.name: c for c in run_cases(
+        _FlatOutputs(runner), cases, references, policy=TolerancePolicy(atol=tol["atol"], rtol=tol["rtol"]),
+        explain=lambda case_name, feeds, exc: f"ONNX Runtime failed to run {case_name}: {exc}",
+    )}
+    for d in data_dirs:
+        case = ran.get(d.name)
+        ds = DataSetResult(d.name, error=unreadable.get(d.name))
+        result.data_sets.append(ds)
+        if case is None:
             continue
-        got = dict(zip([o.name for o in session.get_outputs()], values))
-        ref_flat, got_flat = _flatten(expected), _flatten(got)
-        ds.outputs = compare_outputs(ref_flat, got_flat, policy=policy, output_names=list(got_flat))
+        ds.outputs, ds.error = case.outputs, case.error
+        if case.error_kind == "run" and _unsupported(case.error or ""):
+            return done("unsupported", ds.error)
     statuses = {ds.status for ds in result.data_sets}
     if "error" in statuses:
         return done("error", next(ds.error for ds in result.data_sets if ds.error))
@@ -293,12 +319,19 @@ class Task:
     retries: int | None = None
     backoff: float | None = None
     fetch_timeout: float | None = None  # the download deadline (fetch.DEADLINE_S when None)
+    isolation: IsolationPolicy | None = None  # where ONNX Runtime runs; None: in the process running the task
 
 
 def verify_task(task: Task) -> ModelResult:
-    """Fetch (through the cache) and verify one manifest entry; never raises for a model's own problems."""
+    """Fetch (through the cache) and verify one manifest entry; never raises for a model's own problems.
+
+    Without ``task.isolation`` ONNX Runtime runs in the process running the task: a zoo
+    worker (model_zoo/pool.py), which already fails alone and is bounded by ``--timeout``
+    as a whole (fetch and checker included), or this process with ``--in-process``.
+    """
     from onnxgate.model_zoo.fetch import Cache, FetchError, resolve
 
+    isolation = task.isolation or IsolationPolicy(in_process=True)
     entry, meta = task.entry, task.entry.get("metadata", {})
     name, model_path = entry["model"], entry["model_path"]
     tolerances = meta.get("tolerances") or {}
@@ -313,7 +346,7 @@ def verify_task(task: Task) -> ModelResult:
         model_file = Path(model_path)
         result = verify_model_file(
             model_file, data_dirs_of(model_file), name=name, model_path=model_path,
-            expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads,
+            expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads, isolation=isolation,
         )
         return result
     kwargs = {k: v for k, v in (("retries", task.retries), ("backoff", task.backoff), ("deadline", task.fetch_timeout)) if v is not None}
@@ -339,7 +372,7 @@ def verify_task(task: Task) -> ModelResult:
         return failed("load_failed", str(exc))
     result = verify_model_file(
         model_file, data_dirs, name=name, model_path=model_path,
-        expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads,
+        expected_sha=meta.get("model_sha"), tolerances=tolerances, threads=task.threads, isolation=isolation,
     )
     result.cache_hit = got.hit
     result.seconds = time.perf_counter() - start

@@ -69,8 +69,12 @@ def localize_failure(
     fresh: bool = False,
     progress: Any = None,
     isolation: Any = None,
+    model_dir: Any = None,
 ) -> None:
     """Name the first divergent node of the first failing case, as an "info" finding.
+
+    ONNX Runtime runs as ``isolation`` says (a worker by default; ``--timeout`` bounds each
+    run); ``model_dir`` is the ONNX file's directory, where its external data lives.
 
     First ORT with all optimisations against ORT with none, on the same graph. When they
     agree and the ONNX file came from elsewhere (``fresh`` is False) the source is
@@ -85,16 +89,16 @@ def localize_failure(
         return
     feeds = dict(cases)[failing.name]
     with progress.step(f"localising the divergence at {failing.name}"):
-        loc = localize(proto, feeds, policy=policy, provider=failing.provider)
-        if loc.divergence is None and not fresh and reference is not None:
+        loc = localize(proto, feeds, policy=policy, provider=failing.provider, isolation=isolation, model_dir=model_dir)
+        if loc.divergence is None and loc.error is None and not fresh and reference is not None:
             from onnxgate.checks.model_file import opset_of
 
             fresh_model, info = reference.convert(opset_of(proto))
             loc = localize(
                 proto, feeds, reference=fresh_model, policy=policy, provider=failing.provider,
-                label=f"a fresh conversion of the source ({info['converter']})",
+                label=f"a fresh conversion of the source ({info['converter']})", isolation=isolation, model_dir=model_dir,
             )
     text = loc.message()
-    if loc.divergence is None:
+    if loc.divergence is None and loc.error is None:
         text += "; the outputs differ from the original model itself: the conversion computes something else"
     report.findings.append(Finding("info", "localize", f"[{failing.name} on {failing.provider}] {text}"))

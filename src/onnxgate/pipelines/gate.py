@@ -319,7 +319,10 @@ def check_model(
             previous = same or latest_published(registry, spec.name)
             if previous is not None:
                 with progress.step(f"comparing {spec.name} with published {_version_of(previous)}"):
-                    outcome.previous = compare_with_published(report, model_bytes, previous, registry, policy, spec.regression)
+                    outcome.previous = compare_with_published(
+                        report, spec.onnx if spec.onnx is not None else model_bytes, previous, registry, policy,
+                        spec.regression, isolation=s.runtime.isolation(),
+                    )
             if same is not None and not force:
                 outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
                 publish = False
@@ -372,24 +375,31 @@ def signature_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def compare_with_published(
-    report: Any, model_bytes: bytes, entry: dict[str, Any], registry: Path, policy: Any, mode: str
+    report: Any, model: bytes | Path, entry: dict[str, Any], registry: Path, policy: Any, mode: str,
+    *, isolation: Any = None,
 ) -> str:
-    """Replay the new model on the published version's test data; record drift and signature changes.
+    """Replay the new model (bytes, or its file) on the published version's test data; record drift
+    and signature changes.
 
     With ``mode="fail"`` drift is a failing case ``vs VERSION`` and a signature change an
-    error finding; with ``"warn"`` both are warning findings. Returns the version compared.
+    error finding; with ``"warn"`` both are warning findings. ONNX Runtime runs in a worker
+    unless ``isolation`` (runtime.isolation.IsolationPolicy) says otherwise, so a new model
+    that crashes or hangs (past ``isolation.timeout``) fails this case alone. Returns the
+    version compared.
     """
     import onnx
 
     from onnxgate.model_zoo.manifest import io_ports
-    from onnxgate.judge.compare import compare_outputs
     from onnxgate.inputs.evidence import read_test_data_set
-    from onnxgate.judge.report import Case, Finding
-    from onnxgate.runtime.runner import RunError, create_session
+    from onnxgate.judge.report import Finding
+    from onnxgate.judge.run_cases import run_cases
+    from onnxgate.runtime.isolation import IsolationPolicy
+    from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
 
     version = _version_of(entry)
     level = "error" if mode == "fail" else "warning"
-    new_ports = io_ports(onnx.load_model_from_string(model_bytes))
+    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(str(model), load_external_data=False)
+    new_ports = io_ports(proto)
     changes = signature_changes(entry.get("metadata", {}).get("io_ports") or {}, new_ports)
     for text in changes:
         report.findings.append(Finding(level, "regression", f"I/O signature changed since published {version}: {text}"))
@@ -400,15 +410,13 @@ def compare_with_published(
     inputs, outputs = read_test_data_set(data_dir)
     if sorted(inputs) != sorted(p["name"] for p in new_ports["inputs"]):
         return version  # the signature finding says why the old data cannot be replayed
-    case = Case(f"vs published {version}", "CPUExecutionProvider", "all", {k: list(v.shape) for k, v in inputs.items()})
-    try:
-        got = create_session(model_bytes, provider="CPUExecutionProvider").run(inputs)
-    except RunError as exc:
-        case.error = f"the new model cannot run on published {version}'s test data: {exc}"
-        got = None
-    if got is not None:
-        names = [n for n in outputs if n in got]
-        case.outputs = compare_outputs({n: outputs[n] for n in names}, got, policy=policy, output_names=names)
+    names = [p["name"] for p in new_ports["outputs"] if p["name"] in outputs]
+    runner = OrtRunner(SessionSpec.of(model, isolation=isolation or IsolationPolicy(), label=f"the new model of {entry.get('model', '')!r}"))
+    (case,) = run_cases(
+        runner, [(f"vs published {version}", inputs)], {f"vs published {version}": outputs},
+        policy=policy, output_names=names,
+        explain=lambda name, feeds, exc: f"the new model cannot run on published {version}'s test data: {exc}",
+    )
     if mode == "fail":
         report.cases.append(case)
     else:

@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.judge.compare import LABEL_OUTPUTS, compare_outputs
+from onnxgate.judge.compare import LABEL_OUTPUTS
 from onnxgate.judge.report import Case
-from onnxgate.runtime.runner import RunError, create_session
-from onnxgate.diagnose.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed, ort_call, time_calls
+from onnxgate.judge.run_cases import run_cases
+from onnxgate.runtime.isolation import IsolationPolicy
+from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
+from onnxgate.runtime.runner import RunError
+from onnxgate.diagnose.speed import DEFAULT_BUDGET_S, DEFAULT_THREADS, Timing, measure_speed
 from onnxgate.judge.tolerances import DEFAULTS, Tolerance, TolerancePolicy, dtype_family
 
 # Dynamic int8 quantises weights per tensor and activations per call to 8 bits: a step of
@@ -207,8 +210,11 @@ def _md(text: str) -> str:
 # -- building -------------------------------------------------------------------------------
 
 
-def build_variants(model_bytes: bytes) -> list[Variant]:
-    """The converted model and every optimised variant this installation can make."""
+def build_variants(model_bytes: bytes, isolation: IsolationPolicy | None = None) -> list[Variant]:
+    """The converted model and every optimised variant this installation can make.
+
+    ONNX Runtime's offline optimisation loads the model: in a worker, as ``isolation`` says.
+    """
     variants = [Variant("converted", "float32", "the converted model as is", model_bytes)]
     for level in ("basic", "extended"):
         variants.append(
@@ -220,7 +226,7 @@ def build_variants(model_bytes: bytes) -> list[Variant]:
                     "graph optimisation disabled",
                     optimization="disable",
                 ),
-                lambda level=level: _ort_offline(model_bytes, level),
+                lambda level=level: _ort_offline(model_bytes, level, isolation),
             )
         )
     variants.append(_build(Variant("float16", "float16", "onnxruntime.transformers float16, I/O kept float32"), lambda: _float16(model_bytes)))
@@ -243,18 +249,12 @@ def _build(variant: Variant, make: Any) -> Variant:
     return variant
 
 
-def _ort_offline(model_bytes: bytes, level: str) -> bytes:
-    import onnxruntime as ort
-
-    from onnxgate.runtime.runner import OPT_LEVELS
-
+def _ort_offline(model_bytes: bytes, level: str, isolation: IsolationPolicy | None = None) -> bytes:
+    """The graph as ONNX Runtime optimises it at ``level``, saved by a session that loads it (in a worker)."""
     with tempfile.TemporaryDirectory(prefix="onnxgate-opt-") as tmp:
         out = Path(tmp) / f"{level}.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[level])
-        so.optimized_model_filepath = str(out)
-        so.log_severity_level = 3
-        ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+        OrtRunner(SessionSpec(model_bytes, optimization=level, options={"optimized_path": str(out)},
+                              isolation=isolation or IsolationPolicy(), label=f"the model (saving its {level} optimisation)")).open()
         return out.read_bytes()
 
 
@@ -338,41 +338,38 @@ def check_variant(
     policy: TolerancePolicy,
     threads: int,
     provider: str = "CPUExecutionProvider",
-) -> Any:
-    """Run the variant on every case and compare with the original framework's outputs."""
+    isolation: IsolationPolicy | None = None,
+) -> OrtRunner | None:
+    """Run the variant on every case (in a worker unless ``isolation`` says otherwise) and compare
+    with the original framework's outputs; the runner, for timing, or None when it did not load."""
     if variant.data is None:
         return None
     import time
 
+    runner = OrtRunner(SessionSpec(
+        variant.data, provider=provider, optimization=variant.optimization, options={"threads": threads},
+        isolation=isolation or IsolationPolicy(), label=f"variant {variant.name}",
+    ))
     start = time.perf_counter_ns()
     try:
-        session = create_session(variant.data, provider=provider, optimization=variant.optimization, threads=threads)
+        runner.open()
     except RunError as exc:
         variant.error = str(exc)
         return None
     variant.load_ms = (time.perf_counter_ns() - start) / 1e6
-    var_policy = policy_for(variant, policy)
-    for case_name, feeds in cases:
-        case = Case(case_name, provider, variant.optimization, {k: list(v.shape) for k, v in feeds.items()})
-        variant.cases.append(case)
-        try:
-            got = session.run(feeds)
-        except RunError as exc:
-            case.error = str(exc)
-            continue
-        case.outputs = compare_outputs(references[case_name], got, policy=var_policy, output_names=output_names)
-    return session
+    variant.cases = run_cases(runner, cases, references, policy=policy_for(variant, policy), output_names=output_names)
+    return runner
 
 
 def time_variant(
-    variant: Variant, session: Any, batches: list[tuple[int, dict[str, np.ndarray]]], *, budget_s: float | None = None
+    variant: Variant, runner: Any, batches: list[tuple[int, dict[str, np.ndarray]]], *, budget_s: float | None = None
 ) -> None:
-    """Time the variant at the same batches as the original (batch 1 and the sample's batch)."""
+    """Time the variant at the same batches as the original (batch 1 and the sample's batch), where it runs."""
     for batch, batch_feeds in batches:
         try:
-            variant.timings[batch] = time_calls(ort_call(session, batch_feeds), batch=batch, budget_s=budget_s or DEFAULT_BUDGET_S)
-        except Exception as exc:  # a variant that runs once but not repeatedly is broken
-            variant.error = f"failed while timing: {type(exc).__name__}: {exc}"
+            variant.timings[batch] = runner.time(batch_feeds, batch=batch, budget_s=budget_s or DEFAULT_BUDGET_S)
+        except RunError as exc:  # a variant that runs once but not repeatedly is broken
+            variant.error = f"failed while timing: {exc}"
             return
 
 
@@ -437,20 +434,25 @@ def optimize_variants(
     original: Any = None,
     budget_s: float | None = None,
     progress: Any = None,
+    isolation: IsolationPolicy | None = None,
 ) -> VariantSet:
-    """Build, validate and time every variant; choose the best. ``original`` is a SpeedReport."""
+    """Build, validate and time every variant; choose the best. ``original`` is a SpeedReport.
+
+    Each variant runs in a worker of the shared pool (``isolation``: in_process, timeout), so
+    a variant that crashes or hangs fails alone; only a variant that ran on every case is timed.
+    """
     from onnxgate._progress import NullProgress
 
     progress = progress or NullProgress()
     with progress.step("building optimised variants"):
-        variants = build_variants(model_bytes)
+        variants = build_variants(model_bytes, isolation)
     for v in variants:
         if v.data is None:
             continue
         with progress.step(f"validating and timing variant {v.name}"):
-            session = check_variant(v, cases, references, output_names, policy=policy, threads=threads)
-            if session is not None and not v.error:
-                time_variant(v, session, batches, budget_s=budget_s)
+            runner = check_variant(v, cases, references, output_names, policy=policy, threads=threads, isolation=isolation)
+            if runner is not None and not v.error and all(c.error is None for c in v.cases):
+                time_variant(v, runner, batches, budget_s=budget_s)
         if original is not None:
             for batch, t in v.timings.items():
                 row = original.row(batch)
@@ -473,6 +475,7 @@ def speed_and_variants(
     optimize: bool = False,
     budget_s: float | None = None,
     progress: Any = None,
+    isolation: IsolationPolicy | None = None,
 ) -> tuple[Any, VariantSet | None]:
     """validate()'s --benchmark/--optimize step: (SpeedReport, VariantSet or None).
 
@@ -491,12 +494,13 @@ def speed_and_variants(
             chosen.setdefault(_rows(f), f)
     batches = sorted(chosen.items())
     with progress.step(f"timing {loaded.converter} and ONNX Runtime ({threads} thread(s))"):
-        speed = measure_speed(loaded, model_bytes, output_names, threads=threads, budget_s=budget_s, batches=batches)
+        speed = measure_speed(loaded, model_bytes, output_names, threads=threads, budget_s=budget_s, batches=batches,
+                              isolation=isolation)
     variants = None
     if optimize:
         variants = optimize_variants(
             model_bytes, cases, references, output_names, batches,
-            policy=policy, threads=threads, original=speed, budget_s=budget_s, progress=progress,
+            policy=policy, threads=threads, original=speed, budget_s=budget_s, progress=progress, isolation=isolation,
         )
     return speed, variants
 

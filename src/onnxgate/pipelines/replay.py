@@ -24,11 +24,12 @@ import numpy as np
 from onnxgate._progress import NullProgress
 from onnxgate.errors import SampleError
 from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
-from onnxgate.judge.compare import compare_outputs
 from onnxgate.inputs.evidence import find_test_data_sets, read_test_data_set
 from onnxgate.checks.model_file import describe, load_onnx, static_checks
-from onnxgate.judge.report import Case, Finding, Report
-from onnxgate.runtime.runner import RunError, create_session
+from onnxgate.judge.report import Finding, Report
+from onnxgate.judge.run_cases import run_cases
+from onnxgate.runtime.isolation import IsolationPolicy
+from onnxgate.runtime.ort_runner import OrtRunner, SessionSpec
 from onnxgate.inputs.samples import inputs_hash
 from onnxgate.judge.tolerances import TolerancePolicy
 
@@ -80,21 +81,17 @@ def validate_evidence(
         d, ins, outs = sets[0]
         for n in _sweep_sizes(ins, outs, info["inputs"]):
             cases.append((f"{d.name} batch={n}", _head(ins, n), _head(outs, n), ins))
+    isolation = isolation or IsolationPolicy()
+    model = session_source(proto, data, onnx_model)
+    bases = {name: base for name, _, _, base in cases}
     for provider in provider_names:
-        session = None
-        for name, feeds, expected, base in cases:
-            case = Case(name, provider, "all", {k: list(v.shape) for k, v in feeds.items()})
-            report.cases.append(case)
-            try:
-                with progress.step(f"running ONNX Runtime ({provider}) on {name}"):
-                    session = session or create_session(session_source(proto, data, onnx_model), provider=provider)
-                    got = session.run(feeds)
-                case.providers_used = session.providers_used
-            except RunError as exc:
-                case.error = batch_error(str(exc), info["inputs"], feeds, base)
-                continue
-            case.outputs = compare_outputs(expected, got, policy=policy, output_names=output_names)
-            frozen_output_problems(case.outputs, feeds, base)
+        runner = OrtRunner(SessionSpec.of(model, provider=provider, isolation=isolation, label=repr(str(onnx_model))))
+        report.cases += run_cases(
+            runner, [(name, feeds) for name, feeds, _, _ in cases], {name: expected for name, _, expected, _ in cases},
+            policy=policy, output_names=output_names, optimization="all", progress=progress,
+            explain=lambda name, feeds, exc: batch_error(exc, info["inputs"], feeds, bases[name]),
+            check=lambda case, feeds, got: frozen_output_problems(case.outputs, feeds, bases[case.name]),
+        )
     if localize and report.status == "failed":
         failing = next((c for c in report.cases if c.outputs and c.status == "failed"), None)
         if failing is not None:
@@ -102,9 +99,10 @@ def validate_evidence(
             from onnxgate.diagnose.localize import localize as find_divergence
 
             with progress.step("localising the divergence"):
-                loc = find_divergence(proto, feeds, policy=policy, provider=failing.provider)
+                loc = find_divergence(proto, feeds, policy=policy, provider=failing.provider, isolation=isolation,
+                                      model_dir=Path(onnx_model).resolve().parent)
             text = loc.message()
-            if loc.divergence is None:
+            if loc.divergence is None and loc.error is None:
                 text += (
                     "; so ONNX Runtime's optimiser is not the cause: the file itself computes something other than "
                     "the stored outputs (changed weights or nodes, or a conversion fault)"
@@ -115,9 +113,9 @@ def validate_evidence(
 
 
 def session_source(proto: Any, data: bytes, path: str | Path | None) -> bytes | str:
-    """The file path when weights live in external data (ORT resolves them next to it), else the bytes."""
-    external = any(t.data_location == 1 for t in proto.graph.initializer)  # TensorProto.EXTERNAL
-    return str(path) if external and path is not None else data
+    """The file's absolute path when the model came from a file (ORT resolves external data next to
+    it, never in the current directory), else the bytes."""
+    return str(Path(path).resolve()) if path is not None else data
 
 
 def _by_graph_names(tensors: dict[str, np.ndarray], names: list[str], where: Path, kind: str) -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from onnxgate.runtime.runner import RunError
+from onnxgate.runtime.runner import RunError, failure_kind
 
 FAULT_ENV = "ONNXGATE_TEST_WORKER_FAULT"  # test-only fault injection: "MODE:STAGE[:SHA_PREFIX]"
 _HEADER = struct.Struct("<Q")
@@ -116,6 +116,7 @@ def open_session(
     custom_op_libraries: list[str] | None = None,
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
+    optimized_path: str | None = None,
 ) -> Any:
     """An in-process session: :func:`runner.create_session`, plus custom-op libraries when given.
 
@@ -127,6 +128,7 @@ def open_session(
         return runner.create_session(
             model, provider=provider, optimization=optimization, provider_options=provider_options, threads=threads,
             record_placement=record_placement, ep_plugins=ep_plugins, config=_worker_config(),
+            optimized_path=optimized_path,
         )
     import onnxruntime as ort
 
@@ -142,7 +144,8 @@ def open_session(
             so.register_custom_ops_library(lib)
         session = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise RunError(f"ONNX Runtime could not load the model: {' '.join(str(exc).split())[:400]}") from exc
+        raise RunError(f"ONNX Runtime could not load the model: {' '.join(str(exc).split())[:400]}",
+                       failure_kind(exc, "load")) from exc
     return runner.Session(session, "CPUExecutionProvider", optimization)
 
 
@@ -202,6 +205,10 @@ def _fault(stage: str, key: str) -> None:
             time.sleep(1)
     elif mode == "exit":
         os._exit(3)
+    elif mode == "sigkill":  # as the kernel's out-of-memory killer ends a process
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "nomem":
+        raise MemoryError("test fault: out of memory")
 
 
 def _die_with_parent() -> None:
@@ -276,6 +283,7 @@ def _worker_main() -> None:
                     custom_op_libraries=header.get("custom_ops"),
                     record_placement=bool(header.get("record_placement")),
                     ep_plugins=header.get("ep_plugins"),
+                    optimized_path=header.get("optimized_path"),
                 )
                 sessions[key] = session
                 sessions.move_to_end(key)
@@ -286,6 +294,7 @@ def _worker_main() -> None:
                     "providers_used": session.providers_used,
                     "input_types": session.input_types(),
                     "output_names": session.output_names(),
+                    "input_shapes": session.input_shapes(),
                     "placement": session.placement().as_dict() if header.get("record_placement") else None,
                 })
             elif op == "run":
@@ -298,23 +307,46 @@ def _worker_main() -> None:
                 outputs = session.run(feeds)
                 meta, out_frames = _pack_arrays(outputs)
                 reply(dict(meta, ok=True), out_frames)
+            elif op == "time":
+                session = sessions.get(key)
+                if session is None:
+                    reply({"ok": False, "missing": True})
+                    continue
+                reply({"ok": True, "timing": _time_here(session, _unpack_arrays(header, frames), header)})
             elif op == "ping":
                 reply({"ok": True, "pid": os.getpid()})
             else:
                 reply({"ok": False, "error": f"unknown request {op!r}"})
         except RunError as exc:
-            reply({"ok": False, "error": str(exc)})
+            reply({"ok": False, "error": str(exc), "kind": exc.kind})
         except Exception as exc:  # anything else in the worker is still one model's failure
-            reply({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"})
+            kind = failure_kind(exc, "load" if op == "load" else "run")
+            reply({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}", "kind": kind})
+
+
+def _time_here(session: Any, feeds: dict[str, np.ndarray], header: dict[str, Any]) -> dict[str, Any]:
+    """Latency of ``session`` on ``feeds``, measured here in the worker (diagnose.speed.time_calls)."""
+    from onnxgate.diagnose.speed import ort_call, time_calls
+
+    timing = time_calls(ort_call(session, feeds), batch=int(header["batch"]), budget_s=float(header["budget_s"]))
+    return timing.as_dict()
 
 
 # -- the parent side --------------------------------------------------------------------
 
 
 class WorkerDied(Exception):
-    def __init__(self, how: str):
+    """A worker died or was killed: ``how`` in words, ``kind`` one of "crash", "timeout", "memory"."""
+
+    def __init__(self, how: str, kind: str = "crash"):
         super().__init__(how)
         self.how = how
+        self.kind = kind
+
+
+def _exit_kind(code: int | None) -> str:
+    """SIGKILL that we did not send is the kernel's out-of-memory killer's signal."""
+    return "memory" if code == -signal.SIGKILL else "crash"
 
 
 def _describe_exit(code: int | None, stderr_tail: str) -> str:
@@ -361,7 +393,7 @@ class Worker:
             self.process.stdin.write(_encode(header, frames))
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise WorkerDied(self._death()) from None
+            raise self._died() from None
         fd = self.process.stdout.fileno()  # type: ignore[union-attr]
         (n,) = _HEADER.unpack(self._read(fd, _HEADER.size, deadline))
         reply = json.loads(self._read(fd, n, deadline))
@@ -370,7 +402,7 @@ class Worker:
             (m,) = _HEADER.unpack(self._read(fd, _HEADER.size, deadline))
             if m > _MAX_FRAME:
                 self.kill()
-                raise WorkerDied("sent a malformed reply")
+                raise WorkerDied("sent a malformed reply", "crash")
             out.append(self._read(fd, m, deadline))
         return reply, out
 
@@ -381,21 +413,21 @@ class Worker:
             ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
                 self.kill()
-                raise WorkerDied("timeout")
+                raise WorkerDied("timeout", "timeout")
             chunk = os.read(fd, min(left, 1 << 22))
             if not chunk:
-                raise WorkerDied(self._death())
+                raise self._died()
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
 
-    def _death(self) -> str:
+    def _died(self) -> WorkerDied:
         try:
             code = self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill()
             code = None
-        return _describe_exit(code, self.stderr_tail())
+        return WorkerDied(_describe_exit(code, self.stderr_tail()), _exit_kind(code))
 
     def stderr_tail(self) -> str:
         try:
@@ -521,6 +553,9 @@ class IsolatedSession:
     def output_names(self) -> list[str]:
         return list(self.info.get("output_names", []))
 
+    def input_shapes(self) -> dict[str, Any]:
+        return dict(self.info.get("input_shapes", {}))
+
     def placement(self) -> Any:
         """Which provider took which node, as the worker's session recorded it (``record_placement``)."""
         from onnxgate.runtime.placement import Placement
@@ -534,9 +569,9 @@ class IsolatedSession:
         try:
             reply, _ = w.request(self.load_header, [self.model], self.timeout)
         except WorkerDied as exc:
-            raise RunError(self._explain(exc, "loading")) from None
+            raise RunError(self._explain(exc, "loading"), exc.kind) from None
         if not reply.get("ok"):
-            raise RunError(reply.get("error") or "ONNX Runtime could not load the model")
+            raise RunError(reply.get("error") or "ONNX Runtime could not load the model", _reply_kind(reply, "load"))
         self.info = reply
         w.loaded[self.key] = None
         w.loaded.move_to_end(self.key)
@@ -544,7 +579,7 @@ class IsolatedSession:
             w.loaded.popitem(last=False)
 
     def _explain(self, exc: WorkerDied, stage: str) -> str:
-        if exc.how == "timeout":
+        if exc.kind == "timeout":
             return (
                 f"ONNX Runtime did not finish {stage} {self.label} within {self.timeout:g}s; "
                 "the worker was killed (raise --timeout if the model is just slow)"
@@ -558,22 +593,46 @@ class IsolatedSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         meta, frames = _pack_arrays(feeds)
-        header = dict(meta, op="run", key=self.key)
+        reply, out = self._request(dict(meta, op="run", key=self.key), frames, "running", self.timeout)
+        return _unpack_arrays(reply, out)
+
+    def time(self, feeds: dict[str, np.ndarray], *, batch: int, budget_s: float) -> dict[str, Any]:
+        """Latency on ``feeds`` measured in the worker: ``diagnose.speed.Timing.as_dict()``.
+
+        The time limit grows by the timing budget (warm-up and the timed calls come on top of one run).
+        """
+        meta, frames = _pack_arrays(feeds)
+        header = dict(meta, op="time", key=self.key, batch=batch, budget_s=budget_s)
+        timeout = None if self.timeout is None else self.timeout + 20 * budget_s
+        reply, _ = self._request(header, frames, "timing", timeout)
+        return dict(reply["timing"])
+
+    def _request(self, header: dict[str, Any], frames: list[bytes], stage: str,
+                 timeout: float | None) -> tuple[dict[str, Any], list[bytes]]:
+        """Send a request about this session, loading it first where the worker lacks it."""
         with self.pool.worker() as w:
             for _ in range(2):
                 if self.key not in w.loaded:
                     self._load(w)
                 try:
-                    reply, out = w.request(header, frames, self.timeout)
+                    reply, out = w.request(header, frames, timeout)
                 except WorkerDied as exc:
-                    raise RunError(self._explain(exc, "running")) from None
+                    raise RunError(self._explain(exc, stage), exc.kind) from None
                 if reply.get("missing"):
                     w.loaded.pop(self.key, None)
                     continue
                 if not reply.get("ok"):
-                    raise RunError(reply.get("error") or "ONNX Runtime failed to run the model")
-                return _unpack_arrays(reply, out)
-        raise RunError(f"the worker lost the session for {self.label}")
+                    raise RunError(reply.get("error") or "ONNX Runtime failed to run the model", _reply_kind(reply, "run"))
+                return reply, out
+        raise RunError(f"the worker lost the session for {self.label}", "run")
+
+
+def _reply_kind(reply: dict[str, Any], default: str) -> str:
+    """The kind the worker gave its error (an unknown one from a damaged worker falls back to ``default``)."""
+    from onnxgate.runtime.runner import KINDS
+
+    kind = reply.get("kind")
+    return kind if kind in KINDS else default
 
 
 def create_session(
@@ -589,8 +648,11 @@ def create_session(
     pool: WorkerPool | None = None,
     record_placement: bool = False,
     ep_plugins: dict[str, str] | None = None,
+    optimized_path: str | None = None,
 ) -> Any:
     """A session for ``model`` (bytes, or a path) in a worker, or in this process with ``policy.in_process``.
+
+    ``optimized_path``: ONNX Runtime saves the graph as optimised at ``optimization`` there.
 
     Raises :class:`RunError` when the model cannot be loaded, including when loading
     crashes or hangs the worker.
@@ -607,12 +669,14 @@ def create_session(
         return open_session(
             path or model, provider=provider, optimization=optimization, provider_options=provider_options,
             threads=threads, custom_op_libraries=custom_op_libraries,
-            record_placement=record_placement, ep_plugins=ep_plugins,
+            record_placement=record_placement, ep_plugins=ep_plugins, optimized_path=optimized_path,
         )
     options = {"provider": provider, "optimization": optimization, "provider_options": provider_options,
                "threads": threads, "custom_ops": list(custom_op_libraries or [])}
     if record_placement or ep_plugins:  # only then, so other callers' session keys stay as they were
         options.update(record_placement=record_placement, ep_plugins=dict(ep_plugins or {}))
+    if optimized_path:
+        options.update(optimized_path=optimized_path)
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode() + digest.encode()).hexdigest()
     key = digest[:16] + key[:16]  # the model's hash first: the test fault hook matches on it
     session = IsolatedSession(
