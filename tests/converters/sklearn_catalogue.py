@@ -21,6 +21,19 @@ SKIPS: dict[str, str] = {
     "FeatureHasher": "takes a list of dicts or strings, not a feature matrix",
     "LabelEncoder": "fitted on targets (y), not features: there is no model of X to convert",
     "LabelBinarizer": "fitted on targets (y), not features: there is no model of X to convert",
+    "QuantileTransformer": "skl2onnx's converter takes ~50 s here (a Python loop per quantile), too slow for the suite; "
+                           "it also fails parity at float32 on iris' tied quantiles (max error 0.09)",
+}
+
+# name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
+KNOWN_FAILURES: dict[str, str] = {
+    "GaussianProcessClassifier": "skl2onnx emits com.microsoft:Solve, which ONNX Runtime does not register",
+    "RadiusNeighborsClassifier": "skl2onnx's graph indexes with -1 (ArrayFeatureExtractor) and ONNX Runtime refuses it",
+    "ComplementNB": "float32 rounding: 1 of 160 probabilities off by 6e-5 (passes with --double)",
+    "LocalOutlierFactor": "float32 distances: one score off by 0.014 where neighbour distances tie",
+    "NearestNeighbors": "iris has duplicate rows: equidistant neighbours are listed in another order",
+    "HistGradientBoostingRegressor": "float32 inputs cross float64 split thresholds (tree threshold flips)",
+    "KBinsDiscretizer": "quantile bin edges sit exactly on data values; float32 rounding moves them across",
 }
 
 

@@ -175,9 +175,13 @@ def _parsed(model: Any):
 
 def _takes_zipmap(m: Any) -> bool:
     """Whether skl2onnx's converter takes zipmap for ``m`` (a pipeline: for its final step)."""
+    from skl2onnx._supported_operators import sklearn_classifier_list
+
     steps = getattr(m, "steps", None)
     if steps:
         return _takes_zipmap(steps[-1][1])
+    if type(m) not in sklearn_classifier_list:  # parsed as a transformer (RFE, ...): no zipmap at all
+        return False
     allowed = _allowed_options(m)
     return allowed is None or "zipmap" in allowed
 
