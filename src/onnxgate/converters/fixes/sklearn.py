@@ -180,10 +180,10 @@ def _takes_zipmap(m: Any) -> bool:
     steps = getattr(m, "steps", None)
     if steps:
         return _takes_zipmap(steps[-1][1])
-    if type(m) not in sklearn_classifier_list:  # parsed as a transformer (RFE, ...): no zipmap at all
-        return False
     allowed = _allowed_options(m)
-    return allowed is None or "zipmap" in allowed
+    if allowed is not None:  # the converter lists its options (a registered booster's include zipmap)
+        return "zipmap" in allowed
+    return type(m) in sklearn_classifier_list  # else only what skl2onnx parses as a classifier (not RFE)
 
 
 def _allowed_options(m: Any) -> set[str] | None:
