@@ -19,6 +19,8 @@ import numpy as np
 
 from onnxgate._util import installed_versions, one_line as _one_line
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied
+from onnxgate.converters.fixes import sklearn as fixes
 from onnxgate.trust import Trust
 from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
@@ -137,25 +139,31 @@ class SklearnConverter(Converter):
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
             initial.append((name, tensor_type([None, arr.shape[1]])))
         opset = opset or default_opset()
-        final = _final(model)
-        conv_options = {id(final): {"zipmap": False}} if _is_classifier_like(model) and _takes_zipmap(final) else {}
+        applied = Applied()
+        source = fixes.conversion_copy(model, applied)
+        conv_options = fixes.zipmap_options(source, applied)
         try:
-            onx = _convert(model, initial, opset, conv_options)
+            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options), applied)
         except Exception as exc:
             raise UnsupportedModelError(
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
                 "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
             ) from exc
-        return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=[f"inputs: {[(n, str(t)) for n, t in initial]}"])
+        fixes.repair_graph(onx, model, _final(model), applied)
+        self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
+        notes = [f"inputs: {[(n, str(t)) for n, t in initial]}", *applied.notes]
+        return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
+
+    def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
+        """Which reference-side fixes this model needs, for the conversion notes (a failure shows later)."""
+        try:
+            _reference_outputs(model, feeds, names, applied)
+        except Exception:  # noqa: BLE001 - the reference stage reports it with its context
+            pass
 
     # -- reference ------------------------------------------------------------------------
     def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        X = _model_input(model, feeds)
-        final = _final(model)
-        out: dict[str, np.ndarray] = {}
-        for name in output_names:
-            out[name] = _reference_output(model, final, name, X)
-        return out
+        return _reference_outputs(model, feeds, output_names, None)
 
     def versions(self) -> dict[str, str]:
         return installed_versions("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm")
@@ -173,18 +181,6 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
         options=options or None,
     )
-
-
-def _takes_zipmap(final: Any) -> bool:
-    """Whether skl2onnx's converter for this estimator has the zipmap option (LinearSVC's has not)."""
-    from skl2onnx import get_model_alias
-    from skl2onnx.common._registration import get_converter
-
-    try:
-        allowed = get_converter(get_model_alias(type(final))).get_allowed_options() or {}
-    except (RuntimeError, ValueError, KeyError):  # no converter: conversion reports it
-        return False
-    return "zipmap" in allowed
 
 
 def default_opset() -> int:
@@ -271,11 +267,6 @@ def _final(model: Any) -> Any:
     return _final(steps[-1][1]) if steps else model
 
 
-def _is_classifier_like(model: Any) -> bool:
-    final = _final(model)
-    return getattr(final, "_estimator_type", None) == "classifier" or hasattr(final, "classes_") and hasattr(final, "predict")
-
-
 def _wants_columns(model: Any, columns: dict[str, np.ndarray], names: list[str]) -> bool:
     """One ONNX input per column when the model routes columns by name or mixes strings and numbers."""
     if any(columns[n].dtype.kind in "OUS" for n in names):
@@ -350,39 +341,80 @@ def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
     )
 
 
-def _reference_output(model: Any, final: Any, name: str, X: Any) -> np.ndarray:
-    est_type = getattr(final, "_estimator_type", None)
+def _reference_outputs(model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied | None) -> dict[str, np.ndarray]:
+    X = _model_input(model, feeds)
+    final = _final(model)
+    return {name: _reference_output(model, final, name, X, applied) for name in names}
+
+
+# output names skl2onnx gives a transformer's or regressor's single output
+_VALUE_OUTPUTS = ("variable", "transformed_column", "union", "GPmean")
+
+
+def _reference_output(model: Any, final: Any, name: str, X: Any, applied: Applied | None) -> np.ndarray:
+    """The original's output named as skl2onnx names it; which method from scikit-learn's own tags."""
+    kind = fixes.estimator_kind(final)
+
+    def call(method: Any) -> Any:
+        return fixes.dense_output(fixes.call_in_fitted_dtype(method, X, model, applied), applied)
+
     if name == "label":
-        y = np.asarray(model.predict(X))
-        # skl2onnx emits (N, 1) labels for outlier detectors and mixture models, (N,) for the rest
-        column = est_type in ("outlier_detector", "density_estimator") or hasattr(final, "offset_") or hasattr(final, "means_")
-        return y.reshape(-1, 1) if column and y.ndim == 1 else y
+        y = np.asarray(call(model.predict))
+        return y.reshape(-1, 1) if kind in ("outlier_detector", "density_estimator") and y.ndim == 1 else y
     if name == "probabilities":
-        if hasattr(model, "predict_proba"):
-            try:
-                return np.asarray(model.predict_proba(X))
-            except AttributeError:  # e.g. SVC(probability=False) exposes the attribute but refuses
-                pass
-        d = np.asarray(model.decision_function(X))
-        if d.ndim == 1:  # binary: skl2onnx's LinearSVC emits the score as a column, others emit [-d, d]
-            return d.reshape(-1, 1) if type(final).__name__ == "LinearSVC" else np.stack([-d, d], axis=1)
-        return d
-    if name == "variable":
-        if hasattr(model, "predict") and est_type != "clusterer" and not (hasattr(model, "transform") and est_type is None):
-            y = np.asarray(model.predict(X))
-        else:
-            y = np.asarray(model.transform(X))
+        return _probabilities(model, final, call, applied)
+    if name in _VALUE_OUTPUTS:
+        use_predict = kind == "regressor" or name == "GPmean" or not hasattr(model, "transform")
+        y = np.asarray(call(model.predict if use_predict else model.transform))
         return y.reshape(-1, 1) if y.ndim == 1 else y
+    if name in ("index", "distance"):  # NearestNeighbors: kneighbors()
+        distance, index = call(final_kneighbors(model))
+        return np.asarray(index if name == "index" else distance)
     if name == "scores":
-        if est_type == "outlier_detector" or hasattr(final, "offset_"):
-            return np.asarray(model.decision_function(X)).reshape(-1, 1)
+        if kind == "outlier_detector":
+            return np.asarray(call(model.decision_function)).reshape(-1, 1)
         if hasattr(model, "transform"):
-            return np.asarray(model.transform(X))
-        return np.asarray(model.score_samples(X)).reshape(-1, 1)
+            return np.asarray(call(model.transform))
+        return np.asarray(call(model.score_samples)).reshape(-1, 1)
     raise OutputMismatchError(
         f"onnxgate does not know which {type(final).__name__} method produces ONNX output {name!r}",
         "report this estimator to onnxgate; compare the outputs with --framework and a custom converter meanwhile",
     )
+
+
+def _hard_votes(model: Any, final: Any, call: Any) -> np.ndarray:
+    """A hard VotingClassifier's 'probabilities' as skl2onnx computes them: the weighted share of votes per class."""
+    head = (lambda X: model[:-1].transform(X)) if getattr(model, "steps", None) else (lambda X: X)
+    weights = np.ones(len(final.estimators_)) if final.weights is None else np.asarray(final.weights, dtype=np.float64)
+    weights = weights / weights.sum()
+    votes = call(lambda X: np.stack([e.predict(head(X)) for e in final.estimators_], axis=1))
+    out = np.zeros((votes.shape[0], len(final.classes_)))
+    for i, w in enumerate(weights):
+        out[np.arange(votes.shape[0]), np.asarray(votes[:, i], dtype=np.int64)] += w
+    return out
+
+
+def final_kneighbors(model: Any) -> Any:
+    """``kneighbors`` of the final step, on the input the earlier steps of a pipeline produce."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return model.kneighbors
+    head, final = model[:-1], _final(model)
+    return lambda X: final.kneighbors(head.transform(X))
+
+
+def _probabilities(model: Any, final: Any, call: Any, applied: Applied | None) -> np.ndarray:
+    if getattr(final, "voting", None) == "hard":
+        return _hard_votes(model, final, call)
+    if hasattr(model, "predict_proba"):
+        try:
+            return np.asarray(fixes.stacked_probabilities(call(model.predict_proba), applied))
+        except AttributeError:  # e.g. SVC(probability=False) exposes the attribute but refuses
+            pass
+    d = np.asarray(call(model.decision_function))
+    if d.ndim == 1:  # binary: skl2onnx's LinearSVC emits the score as a column, others emit [-d, d]
+        return d.reshape(-1, 1) if type(final).__name__ == "LinearSVC" else np.stack([-d, d], axis=1)
+    return d
 
 
 def _register_boosters(model: Any) -> None:
