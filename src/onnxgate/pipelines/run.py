@@ -307,7 +307,8 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     )
     if s.depth.localize and report.status == "failed":
         depth.localize_failure(report, target.proto, cases, policy=policy, reference=reference,
-                               fresh=conversion is not None, progress=progress, isolation=s.runtime.isolation())
+                               fresh=conversion is not None, progress=progress, isolation=s.runtime.isolation(),
+                               model_dir=Path(target.path).parent if target.path else None)
     if s.speed.benchmark or s.speed.optimize:
         _speed(report, reference, target.data, cases, references, target.output_names, policy, s, progress)
     return report
@@ -412,34 +413,31 @@ def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, di
                    references: dict[str, dict[str, np.ndarray]], reference_errors: dict[str, str], axes: dict[str, Any],
                    provider_names: list[str], run_settings: Any, policy: TolerancePolicy, sessions: "SessionCache",
                    reference: ReferenceRunner, progress: Any) -> dict[tuple[str, str], Any]:
-    """Every case on every (provider, optimisation level), compared with the original's outputs."""
+    """Every case on every (provider, optimisation level) through the one loop (judge/run_cases.py)."""
     from onnxgate.judge.degenerate import declared_mismatches
     from onnxgate.judge.report import Finding
+    from onnxgate.judge.run_cases import run_cases
+
+    signature: dict[str, None] = {}  # declared-vs-actual problems, once each
+
+    def explain(name: str, feeds: dict[str, np.ndarray], exc: RunError) -> str:
+        if name in axes and exc.kind == "run":
+            return axes[name].describe_failure(str(exc))
+        return batch_error(exc, target.info["inputs"], feeds, reference.feeds, reference_errors.get(name))
+
+    def check(case: Case, feeds: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
+        signature.update(dict.fromkeys(declared_mismatches(target.info["outputs"], got)))
+        frozen_output_problems(case.outputs, feeds, reference.feeds)
 
     placements: dict[tuple[str, str], Any] = {}  # (provider, optimization) -> session, for its placement
-    signature: dict[str, None] = {}  # declared-vs-actual problems, once each
     for provider, optimization in run_settings.runs(provider_names):
-        for case_name, feeds in cases:
-            case = Case(case_name, provider, optimization, {k: list(v.shape) for k, v in feeds.items()})
-            report.cases.append(case)
-            try:
-                with progress.step(f"running ONNX Runtime ({provider}, {optimization}) at {case_name}"):
-                    session = sessions.get(provider, optimization, run_settings.session_kwargs(provider))
-                    got = session.run(feeds)
-                case.providers_used = session.providers_used
-                placements.setdefault((provider, optimization), session)
-            except RunError as exc:
-                if case_name in axes:
-                    case.error = axes[case_name].describe_failure(str(exc))
-                else:
-                    case.error = batch_error(str(exc), target.info["inputs"], feeds, reference.feeds, reference_errors.get(case_name))
-                continue
-            signature.update(dict.fromkeys(declared_mismatches(target.info["outputs"], got)))
-            if case_name in reference_errors:
-                case.error = reference_errors[case_name]
-                continue
-            case.outputs = compare_outputs(references[case_name], got, policy=policy, output_names=target.output_names)
-            frozen_output_problems(case.outputs, feeds, reference.feeds)
+        runner = sessions.runner(provider, optimization, run_settings.session_kwargs(provider))
+        report.cases += run_cases(
+            runner, cases, references, policy=policy, output_names=target.output_names,
+            reference_errors=reference_errors, explain=explain, check=check, progress=progress,
+        )
+        if runner.loaded is not None:
+            placements[(provider, optimization)] = runner.loaded
     report.findings += [Finding("error", "signature", f"{p}: a consumer reading the declared signature would be misled")
                         for p in signature]
     notes = dict.fromkeys(f"output {o.name!r}: {o.shape_note}" for c in report.cases for o in c.outputs if o.shape_note)
@@ -479,6 +477,7 @@ def _speed(report: Report, reference: ReferenceRunner, data: bytes, cases: Any, 
     report.speed, report.variants = speed_and_variants(
         reference, data, cases, references, output_names,
         policy=policy, threads=s.speed.threads, optimize=s.speed.optimize, budget_s=s.speed.benchmark_seconds, progress=progress,
+        isolation=s.runtime.isolation(),
     )
 
 
@@ -493,6 +492,10 @@ class SessionCache:
     def __init__(self, target: OnnxTarget, isolation: Any):
         self.target, self.isolation = target, isolation
         self._sessions: dict[tuple[str, str, str], Any] = {}
+
+    def runner(self, provider: str, optimization: str, kwargs: dict[str, Any]) -> "_CachedRunner":
+        """A runner (``infer``) over the cached session: the loop's view of it."""
+        return _CachedRunner(self, provider, optimization, kwargs)
 
     def get(self, provider: str, optimization: str = "all", kwargs: dict[str, Any] | None = None) -> Any:
         from onnxgate.runtime import isolation as iso
@@ -512,6 +515,23 @@ class SessionCache:
         if isinstance(found, RunError):
             raise found
         return found
+
+
+class _CachedRunner:
+    """One (provider, level) of a :class:`SessionCache` as a runner: loads on first ``infer``."""
+
+    def __init__(self, cache: SessionCache, provider: str, optimization: str, kwargs: dict[str, Any]):
+        self.cache, self.provider, self.optimization, self.kwargs = cache, provider, optimization, kwargs
+        self.loaded: Any = None
+
+    @property
+    def providers_used(self) -> list[str]:
+        return self.loaded.providers_used if self.loaded is not None else []
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.cache.get(self.provider, self.optimization, self.kwargs)
+        self.loaded = session
+        return session.run(feeds)
 
 
 def _check_resources(proto: Any, model_path: str | None) -> None:

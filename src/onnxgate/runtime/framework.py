@@ -425,7 +425,7 @@ class ReferenceRunner:
         try:
             reply, out = self._worker.request(dict(header, handle=self._handle), frames, self.timeout)
         except WorkerDied as exc:
-            self._dead = _crash(exc.how, step, self.label, self.converter, self.timeout)
+            self._dead = _crash(exc, step, self.label, self.converter, self.timeout)
             self.close()
             raise self._dead from None
         if not reply.get("ok"):
@@ -504,15 +504,15 @@ class ReferenceRunner:
         self.close()
 
 
-def _crash(how: str, step: str, label: str, converter: str, timeout: float | None) -> FrameworkCrash:
+def _crash(died: Any, step: str, label: str, converter: str, timeout: float | None) -> FrameworkCrash:
     what = f"the original model {label}" if label else "the original model"
     who = "the framework worker" if converter == "framework" else converter
-    if how == "timeout":
+    how, kind = died.how, getattr(died, "kind", "crash")
+    if kind == "timeout":
         return FrameworkCrash(
             f"{who} did not finish {step} {what} within {timeout:g}s; its worker was killed",
             "raise --timeout if the model is just slow; a model file whose trees loop never finishes", kind="timeout",
         )
-    kind = "memory" if "SIGKILL" in how else "crash"
     return FrameworkCrash(
         f"{who} {how} while {step} {what}; onnxgate is unharmed and the worker was replaced",
         "the model file is corrupt or hostile, e.g. tree indices out of range: re-export it from the framework",
