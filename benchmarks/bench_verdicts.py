@@ -56,7 +56,7 @@ def measure(name, obj, x, tmp: Path):
     for o in [o for c in ok.cases if c.name == nominal and c.optimization == "all" for o in c.outputs if o.kind == "float"]:
         b = next(bo for c in broken.cases if c.name == nominal and c.optimization == "all" for bo in c.outputs if bo.name == o.name)
         ref_scale = abs(float((o.worst or {}).get("reference") or 0.0))
-        base = DEFAULT_ATOL + DEFAULT_RTOL * ref_scale
+        base = (o.atol or 0.0) + DEFAULT_RTOL * ref_scale  # the calibrated rule's eps term and rtol
         floor = o.noise_floor or 0.0
         need = (o.max_abs_error - base) / floor if floor else (0.0 if o.max_abs_error <= base else float("inf"))
         catch = ((b.max_abs_error or 0.0) - base) / floor if floor else float("inf")

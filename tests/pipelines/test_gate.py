@@ -239,7 +239,7 @@ def test_a_model_that_cannot_be_converted_is_an_error_and_the_others_still_run(c
     assert "ERROR   iris 1.0.0" in r.out and "PASSED  diabetes 1.0.0" in r.out
     s = suites(repo / "junit.xml")
     assert int(s["iris"].get("errors")) == 1 and int(s["diabetes"].get("failures")) == 0
-    assert step.read_text().startswith("earlier step\n## onnxgate gate: FAILED")
+    assert step.read_text().startswith("earlier step\n## onnxgate gate: ERROR")
 
 
 BAD_CONFIGS = [

@@ -34,10 +34,11 @@ class Floor:
     value: float
     method: str
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)  # nominal case's shape
+    scale: float = 0.0  # the output's largest finite |value| on the nominal case
 
     def as_dict(self) -> dict[str, Any]:
         top = float(self.elements.max()) if self.elements is not None and self.elements.size else self.value
-        return {"value": self.value, "max": top, "method": self.method}
+        return {"value": self.value, "max": top, "scale": self.scale, "method": self.method}
 
     def allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
         """Per-element floor for an output of ``shape``: the nominal's first rows, else the typical value."""
@@ -80,7 +81,7 @@ def noise_floors(
     for t in range(trials):
         moved = perturbed(feeds, seed + 1000 + t)
         if moved is None:
-            return {n: Floor(0.0, "not measurable: the model has no float inputs to perturb") for n in changes}
+            return {n: Floor(0.0, "not measurable: the model has no float inputs to perturb", None, _scale(reference[n])) for n in changes}
         out = infer(moved)
         for name in changes:
             a, b = np.asarray(reference[name], np.float64), np.asarray(out.get(name), np.float64)
@@ -90,15 +91,21 @@ def noise_floors(
                 diff = np.abs(a - b)
             changes[name].append(np.where(np.isfinite(diff), diff, 0.0))
     method = f"largest change over {trials} runs of the original on inputs moved by one float32 ulp, per value"
-    return {n: _floor(v, method) for n, v in changes.items()}
+    return {n: _floor(v, method, _scale(reference[n])) for n, v in changes.items()}
 
 
-def _floor(trials: list[np.ndarray], method: str) -> Floor:
+def _scale(value: Any) -> float:
+    x = np.asarray(value, np.float64)
+    x = np.abs(x[np.isfinite(x)])
+    return float(x.max()) if x.size else 0.0
+
+
+def _floor(trials: list[np.ndarray], method: str, scale: float) -> Floor:
     if not trials:
-        return Floor(0.0, method)
+        return Floor(0.0, method, None, scale)
     per_element = np.max(np.stack(trials), axis=0)
     typical = float(np.median(per_element)) if per_element.size else 0.0
-    return Floor(typical, method, np.maximum(per_element, typical))
+    return Floor(typical, method, np.maximum(per_element, typical), scale)
 
 
 def _is_float(value: Any) -> bool:

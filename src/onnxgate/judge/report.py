@@ -18,6 +18,13 @@ from onnxgate.judge.compare import OutputComparison
 
 SCHEMA = "onnxgate.report/1"
 
+# One verdict vocabulary for run, validate, gate and zoo verify (exit 1 for all but "passed"):
+#   passed   every check held
+#   failed   a check failed: parity, a provider, a signature, a stored output that differs
+#   error    something could not be checked: a case, a load, a download did not run
+#   vacuous  the check ran but proves nothing (degenerate reference, no test data)
+VERDICTS = ("passed", "failed", "error", "vacuous")
+
 
 @dataclass
 class Case:

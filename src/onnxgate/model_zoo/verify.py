@@ -46,6 +46,10 @@ LABELS = {
     "untested": "no test data",
 }
 
+# The zoo's detailed statuses on the shared verdicts (judge.report.VERDICTS).
+VERDICT_OF = {"passed": "passed", "mismatch": "failed", "unsupported": "error", "load_failed": "error",
+              "error": "error", "untested": "vacuous"}
+
 # ORT's wording when the model is valid but this runtime lacks what it needs.
 _UNSUPPORTED = re.compile(
     r"NOT_IMPLEMENTED|Could not find an implementation|is not a registered function/op|"
@@ -89,10 +93,16 @@ class ModelResult:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    @property
+    def verdict(self) -> str:
+        """The shared verdict (judge.report.VERDICTS); ``status`` keeps the zoo's finer reason."""
+        return VERDICT_OF[self.status]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "model_path": self.model_path,
+            "verdict": self.verdict,
             "status": self.status,
             "reason": self.reason,
             "sha256": self.sha256,

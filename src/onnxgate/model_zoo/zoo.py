@@ -94,7 +94,11 @@ class ZooReport:
 
     @property
     def status(self) -> str:
-        return "passed" if self.results and all(r.passed for r in self.results) else "failed"
+        """The shared verdict of the whole zoo: the worst of its models' (error > failed > vacuous > passed)."""
+        if not self.results:
+            return "error"
+        verdicts = {r.verdict for r in self.results}
+        return next((v for v in ("error", "failed", "vacuous") if v in verdicts), "passed")
 
     @property
     def passed(self) -> bool:

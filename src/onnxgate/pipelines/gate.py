@@ -442,7 +442,8 @@ class GateResult:
 
     @property
     def status(self) -> str:
-        return "passed" if all(o.status == "passed" for o in self.outcomes) else "failed"
+        statuses = {o.status for o in self.outcomes}  # the shared verdicts: the worst one wins
+        return next((v for v in ("error", "failed", "vacuous") if v in statuses), "passed")
 
     @property
     def exit_code(self) -> int:
@@ -465,7 +466,7 @@ class GateResult:
 
     def to_markdown(self) -> str:
         """A summary for $GITHUB_STEP_SUMMARY: one row per model, then the failures."""
-        icon = {"passed": "✅", "failed": "❌", "error": "⚠️"}
+        icon = {"passed": "✅", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
         scope = f"changed since `{self.changed_since}`" if self.changed_since else "all models"
         shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""
         lines = [f"## onnxgate gate: {self.status.upper()}", "",
