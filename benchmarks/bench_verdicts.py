@@ -49,20 +49,47 @@ def measure(name, obj, x, tmp: Path):
         ok = validate(obj, conv.model, sample=str(tmp / "x.npy"), reference=conv.reference)
         t_cal = time.perf_counter() - start
         broken = validate(obj, scaled(conv.model), sample=str(tmp / "x.npy"), reference=conv.reference)
+        exact = _per_element(conv, dict(conv.reference.feeds))
     finally:
         conv.reference.close()
     rows = []
     nominal = ok.cases[0].name
     for o in [o for c in ok.cases if c.name == nominal and c.optimization == "all" for o in c.outputs if o.kind == "float"]:
         b = next(bo for c in broken.cases if c.name == nominal and c.optimization == "all" for bo in c.outputs if bo.name == o.name)
-        ref_scale = abs(float((o.worst or {}).get("reference") or 0.0))
-        base = (o.atol or 0.0) + DEFAULT_RTOL * ref_scale  # the calibrated rule's eps term and rtol
-        floor = o.noise_floor or 0.0
-        need = (o.max_abs_error - base) / floor if floor else (0.0 if o.max_abs_error <= base else float("inf"))
-        catch = ((b.max_abs_error or 0.0) - base) / floor if floor else float("inf")
-        rows.append((name, o.name, floor, o.max_abs_error, b.max_abs_error, max(need, 0.0), catch,
+        need, catch = exact.get(o.name, (float("nan"), float("nan")))
+        rows.append((name, o.name, o.noise_floor or 0.0, o.max_abs_error, b.max_abs_error, need, catch,
                      ok.status, broken.status, plain.status, t_cal / t_plain))
     return rows
+
+
+def _per_element(conv, feeds):
+    """Per output: the K the correct model needs and the largest K that still catches the broken one,
+    element by element (the rule is per value: K * floor_i + rtol * |ref_i| + eps term)."""
+    import onnxruntime as ort
+
+    from onnxgate.judge.calibration import noise_floors
+    from onnxgate.judge.tolerances import EPS_MULTIPLE
+
+    names = [o.name for o in conv.model.graph.output]
+    ref = conv.reference.infer(feeds, names)
+    floors = noise_floors(lambda f: conv.reference.infer(f, names), feeds, ref)
+
+    def run(model):
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = {i.name: np.asarray(feeds[i.name]).astype(np.float32 if "float" in i.type else np.asarray(feeds[i.name]).dtype)
+                for i in sess.get_inputs()}
+        return dict(zip(names, sess.run(names, want)))
+
+    ok, bad = run(conv.model), run(scaled(conv.model))
+    out = {}
+    for n, fl in floors.items():
+        r = np.asarray(ref[n], np.float64).reshape(np.asarray(ok[n]).shape)
+        base = DEFAULT_RTOL * np.abs(r) + EPS_MULTIPLE * np.finfo(np.float32).eps * fl.scale
+        f = np.maximum(fl.allowance(r.shape), 1e-30)
+        need = float(np.max((np.abs(ok[n] - r) - base) / f))
+        catch = float(np.max((np.abs(bad[n] - r) - base) / f))
+        out[n] = (max(need, 0.0), catch)
+    return out
 
 
 def main() -> None:
