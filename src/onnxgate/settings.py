@@ -68,8 +68,6 @@ def _flag(f: dataclasses.Field) -> str:
 # -- value parsers ------------------------------------------------------------------------
 
 
-MAX_ATOL = 1e3  # an absolute tolerance past this accepts any float32-sized answer
-MAX_RTOL = 1.0  # 100% relative error: anything looser accepts a wrong sign
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: longer is a typo, and would overflow the OS timers
 MAX_THREADS = 1024
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence range used by the synthesiser
@@ -95,10 +93,13 @@ def _number(x: Any) -> float:
     return value
 
 
-def _at_most(limit: float, what: str) -> Callable[[Any], float]:
-    """A finite non-negative number no greater than ``limit``."""
+def _at_most(bound: str, what: str) -> Callable[[Any], float]:
+    """A finite non-negative number no greater than judge.tolerances' ``bound`` (read when parsing)."""
 
     def parse(x: Any) -> float:
+        from onnxgate.judge import tolerances
+
+        limit = getattr(tolerances, bound)
         value = _number(x)
         if value > limit:
             raise ValueError(f"{what} {x!r} is larger than the maximum {limit:g}, which would let a wrong model pass")
@@ -108,8 +109,8 @@ def _at_most(limit: float, what: str) -> Callable[[Any], float]:
     return parse
 
 
-_atol = _at_most(MAX_ATOL, "absolute tolerance")
-_rtol = _at_most(MAX_RTOL, "relative tolerance")
+_atol = _at_most("MAX_ATOL", "absolute tolerance")
+_rtol = _at_most("MAX_RTOL", "relative tolerance")
 
 
 def _int(x: Any) -> int:

@@ -59,6 +59,8 @@ DEFAULTS: dict[str, tuple[float, float, str]] = {
 }
 
 ERROR_STATS = ("max", "mean", "quantile:Q")
+MAX_ATOL = 1e3  # an absolute tolerance past this accepts any float32-sized answer
+MAX_RTOL = 1.0  # 100% relative error: anything looser accepts a wrong sign
 
 # The calibrated rule (judge/calibration.py): a float output value passes where
 #   |onnx - ref| <= K * floor + rtol * |ref| + EPS_MULTIPLE * eps * max|ref|
@@ -187,7 +189,6 @@ def parse_tol(items: Mapping[str, tuple[float, float]] | Iterable[str] | None) -
     """``["probabilities=1e-4:1e-3"]`` -> ``{"probabilities": (1e-4, 1e-3)}``."""
     if isinstance(items, Mapping):
         items = [f"{k}={a!r}:{r!r}" for k, (a, r) in items.items()]
-    from onnxgate.settings import MAX_ATOL, MAX_RTOL
 
     out: dict[str, tuple[float, float]] = {}
     for item in items or []:

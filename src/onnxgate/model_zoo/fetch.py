@@ -269,7 +269,7 @@ class Cache:
         return self.root / "sha256" / sha[:2] / sha
 
     def lock(self, sha: str) -> contextlib.AbstractContextManager[None]:
-        from onnxgate.model_zoo.manifest import locked
+        from onnxgate._io import locked
 
         return locked(self.root / "locks" / f"{sha}.lock")
 

@@ -19,7 +19,7 @@ import re
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from onnxgate._io import sha256_file, write_atomic
 from onnxgate.errors import ModelFileError, OnnxgateError
@@ -399,20 +399,6 @@ def validate_entry(entry: Any, where: str) -> None:
 # -- writing ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (``fcntl.flock``) held for the block; other processes wait."""
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def merge_entries(existing: list[dict], entries: list[dict]) -> list[dict]:
     """Replace entries with the same (model, model_path), keep the order, append new ones."""
     new = {(e["model"], e["model_path"]): e for e in entries}
@@ -434,6 +420,8 @@ def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
     manifest_path = Path(manifest_path)
     for i, e in enumerate(entries):
         validate_entry(e, f"new entry {i}")
+    from onnxgate._io import locked
+
     with locked(Path(str(manifest_path) + ".lock")):
         existing = read_manifest(manifest_path) if manifest_path.exists() else []
         write_atomic(manifest_path, dumps(merge_entries(existing, entries)))

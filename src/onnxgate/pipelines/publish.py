@@ -257,7 +257,8 @@ def _commit(reg: Path, build: Path, entry: dict[str, Any], *, name: str, version
     any step the next publish (or :func:`recover`) puts the registry back in step: the old
     version and the old manifest, or the new version and the new manifest, never a mix.
     """
-    from onnxgate.model_zoo.manifest import dumps, locked, merge_entries, read_manifest
+    from onnxgate._io import locked
+    from onnxgate.model_zoo.manifest import dumps, merge_entries, read_manifest
 
     manifest = manifest_of(reg)
     check_manifest_path(manifest)
@@ -311,7 +312,7 @@ def _finish(reg: Path) -> None:
 
 def recover(registry: str | Path) -> bool:
     """Put a registry whose publisher died mid-``--force`` back in step (under the manifest lock); True if it had to."""
-    from onnxgate.model_zoo.manifest import locked
+    from onnxgate._io import locked
 
     reg = Path(registry)
     with locked(Path(str(manifest_of(reg)) + ".lock")):

@@ -90,7 +90,7 @@ def load_source(source: Any, settings: Settings | None = None, *, specs: list[An
     conv_options["seed_given"] = s.inputs.seed is not None  # a converter may prefer stored examples otherwise
     conv_options["seed"] = DEFAULT_SEED if s.inputs.seed is None else s.inputs.seed
     runner = open_reference(
-        source, sample=s.inputs.sample, load=s.load, options=conv_options,
+        source, sample=s.inputs.sample, framework=s.load.framework, trust=s.load.trust(), options=conv_options,
         in_process=s.runtime.in_process, timeout=s.runtime.timeout,
     )
     if runner.feeds_error is not None:

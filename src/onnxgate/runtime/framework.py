@@ -204,7 +204,7 @@ class _Host:
 
     def time(self, handle: str, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str],
              threads: int, budget_s: float) -> list[dict[str, Any]]:
-        from onnxgate.diagnose.speed import matched_threads, time_calls
+        from onnxgate.runtime.timing import matched_threads, time_calls
 
         m = self.models[handle]
         rows = []
@@ -462,7 +462,7 @@ class ReferenceRunner:
 
     def time(self, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str], *,
              threads: int, budget_s: float) -> list[dict[str, Any]]:
-        """Latency of the original per batch, with its thread pools matched (diagnose.speed)."""
+        """Latency of the original per batch, with its thread pools matched (runtime.timing)."""
         if self._host is not None:
             return self._host.time(self._handle, batches, output_names, threads, budget_s)
         from onnxgate.runtime.isolation import _pack_arrays
@@ -524,32 +524,32 @@ def open_reference(
     source: Any,
     *,
     sample: Any = None,
-    load: Any = None,
+    framework: str | None = None,
+    trust: Any = None,
     options: dict[str, Any] | None = None,
     in_process: bool = False,
     timeout: float | None = None,
 ) -> ReferenceRunner:
     """Load ``source`` with its converter and build the shared inputs; see :class:`ReferenceRunner`.
 
-    ``load`` is a settings.LoadSettings; ``options`` the converter options
-    (``Settings.converter_options()``, with the seed resolved). Raises :class:`SampleError`
-    when the converter cannot synthesise inputs without a sample (the caller may fall back
-    to the ONNX file's signature).
+    ``framework`` names the converter (default: the one that accepts ``source``); ``trust``
+    is a trust.Trust; ``options`` the converter options (``Settings.converter_options()``,
+    with the seed resolved). A converter that cannot synthesise inputs without a sample
+    leaves ``runner.feeds_error`` (the caller may fall back to the ONNX file's signature).
     """
     from onnxgate.inputs.samples import Sample, load_sample
-    from onnxgate.settings import LoadSettings
+    from onnxgate.trust import Trust
 
-    load = load or LoadSettings()
-    trust = load.trust()
+    trust = trust or Trust()
     options = dict(options or {})
     label = repr(str(source)) if isinstance(source, (str, Path)) else ""
-    load_record = {"framework": load.framework, "trust": trust.as_dict() | {"types": list(trust.types)}}
+    load_record = {"framework": framework, "trust": trust.as_dict() | {"types": list(trust.types)}}
     if sample is not None and not isinstance(sample, Sample):
         sample = load_sample(sample)  # data only (no pickle): read here, so a bad sample fails before any model loads
     local = in_process or not isinstance(source, (str, Path))
     if local:
         host = _Host()
-        info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": load.framework, "trust": trust}, options)
+        info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": framework, "trust": trust}, options)
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
                                timeout=timeout, label=label, feeds_error=info.get("feeds_error"), audited=info.get("audited", []),
                                _handle=info["handle"], _host=host)

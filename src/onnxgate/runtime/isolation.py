@@ -325,8 +325,8 @@ def _worker_main() -> None:
 
 
 def _time_here(session: Any, feeds: dict[str, np.ndarray], header: dict[str, Any]) -> dict[str, Any]:
-    """Latency of ``session`` on ``feeds``, measured here in the worker (diagnose.speed.time_calls)."""
-    from onnxgate.diagnose.speed import ort_call, time_calls
+    """Latency of ``session`` on ``feeds``, measured here in the worker (runtime.timing.time_calls)."""
+    from onnxgate.runtime.timing import ort_call, time_calls
 
     timing = time_calls(ort_call(session, feeds), batch=int(header["batch"]), budget_s=float(header["budget_s"]))
     return timing.as_dict()
@@ -597,7 +597,7 @@ class IsolatedSession:
         return _unpack_arrays(reply, out)
 
     def time(self, feeds: dict[str, np.ndarray], *, batch: int, budget_s: float) -> dict[str, Any]:
-        """Latency on ``feeds`` measured in the worker: ``diagnose.speed.Timing.as_dict()``.
+        """Latency on ``feeds`` measured in the worker: ``runtime.timing.Timing.as_dict()``.
 
         The time limit grows by the timing budget (warm-up and the timed calls come on top of one run).
         """

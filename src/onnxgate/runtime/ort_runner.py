@@ -114,8 +114,8 @@ class OrtRunner:
         return session.run(feeds)
 
     def time(self, feeds: dict[str, np.ndarray], *, batch: int, budget_s: float) -> Any:
-        """Latency on ``feeds`` (``diagnose.speed.Timing``), measured where the session lives."""
-        from onnxgate.diagnose.speed import Timing, ort_call, time_calls
+        """Latency on ``feeds`` (``runtime.timing.Timing``), measured where the session lives."""
+        from onnxgate.runtime.timing import Timing, ort_call, time_calls
 
         session = self.session()
         if hasattr(session, "time"):  # a worker's session: timed there, the parent only waits
