@@ -304,6 +304,8 @@ def test_malicious_archive_in_a_manifest_fails_that_model(tmp_path, indexed):
     archive = _tar(site / "evil.tar.gz", [_file("m/model.onnx", b"x"), _link("m/test_data_set_0", "/etc")])
     good = next(e for e in read_manifest(indexed) if e["model"] == "vision/linear")
     shutil.copy(indexed.parent / good["metadata"]["model_with_data_path"], site / "linear.tar.gz")
+    (site / good["model_path"]).parent.mkdir(parents=True)  # zoo verify checks model_path too: serve it
+    shutil.copy(indexed.parent / good["model_path"], site / good["model_path"])
     entries = [
         {"model": "evil", "model_path": "m/model.onnx", "opset_version": 17,
          "metadata": {"model_sha": "0" * 64, "model_with_data_path": "evil.tar.gz",

@@ -243,12 +243,14 @@ def model_entry(
     extra: dict | None = None,
     version: str | None = None,
     archive: bool = True,
+    archive_dir: Path | None = None,
 ) -> dict:
     """One hub manifest entry for ``model_dir/model.onnx`` and its ``test_data_set_*/``.
 
     With ``archive`` (the default) it writes ``model_dir/<name>-<version>.tar.gz`` (version
     from ``version``, else ``extra["version"]``, else the directory name) holding the model
-    and its test data, and records its path, sha256 and size as ``model_with_data_*``.
+    and its test data, and records its path, sha256 and size as ``model_with_data_*``;
+    ``archive_dir`` puts the archive there instead of into ``model_dir``.
     Paths are relative to ``root``, in posix form, as the hub expects.
     """
     import onnx
@@ -274,7 +276,8 @@ def model_entry(
     }
     if archive:
         label = version or (extra or {}).get("version") or model_dir.name
-        archive_path = model_dir / f"{_safe_file_name(name)}-{_safe_file_name(str(label))}.tar.gz"
+        archive_path = (archive_dir or model_dir) / f"{_safe_file_name(name)}-{_safe_file_name(str(label))}.tar.gz"
+        archive_path.parent.mkdir(parents=True, exist_ok=True)
         write_archive(model_dir, archive_path, top=_safe_file_name(model_dir.name))
         metadata["model_with_data_path"] = _relative(archive_path, root)
         metadata["model_with_data_sha"] = sha256_file(archive_path)
@@ -303,10 +306,15 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def find_models(directory: Path) -> list[Path]:
-    """Model directories in zoo layout under ``directory``: every ``**/model.onnx``'s parent, sorted."""
+    """Model directories in zoo layout under ``directory``: every ``**/model.onnx``'s parent, sorted.
+
+    Hidden directories (``.onnxgate-staging/``, ``.onnxgate-aside/``, ``.git/``) are not entered:
+    a publish in progress or a swapped-out version is never a model of the zoo.
+    """
     directory = Path(directory)
     found = []
-    for here, _dirs, names in os.walk(directory, followlinks=False):  # a linked directory is not entered
+    for here, dirs, names in os.walk(directory, followlinks=False):  # a linked directory is not entered
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         if MODEL_FILE in names:
             p = Path(here) / MODEL_FILE
             if p.is_file() and not p.is_symlink():
@@ -428,7 +436,13 @@ def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
 
 
 def index_directory(directory: Path, *, output: Path | None = None, progress: Any = None) -> list[dict]:
-    """Entries for every zoo-layout model under ``directory``; paths relative to the manifest's directory."""
+    """Entries for every zoo-layout model under ``directory``; paths relative to the manifest's directory.
+
+    A directory whose manifest onnxgate's publish wrote keeps its entries as they are (names,
+    versions, tags, provenance), rebased onto the output's directory; see :func:`preserved_entries`.
+    Fresh archives go into the model directories only when the manifest goes into ``directory``
+    itself; otherwise under ``<output stem>-archives/`` beside it, so ``directory`` is not written.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ManifestError(f"{str(directory)!r} is not a directory", "pass a directory of */model.onnx + test_data_set_N/")
@@ -436,14 +450,83 @@ def index_directory(directory: Path, *, output: Path | None = None, progress: An
     models = find_models(directory)
     if not models:
         raise ManifestError(f"no */model.onnx under {str(directory)!r}", "a zoo directory holds NAME/model.onnx + NAME/test_data_set_N/")
+    published = published_entries(directory)
+    if published is not None:
+        return preserved_entries(directory, published, models, root)
+    outside = root.resolve() != directory.resolve()
     entries = []
     for model_dir in models:
         rel = model_dir.relative_to(directory).as_posix()
         name = model_dir.name if rel == "." else rel
         tags = [p for p in Path(rel).parts[:-1]] if rel != "." else []
-        if progress is not None:
-            with progress.step(f"indexing {name}"):
-                entries.append(model_entry(model_dir, name=name, root=root, tags=tags))
-        else:
-            entries.append(model_entry(model_dir, name=name, root=root, tags=tags))
+        archive_dir = root / f"{Path(output).stem}-archives" / directory.resolve().relative_to(root.resolve()) / rel if outside and output else None
+        step = progress.step(f"indexing {name}") if progress is not None else contextlib.nullcontext()
+        with step:
+            entries.append(model_entry(model_dir, name=name, root=root, tags=tags, archive_dir=archive_dir))
     return entries
+
+
+def published_entries(directory: Path) -> list[dict] | None:
+    """The entries of ``directory``'s manifest when onnxgate's publish wrote it (an entry has ``metadata.onnxgate``)."""
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    entries = read_manifest(path)
+    return entries if any("onnxgate" in e["metadata"] for e in entries) else None
+
+
+def preserved_entries(directory: Path, entries: list[dict], models: list[Path], root: Path) -> list[dict]:
+    """A publish manifest's entries, unchanged but for paths rebased onto ``root``; nothing is written.
+
+    Indexing must not lose what publish recorded, nor bless files that no longer match it: a
+    model directory the manifest does not list, or a listed file whose bytes changed, is refused.
+    """
+    manifest = Path(directory) / MANIFEST_NAME
+    listed = {(Path(directory) / e["model_path"]).parent.resolve() for e in entries if not _is_remote(e["model_path"])}
+    unlisted = [m for m in models if m.resolve() not in listed]
+    if unlisted:
+        raise ManifestError(
+            f"{str(manifest)!r} was written by onnxgate publish and does not list {str(unlisted[0])!r}",
+            "publish it with 'onnxgate run ... --publish DIR', or index a copy of DIR without that manifest",
+        )
+    out = []
+    for e in entries:
+        problems = _listed_file_problems(Path(directory), e)
+        if problems:
+            raise ManifestError(
+                f"{str(manifest)!r} was written by onnxgate publish and {problems[0]}",
+                "run 'onnxgate zoo verify DIR' and republish that version with --force",
+            )
+        out.append(_rebased(e, Path(directory), root))
+    return out
+
+
+def _is_remote(ref: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", ref)) or os.path.isabs(ref)
+
+
+def _listed_file_problems(directory: Path, entry: dict) -> list[str]:
+    from onnxgate.model_zoo.integrity import local_file_problems
+
+    meta = entry["metadata"]
+    named = [(entry["model_path"], meta.get("model_sha"), meta.get("model_bytes"))]
+    if meta.get("model_with_data_path"):
+        named.append((meta["model_with_data_path"], meta.get("model_with_data_sha"), meta.get("model_with_data_bytes")))
+    problems = []
+    for ref, sha, size in named:
+        if not _is_remote(ref):
+            problems += local_file_problems(directory / ref, ref, sha=sha, size=size)
+    return problems
+
+
+def _rebased(entry: dict, directory: Path, root: Path) -> dict:
+    """A copy of ``entry`` (same keys, same order) whose relative paths resolve from ``root`` instead of ``directory``."""
+    import copy
+
+    e = copy.deepcopy(entry)
+    if not _is_remote(e["model_path"]):
+        e["model_path"] = _relative(directory / e["model_path"], root)
+    meta = e["metadata"]
+    if meta.get("model_with_data_path") and not _is_remote(meta["model_with_data_path"]):
+        meta["model_with_data_path"] = _relative(directory / meta["model_with_data_path"], root)
+    return e

@@ -6,8 +6,11 @@ Per model the verdict is one of:
 * ``mismatch`` -- ONNX Runtime ran the model but some output differs;
 * ``unsupported`` -- ONNX Runtime cannot load or run it (unknown op, opset, IR version);
   ORT's reason is kept, and this is not a numeric mismatch;
-* ``load_failed`` -- it could not be fetched, its checksum is wrong, ``onnx.checker``
-  refuses it, or ORT fails to load it for another reason;
+* ``tampered`` -- a file the manifest names (``model_path``, the archive, the model in
+  the archive, or loose test data beside ``model_path``) is not what its checksum says;
+  the reason names the file, and nothing is run;
+* ``load_failed`` -- it could not be fetched, ``onnx.checker`` refuses it, or ORT fails
+  to load it for another reason;
 * ``error`` -- a data set could not be read or run, or a worker process crashed;
 * ``untested`` -- the manifest has no test data for it: nothing was verified.
 
@@ -36,10 +39,11 @@ from onnxgate.runtime.runner import RunError
 
 ZOO_ATOL = 1e-7  # onnx/backend/test/runner: np.testing.assert_allclose(rtol=1e-3, atol=1e-7)
 ZOO_RTOL = 1e-3
-STATUSES = ("passed", "mismatch", "unsupported", "load_failed", "error", "untested")
+STATUSES = ("passed", "mismatch", "tampered", "unsupported", "load_failed", "error", "untested")
 LABELS = {
     "passed": "passed",
     "mismatch": "mismatch",
+    "tampered": "tampered",
     "unsupported": "unsupported",
     "load_failed": "failed to load",
     "error": "error",
@@ -47,7 +51,7 @@ LABELS = {
 }
 
 # The zoo's detailed statuses on the shared verdicts (judge.report.VERDICTS).
-VERDICT_OF = {"passed": "passed", "mismatch": "failed", "unsupported": "error", "load_failed": "error",
+VERDICT_OF = {"passed": "passed", "mismatch": "failed", "tampered": "failed", "unsupported": "error", "load_failed": "error",
               "error": "error", "untested": "vacuous"}
 
 # ORT's wording when the model is valid but this runtime lacks what it needs.
@@ -339,7 +343,7 @@ def verify_task(task: Task) -> ModelResult:
     worker (model_zoo/pool.py), which already fails alone and is bounded by ``--timeout``
     as a whole (fetch and checker included), or this process with ``--in-process``.
     """
-    from onnxgate.model_zoo.fetch import Cache, FetchError, resolve
+    from onnxgate.model_zoo.fetch import Cache, ChecksumError, FetchError, resolve
 
     isolation = task.isolation or IsolationPolicy(in_process=True)
     entry, meta = task.entry, task.entry.get("metadata", {})
@@ -362,6 +366,9 @@ def verify_task(task: Task) -> ModelResult:
     kwargs = {k: v for k, v in (("retries", task.retries), ("backoff", task.backoff), ("deadline", task.fetch_timeout)) if v is not None}
     cache = Cache(Path(task.cache), **kwargs)  # type: ignore[arg-type]
     try:
+        problems = _source_problems(task.manifest, meta, model_path)
+        if problems:
+            return failed("tampered", "; ".join(problems))
         if meta.get("model_with_data_path"):
             sha = meta.get("model_with_data_sha")
             if not sha:
@@ -370,12 +377,19 @@ def verify_task(task: Task) -> ModelResult:
             tree = cache.extract(got.path, sha)
             model_file = find_model_file(tree, meta.get("model_sha"))
             data_dirs = data_dirs_of(model_file)
+            if meta.get("model_sha") and not _is_local(task.manifest):  # the file a hub client downloads
+                cache.fetch(resolve(task.manifest, model_path), sha256=meta["model_sha"], size=meta.get("model_bytes"))
+            problems = _archive_problems(task.manifest, meta, model_path, model_file)
+            if problems:
+                return failed("tampered", "; ".join(problems), got.hit)
         else:
             sha = meta.get("model_sha")
             if not sha:
                 return failed("load_failed", "the manifest gives no model_sha: the download cannot be checked")
             got = cache.fetch(resolve(task.manifest, model_path), sha256=sha, size=meta.get("model_bytes"))
             model_file, data_dirs = got.path, []
+    except ChecksumError as exc:
+        return failed("tampered", exc.message)
     except FetchError as exc:
         return failed("load_failed", exc.message)
     except OnnxgateError as exc:
@@ -387,3 +401,41 @@ def verify_task(task: Task) -> ModelResult:
     result.cache_hit = got.hit
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _is_local(manifest: str) -> bool:
+    from onnxgate.model_zoo.fetch import is_url
+
+    return not is_url(manifest) or manifest.lower().startswith("file://")
+
+
+def _source_problems(manifest: str, meta: dict, model_path: str) -> list[str]:
+    """A local registry's ``model_path`` and archive, hashed where they lie (a cache hit proves nothing about them)."""
+    from onnxgate.model_zoo.fetch import is_url, local_path, resolve
+    from onnxgate.model_zoo.integrity import local_file_problems
+
+    if not _is_local(manifest):
+        return []
+    problems = []
+    named = [(model_path, meta.get("model_sha"), meta.get("model_bytes"))]
+    if meta.get("model_with_data_path"):
+        named.append((meta["model_with_data_path"], meta.get("model_with_data_sha"), meta.get("model_with_data_bytes")))
+    for ref, sha, size in named:
+        where = resolve(manifest, ref)
+        if is_url(where) and not where.lower().startswith("file://"):
+            continue  # an http(s) URL in a local manifest: the cache fetch checks it
+        problems += local_file_problems(local_path(where), ref, sha=sha, size=size)
+    return problems
+
+
+def _archive_problems(manifest: str, meta: dict, model_path: str, model_file: Path) -> list[str]:
+    """The archive's model is the manifest's; a local registry's loose test data is the archive's."""
+    from onnxgate.model_zoo.fetch import local_path, resolve
+    from onnxgate.model_zoo.integrity import archive_model_problems, loose_data_problems
+
+    archive = meta["model_with_data_path"]
+    problems = archive_model_problems(model_file, archive, sha=meta.get("model_sha"))
+    if _is_local(manifest):
+        loose_dir = local_path(resolve(manifest, model_path)).parent
+        problems += loose_data_problems(loose_dir, model_file.parent, Path(model_path).parent.as_posix())
+    return problems

@@ -6,6 +6,7 @@ to the exit code: 0 all passed, 1 any model did not pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -140,9 +141,9 @@ class ZooReport:
         for r in self.results:
             body = ""
             detail = escape(json_text(r.as_dict(), indent=1))
-            if r.status == "mismatch":
+            if r.status in ("mismatch", "tampered"):
                 failures += 1
-                body = f"<failure message={quoteattr(r.reason or 'mismatch')} type=\"mismatch\">{detail}</failure>"
+                body = f"<failure message={quoteattr(r.reason or r.status)} type={quoteattr(r.status)}>{detail}</failure>"
             elif r.status != "passed":
                 errors += 1
                 body = f"<error message={quoteattr(r.reason or r.status)} type={quoteattr(r.status)}>{detail}</error>"
@@ -266,9 +267,14 @@ def fetch_zoo(
 
 
 def index_zoo(directory: str | Path, output: str | Path, *, progress: Any = None) -> list[dict]:
-    """Write ``output`` (an ONNX hub manifest) for every zoo-layout model under ``directory``."""
+    """Write ``output`` (an ONNX hub manifest) for every zoo-layout model under ``directory``.
+
+    On a registry onnxgate published, the entries are kept without loss (indexing it into its
+    own manifest rewrites the same bytes); ``directory`` is written only when ``output`` is
+    its own manifest.
+    """
     from onnxgate._io import check_output_path, write_atomic
-    from onnxgate.model_zoo.manifest import dumps, index_directory
+    from onnxgate.model_zoo.manifest import dumps, index_directory, locked
 
     out = check_output_path(output, "manifest")
     assert out is not None
@@ -278,6 +284,8 @@ def index_zoo(directory: str | Path, output: str | Path, *, progress: Any = None
         raise ManifestError(
             f"the manifest {str(out)!r} must sit at or above {str(directory)!r}", "model_path entries are relative to the manifest"
         ) from None
-    entries = index_directory(Path(directory), output=out, progress=progress)
-    write_atomic(out, dumps(entries))
+    own = out.resolve() == (Path(directory) / MANIFEST_NAME).resolve()
+    with locked(Path(str(out) + ".lock")) if own else contextlib.nullcontext():  # the lock publish takes
+        entries = index_directory(Path(directory), output=out, progress=progress)
+        write_atomic(out, dumps(entries))
     return entries
