@@ -379,9 +379,11 @@ def audit_xgboost_json(model: Any, what: str) -> None:
         return  # not the layout audited here (e.g. gblinear, dart): xgboost's own parser decides
     for t, tree in enumerate(trees):
         where = f"{what} trees[{t}]"
-        left = np.asarray(tree.get("left_children", []), dtype=np.int64)
-        right = np.asarray(tree.get("right_children", []), dtype=np.int64)
-        split = np.asarray(tree.get("split_indices", []), dtype=np.int64)
+        if not isinstance(tree, dict):
+            raise _fail(where, "is not a JSON object")
+        left = _int_array(f"{where}.left_children", tree.get("left_children", []))
+        right = _int_array(f"{where}.right_children", tree.get("right_children", []))
+        split = _int_array(f"{where}.split_indices", tree.get("split_indices", []))
         n = len(left)
         for key in ("right_children", "split_indices", "split_conditions", "parents", "default_left"):
             if key in tree and len(tree[key]) != n:
@@ -398,9 +400,27 @@ def audit_xgboost_json(model: Any, what: str) -> None:
         _ints_in(f"{where}.split_indices", split, 0, max(n_features, 1), internal)
 
 
+def _int_array(where: str, value: Any) -> np.ndarray:
+    """A JSON list of integers, or a refusal naming the field (a string or a float is not an index)."""
+    try:
+        arr = np.asarray(value)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise ValueError
+        return arr.astype(np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise _fail(where, "is not a list of integers") from None
+
+
 def audit_lightgbm_text(text: str, what: str) -> None:
     """A lightgbm text model: per tree, child indices in range (leaves are ~index) and
-    split features within ``max_feature_idx``."""
+    split features within ``max_feature_idx``; a field that does not parse is refused."""
+    try:
+        _audit_lightgbm_lines(text, what)
+    except (ValueError, OverflowError) as exc:
+        raise _fail(what, f"has a field that does not parse ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _audit_lightgbm_lines(text: str, what: str) -> None:
     max_feature = None
     tree, fields = None, {}
     for line in text.splitlines() + ["Tree=end"]:
