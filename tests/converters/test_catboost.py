@@ -105,3 +105,19 @@ def test_double_is_refused(models):
 
     with pytest.raises(UnsupportedModelError, match="float32 features only"):
         convert(str(models["root"] / "regressor.cbm"), None, in_process=True, double=True)
+
+
+def test_joblib_needs_trust_and_the_framework(models, tmp_path):
+    import joblib
+
+    from onnxgate.errors import SourceError, UntrustedSourceError
+    from onnxgate.pipelines.run import convert
+
+    path = tmp_path / "classifier.joblib"
+    joblib.dump(models["classifier"], path)
+    with pytest.raises(SourceError, match="--framework catboost"):  # the sklearn converter claims .joblib
+        convert(str(path), None, in_process=True, trust_pickle=True)
+    with pytest.raises(UntrustedSourceError):
+        convert(str(path), None, in_process=True, framework="catboost")
+    report, _ = _run(str(path), framework="catboost", trust_pickle=True)
+    assert report.status == "passed", report.to_markdown()

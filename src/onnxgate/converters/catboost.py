@@ -27,6 +27,7 @@ from onnxgate.errors import OutputMismatchError, SampleError, SourceError, Unsup
 from onnxgate.trust import Trust
 
 SUFFIXES = (".cbm",)
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 INPUT = "features"
 INSTALL_HINT = "pip install 'onnxgate[catboost]'"
 
@@ -50,8 +51,11 @@ class CatBoostConverter(Converter):
 
     def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> Any:
         if not isinstance(source, (str, Path)):
-            return _check_fitted(source)
-        return _load_cbm(Path(source))
+            return _check_fitted(_check_catboost(source, "the object"))
+        path = Path(source)
+        if path.suffix.lower() in PICKLE_SUFFIXES:  # only with --framework catboost (the sklearn converter claims these)
+            return _check_fitted(_load_pickle(path, trust))
+        return _load_cbm(path)
 
     def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         if len(sample.arrays) != 1:
@@ -108,6 +112,24 @@ def _check_fitted(model: Any) -> Any:
     if not model.is_fitted():
         raise SourceError(f"the {type(model).__name__} is not fitted", "call fit() before converting")
     return model
+
+
+def _check_catboost(model: Any, what: str) -> Any:
+    if (type(model).__module__ or "").split(".")[0] != "catboost" or not hasattr(model, "save_model"):
+        raise SourceError(f"{what} holds a {type(model).__name__}, not a CatBoost model", "pass a CatBoost model or its .cbm file")
+    return model
+
+
+def _load_pickle(path: Path, trust: Trust) -> Any:
+    """A joblib/pickle file, only with --trust-pickle; .cbm needs no trust."""
+    import joblib
+
+    from onnxgate.trust import require_pickle
+
+    require_pickle(trust, repr(str(path)), alternative="save the model with model.save_model('model.cbm') instead")
+    if not path.is_file():
+        raise SourceError(f"source {str(path)!r} does not exist", "check the path")
+    return _check_catboost(joblib.load(path), repr(str(path)))
 
 
 def _load_cbm(path: Path) -> Any:

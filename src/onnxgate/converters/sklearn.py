@@ -65,6 +65,11 @@ class SklearnConverter(Converter):
 
             require_pickle(trust, repr(str(path)), alternative="save the model with skops.io.dump instead")
             model = _load_pickle(path)
+        if (type(model).__module__ or "").split(".")[0] == "catboost":
+            raise SourceError(
+                f"{str(path)!r} holds a CatBoost {type(model).__name__}; the sklearn converter cannot export it",
+                "pass --framework catboost, or save it with model.save_model('model.cbm')",
+            )
         if not hasattr(model, "get_params"):
             raise SourceError(
                 f"{str(path)!r} holds a {type(model).__name__}, not a scikit-learn estimator",
