@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("convert", help="convert a model to ONNX")
+    p = sub.add_parser(
+        "convert", help="convert a model to ONNX",
+        description="Convert SOURCE to ONNX at the requested --opset (or note why not), lower the IR version for "
+        "--target-ort, and write OUT.onnx only after onnx.checker and an ONNX Runtime load accept it. Exit 0 written, "
+        "1 the converted model failed the checker or the load (nothing written), 2 bad input or flags.",
+    )
     p.add_argument("source", help="model file (.skops, .joblib, .pt2, .keras, SavedModel dir) or module:callable")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     _add_settings(p, "convert")
@@ -121,6 +126,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     result = convert(args.source, args.output, _settings(args), progress=_progress(args))
     result.reference.close()
+    for note in result.conversion.notes:
+        if note.startswith(("opset:", "--target-ort")):
+            print(f"note: {note}", file=sys.stderr)
     print(f"wrote {result.output} ({result.conversion.converter}, {result.seconds:.2f}s)")
     return EXIT_OK
 

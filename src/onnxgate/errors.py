@@ -79,3 +79,12 @@ class FrameworkMissingError(PluginError):
 
 class ContractError(PluginError):
     """A converter plugin's class does not follow the ``Converter`` contract."""
+
+
+class InvalidModelError(ConversionError):
+    """The converted model fails ``onnx.checker`` or ONNX Runtime's loader, so it is not written.
+
+    Exit 1, like any failed check: the input was acceptable, the result is not.
+    """
+
+    exit_code = 1

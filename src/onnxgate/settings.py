@@ -336,7 +336,7 @@ class DepthSettings:
 class StaticSettings:
     """Checks on the ONNX file itself."""
 
-    target_ort: str | None = option(None, "also check opset/IR version against this ONNX Runtime release", metavar="VERSION", parse=_text, example="1.17", commands=("validate", "run"))
+    target_ort: str | None = option(None, "write for (convert/run: lower the IR version, convert the opset) and check opset/IR version against this ONNX Runtime release", metavar="VERSION", parse=_text, example="1.17")
     mobile_check: bool = option(False, "summarise ORT's NNAPI/CoreML usability checker in the report", kind="flag", example=True, commands=("validate", "run"))
 
     def __post_init__(self) -> None:

@@ -326,6 +326,26 @@ def test_opset_is_honoured(cli, zoo, tmp_path):
     assert {(i.domain, i.version) for i in onnx.load(out).opset_import if i.domain in ("", "ai.onnx")} == {("", 18)}
 
 
+def test_opset_below_the_dynamo_floor_is_converted_or_noted(cli, zoo, tmp_path):
+    """The dynamo exporter writes opset 18 at the least: 17 is reached by onnx's version converter, or the notes say why not."""
+    out = tmp_path / "m.onnx"
+    result = cli("-q", "convert", zoo / "dyn.pt2", "-o", out, "--sample", zoo / "x.npy", "--opset", "17")
+    assert result.code == 0, result.err
+    (opset,) = [i.version for i in onnx.load(out).opset_import if i.domain in ("", "ai.onnx")]
+    assert opset == 17 or "not the requested 17" in result.err, (opset, result.err)
+
+
+def test_opset_above_the_exporters_maximum_is_a_user_error(cli, zoo, tmp_path):
+    from onnxgate.converters.torch import exporter_max_opset
+
+    too_new = exporter_max_opset() + 1
+    if too_new > onnx.defs.onnx_opset_version():
+        pytest.skip("the installed onnx is not newer than the exporter's maximum")
+    out = tmp_path / "m.onnx"
+    assert_user_error(cli("convert", zoo / "dyn.pt2", "-o", out, "--sample", zoo / "x.npy", "--opset", str(too_new)), "torch.onnx.export")
+    assert not out.exists()
+
+
 # -- bad inputs: exit 2, one line ---------------------------------------------------------
 
 

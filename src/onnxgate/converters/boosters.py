@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
+from onnxgate.converters.opsets import check_requested, skl2onnx_max_opset
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
 from onnxgate.errors import OutputMismatchError, SampleError, SourceError, UnsupportedModelError
@@ -107,6 +108,7 @@ class _BoosterConverter(Converter):
         import onnxmltools
         from onnxmltools.convert.common.data_types import DoubleTensorType, FloatTensorType
 
+        check_requested(opset, skl2onnx_max_opset(), f"onnxmltools {onnxmltools.__version__}")
         x = feeds["X"]
         tensor = DoubleTensorType if x.dtype == np.float64 else FloatTensorType
         try:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters import _tf
+from onnxgate.converters.opsets import check_requested
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, OutputMismatchError, SourceError, UnsupportedModelError, UntrustedSourceError
@@ -85,6 +86,7 @@ class KerasConverter(Converter):
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model: KerasModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         tf2onnx = _tf.import_tf2onnx()
+        check_requested(opset, _tf.default_opset(), "tf2onnx")
         opset = opset or _tf.default_opset()
         inputs_note = "inputs: " + ", ".join(s.describe() for s in model.inputs)
         try:

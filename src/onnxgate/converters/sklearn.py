@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions, one_line as _one_line
+from onnxgate.converters.opsets import check_requested, skl2onnx_max_opset
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
@@ -64,6 +65,11 @@ class SklearnConverter(Converter):
 
             require_pickle(trust, repr(str(path)), alternative="save the model with skops.io.dump instead")
             model = _load_pickle(path)
+        if (type(model).__module__ or "").split(".")[0] == "catboost":
+            raise SourceError(
+                f"{str(path)!r} holds a CatBoost {type(model).__name__}; the sklearn converter cannot export it",
+                "pass --framework catboost, or save it with model.save_model('model.cbm')",
+            )
         if not hasattr(model, "get_params"):
             raise SourceError(
                 f"{str(path)!r} holds a {type(model).__name__}, not a scikit-learn estimator",
@@ -138,6 +144,7 @@ class SklearnConverter(Converter):
         for name, arr in feeds.items():
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
             initial.append((name, tensor_type([None, arr.shape[1]])))
+        check_requested(opset, skl2onnx_max_opset(), f"skl2onnx {skl2onnx.__version__}")
         opset = opset or default_opset()
         applied = Applied()
         source = fixes.conversion_copy(model, applied)

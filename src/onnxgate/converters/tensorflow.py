@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate.converters import _tf
+from onnxgate.converters.opsets import check_requested
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.trust import Trust
 from onnxgate.errors import OutputMismatchError, SourceError, UnsupportedModelError
@@ -103,6 +104,7 @@ class TensorflowConverter(Converter):
         from tf2onnx import tf_loader
         from tf2onnx.convert import _convert_common
 
+        check_requested(opset, _tf.default_opset(), "tf2onnx")
         opset = opset or _tf.default_opset()
         func = model.function
         graph_inputs = [t.name for t in func.inputs if t.dtype != tf.dtypes.resource]

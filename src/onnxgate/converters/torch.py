@@ -34,6 +34,7 @@ import numpy as np
 
 from onnxgate._util import installed_versions
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.opsets import check_requested
 from onnxgate.trust import Trust
 from onnxgate.errors import (
     FrameworkMissingError,
@@ -154,6 +155,7 @@ class TorchConverter(Converter):
 
         static = self.settings(options).static
         requested = opset
+        check_requested(requested, exporter_max_opset(), f"torch.onnx.export (torch {torch.__version__})")
         opset = opset or default_opset()
         args = _tensors(model, feeds)
         out_names = _output_names(model, args)
@@ -566,6 +568,14 @@ def default_opset() -> int:
     from torch.onnx import _constants
 
     return min(int(_constants.ONNX_MAX_OPSET), int(onnx.defs.onnx_opset_version()), _ort_max_opset())
+
+
+def exporter_max_opset() -> int:
+    """The newest opset the dynamo exporter writes with the installed onnx."""
+    import onnx
+    from torch.onnx import _constants
+
+    return min(int(_constants.ONNX_MAX_OPSET), int(onnx.defs.onnx_opset_version()))
 
 
 def _ort_max_opset() -> int:

@@ -120,9 +120,33 @@ def convert(source: Any, output: str | Path | None = None, settings: Settings | 
         reference.close()
         raise
     conversion = Conversion(model, info["converter"], list(info["notes"]))
+    try:
+        conversion.model = _finish(conversion, s, check=out is not None)
+    except BaseException:
+        reference.close()
+        raise
     if out is not None:
-        write_atomic(out, model.SerializeToString())
+        write_atomic(out, conversion.model.SerializeToString())
     return ConvertResult(reference, conversion, out, float(info["seconds"]))
+
+
+def _finish(conversion: Conversion, s: Settings, *, check: bool) -> Any:
+    """The requested opset and the --target-ort IR version, noted; with ``check``, refuse an invalid model.
+
+    Without ``check`` (``run``), an unmet --target-ort is a note here and a finding in validation.
+    """
+    from onnxgate.pipelines import finish
+
+    target = finish.target_limits(s.static.target_ort)
+    wanted = finish.wanted_opset(conversion.model, s.convert.opset, target)
+    model = finish.match_opset(conversion.model, wanted, conversion.converter, conversion.notes)
+    problems = finish.lower_ir_version(model, target, conversion.notes)
+    if problems and check:
+        raise finish.target_problems_error(problems, s.static.target_ort or "")
+    conversion.notes += [f"--target-ort {s.static.target_ort} not met: {p}" for p in problems]
+    if check:
+        finish.check_before_write(model, model.SerializeToString(), s.runtime.isolation())
+    return model
 
 
 def _versions(framework_versions: dict[str, str]) -> dict[str, str]:
