@@ -23,7 +23,9 @@ def keras_apps(quick: bool):
         ("DenseNet121", lambda: keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3)), 64),
         ("MobileNetV3Small", lambda: keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3)), 64),
         ("Xception", lambda: keras.applications.Xception(weights=None, input_shape=(71, 71, 3)), 71),
-        ("VGG16", lambda: keras.applications.VGG16(weights=None, input_shape=(32, 32, 3)), 32),
+        # VGG16 (no BatchNorm) at random init answers nearly the same on every input: a 1% weight
+        # change moves it by 3e-8, below any floor -- a detection limit, measured; MobileNet v1 instead
+        ("MobileNet", lambda: keras.applications.MobileNet(weights=None, input_shape=(64, 64, 3), alpha=0.5), 64),
     ]
     for name, build, side in apps[:3] if quick else apps:
         keras.utils.set_random_seed(0)
