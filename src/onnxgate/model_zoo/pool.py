@@ -1,5 +1,8 @@
 """Run verification tasks in N worker processes; a worker that dies fails only its model.
 
+The pipes carry JSON (``send_bytes``/``recv_bytes``), never pickle, like the ORT and framework
+workers: a worker whose memory a hostile model corrupted cannot make the parent run code.
+
 ``concurrent.futures.ProcessPoolExecutor`` marks the whole pool broken when one worker
 segfaults, so this keeps its own small pool: one pipe per worker, the parent waits on
 the pipes and the process sentinels together, and a dead worker's model is reported
@@ -8,6 +11,7 @@ as an error with its exit signal while a fresh worker takes its place.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -21,21 +25,21 @@ HANG_ENV = "ONNXGATE_ZOO_HANG_MODEL"  # fault injection for the timeout test: a 
 
 
 def _worker(conn: Connection) -> None:
-    from onnxgate.model_zoo.verify import verify_task
+    from onnxgate.model_zoo.verify import task_from_dict, verify_task
 
     while True:
         try:
-            item = conn.recv()
-        except EOFError:
+            item = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
             return
         if item is None:
             return
-        index, task = item
+        index, task = item[0], task_from_dict(item[1])
         if os.environ.get(CRASH_ENV) and task.entry.get("model") == os.environ[CRASH_ENV]:
             os.kill(os.getpid(), signal.SIGSEGV)
         if os.environ.get(HANG_ENV) and task.entry.get("model") == os.environ[HANG_ENV]:
             signal.pause()
-        conn.send((index, verify_task(task)))
+        conn.send_bytes(json.dumps([index, verify_task(task).as_dict()]).encode())
 
 
 @dataclass
@@ -92,8 +96,8 @@ def run_pool(
                     got = None
                     try:
                         if slot.conn.poll():
-                            got = slot.conn.recv()
-                    except (EOFError, OSError):
+                            got = _result(slot.conn.recv_bytes())
+                    except (EOFError, OSError, ValueError, KeyError, TypeError):
                         got = None
                     if got is not None:
                         slot.busy = None
@@ -112,7 +116,7 @@ def run_pool(
     finally:
         for slot in slots:
             try:
-                slot.conn.send(None)
+                slot.conn.send_bytes(b"null")
             except (OSError, BrokenPipeError):
                 pass
         for slot in slots:
@@ -126,4 +130,14 @@ def _feed(slot: _Slot, pending: Any) -> None:
     slot.busy = item
     slot.since = time.monotonic()
     if item is not None:
-        slot.conn.send(item)
+        from onnxgate.model_zoo.verify import task_to_dict
+
+        slot.conn.send_bytes(json.dumps([item[0], task_to_dict(item[1])]).encode())
+
+
+def _result(raw: bytes) -> tuple[int, Any]:
+    """A worker's reply: JSON only (a malformed one is treated like a dead worker)."""
+    from onnxgate.model_zoo.verify import ModelResult
+
+    index, result = json.loads(raw)
+    return int(index), ModelResult.from_dict(result)

@@ -20,6 +20,8 @@ overridden per model by ``metadata.tolerances`` in the manifest.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import time
 from dataclasses import dataclass, field
@@ -116,6 +118,14 @@ class ModelResult:
             "seconds": round(self.seconds, 4),
             "data_sets": [d.as_dict() for d in self.data_sets],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelResult":
+        """The inverse of :meth:`as_dict` (how a result crosses the zoo pool's pickle-free pipe)."""
+        sets = [DataSetResult(s["name"], [OutputComparison(**o) for o in s.get("outputs", [])], s.get("error"))
+                for s in d.get("data_sets", [])]
+        return cls(d["name"], d["model_path"], d["status"], d.get("reason"), d.get("sha256"), d.get("tolerances") or {},
+                   sets, d.get("cache_hit"), d.get("local_path"), float(d.get("seconds") or 0.0))
 
 
 
@@ -324,7 +334,7 @@ def data_dirs_of(model_file: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Task:
-    """Everything a worker needs for one model: plain data, so it pickles."""
+    """Everything a worker needs for one model: plain data, sent as JSON (:meth:`as_dict`)."""
 
     entry: dict
     manifest: str | None  # location the entry's paths resolve against; None for a local directory
@@ -334,6 +344,17 @@ class Task:
     backoff: float | None = None
     fetch_timeout: float | None = None  # the download deadline (fetch.DEADLINE_S when None)
     isolation: IsolationPolicy | None = None  # where ONNX Runtime runs; None: in the process running the task
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    d = dataclasses.asdict(task)
+    d["isolation"] = task.isolation.as_dict() if task.isolation is not None else None
+    return d
+
+
+def task_from_dict(d: dict[str, Any]) -> Task:
+    iso = d.get("isolation")
+    return Task(**{**d, "isolation": IsolationPolicy(**iso) if iso else None})
 
 
 def verify_task(task: Task) -> ModelResult:

@@ -273,8 +273,8 @@ def index_zoo(directory: str | Path, output: str | Path, *, progress: Any = None
     own manifest rewrites the same bytes); ``directory`` is written only when ``output`` is
     its own manifest.
     """
-    from onnxgate._io import check_output_path, write_atomic
-    from onnxgate.model_zoo.manifest import dumps, index_directory, locked
+    from onnxgate._io import check_output_path, locked, write_atomic
+    from onnxgate.model_zoo.manifest import dumps, index_directory
 
     out = check_output_path(output, "manifest")
     assert out is not None
