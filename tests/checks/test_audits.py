@@ -68,8 +68,8 @@ def test_loads_with_no_flag_and_passes_run(name, models):
     assert all(r["instances"] > 0 and r["grounds"] for r in records), records
     if name in cat.CONVERTER_GAPS:
         pytest.skip(f"loads audited; conversion: {cat.CONVERTER_GAPS[name]}")
-    report, _ = run(str(path), sample=str(models["sample"]), in_process=True)
-    assert report.status == "passed", name
+    report, _ = run(str(path), sample=str(models["sample"]), in_process=True, accept_vacuous=True)  # see the catalogue test
+    assert report.status == "passed", (name, report.failures())
     assert report.trust["pickle"] is False and report.trust["code"] is False and report.trust["types"] == []
     assert {r["type"] for r in report.trust["audited"]} == set(untrusted)
 

@@ -30,10 +30,8 @@ KNOWN_FAILURES: dict[str, str] = {
     "GaussianProcessClassifier": "skl2onnx emits com.microsoft:Solve, which ONNX Runtime does not register",
     "RadiusNeighborsClassifier": "skl2onnx's graph indexes with -1 (ArrayFeatureExtractor) and ONNX Runtime refuses it",
     "ComplementNB": "float32 rounding: 1 of 160 probabilities off by 6e-5 (passes with --double)",
-    "LocalOutlierFactor": "float32 distances: one score off by 0.014 where neighbour distances tie",
     "NearestNeighbors": "iris has duplicate rows: equidistant neighbours are listed in another order",
     "HistGradientBoostingRegressor": "float32 inputs cross float64 split thresholds (tree threshold flips)",
-    "KBinsDiscretizer": "quantile bin edges sit exactly on data values; float32 rounding moves them across",
 }
 
 

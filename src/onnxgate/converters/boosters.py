@@ -118,8 +118,11 @@ class _BoosterConverter(Converter):
                 f"onnxmltools cannot convert this {self.name} model: {' '.join(str(exc).split())[:300]}",
                 f"try --opset {DEFAULT_OPSET} or lower",
             ) from exc
-        notes = ["fix onnxmltools.declared_batch: " + n for n in _free_declared_batch(onx)]
-        return Conversion(onx, f"onnxmltools {onnxmltools.__version__}", notes)
+        from onnxgate.converters.fixes import Applied, free_declared_batch
+
+        applied = Applied()
+        free_declared_batch(onx, applied)
+        return Conversion(onx, f"onnxmltools {onnxmltools.__version__}", applied.notes)
 
     def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         pred = np.asarray(self._predict(model, feeds["X"].astype(np.float64)))
@@ -212,24 +215,3 @@ class LightGBMConverter(_BoosterConverter):
 
     def _predict(self, model: Any, X: np.ndarray) -> np.ndarray:
         return model.predict(X)
-
-
-def _free_declared_batch(onx: Any) -> list[str]:
-    """Outputs declared with a fixed first dim of 1 although the batch input is dynamic.
-
-    Symptom: onnxmltools' lightgbm converter declares ``label`` as ``[1]``; ONNX Runtime
-    returns one label per row, so the published signature lies (upstream issue: not yet filed).
-    Fix: name the dim ``N`` like the input's. A symbolic dim is never wrong, a fixed 1 is.
-    """
-    batch_free = any(
-        i.type.tensor_type.shape.dim and not i.type.tensor_type.shape.dim[0].HasField("dim_value")
-        for i in onx.graph.input
-    )
-    fixed = []
-    for o in onx.graph.output:
-        dims = o.type.tensor_type.shape.dim if o.type.HasField("tensor_type") else []
-        if batch_free and dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
-            dims[0].dim_param = "N"
-            fixed.append(f"output {o.name!r} declared [1, ...] with a dynamic batch: declared [N, ...]")
-    return fixed
-

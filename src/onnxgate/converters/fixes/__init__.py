@@ -35,3 +35,28 @@ class Applied:
         if fix.name not in self.names:
             self.names.append(fix.name)
             self.notes.append(fix.note(detail))
+
+
+DECLARED_BATCH = Fix(
+    "declared_batch",
+    "an output declared with a fixed first dim of 1 although the batch input is dynamic: ONNX Runtime returns "
+    "one row per input row, so the published signature lies (onnxmltools' lightgbm label, skl2onnx's "
+    "TfidfTransformer)",
+    "the output's first dim is declared symbolic (N), like the input's: a symbolic dim is never wrong",
+)
+
+
+def free_declared_batch(onx: object, applied: Applied) -> None:
+    """:data:`DECLARED_BATCH`, where its symptom shows."""
+    graph = onx.graph  # type: ignore[attr-defined]
+    batch_free = any(
+        i.type.tensor_type.shape.dim and not i.type.tensor_type.shape.dim[0].HasField("dim_value") for i in graph.input
+    )
+    if not batch_free:
+        return
+    for o in graph.output:
+        dims = o.type.tensor_type.shape.dim if o.type.HasField("tensor_type") else []
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            dims[0].dim_param = "N"
+            applied.add(DECLARED_BATCH, f"output {o.name!r}")
+

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from onnxgate.converters.fixes import Applied, Fix
+from onnxgate.converters.fixes import Applied, Fix, free_declared_batch
 
 HGB_BOOL_ATTRIBUTE = Fix(
     "sklearn.hgb_bool_attribute",
@@ -248,6 +248,7 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
+    free_declared_batch(onx, applied)
     return onx
 
 
