@@ -703,9 +703,9 @@ def quick_cases() -> list[str]:
     return [f"{t}/{m}" for t, target in TARGETS.items() for m in target.quick]
 
 
-# Seeded byte-damage cases per target in the default sweep (one of each kind: flip, truncate,
-# splice); ONNXGATE_FUZZ_BYTES=6 runs the full set (each case is a fresh onnxgate process, ~4 s).
-BYTE_CASES = int(os.environ.get("ONNXGATE_FUZZ_BYTES", "3"))
+# Seeded byte-damage cases per target in the default sweep (a flip; the suite must stay under
+# 15 minutes on 2 cores); ONNXGATE_FUZZ_BYTES=6 runs the full set (each case is a fresh process, ~4 s).
+BYTE_CASES = int(os.environ.get("ONNXGATE_FUZZ_BYTES", "1"))
 
 
 def sweep_cases() -> list[str]:

@@ -82,7 +82,7 @@ def test_directory_that_is_not_a_saved_model(cli, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"\x00\x01 definitely not a protobuf")
-    assert_user_error(cli("run", broken), "cannot load SavedModel")
+    assert_user_error(cli("run", broken), "SavedModel")
 
 
 def test_tampered_onnx_is_caught(cli, scorer, tmp_path):
