@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/onnxgate demo --workdir demo-out
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cli.py

@@ -77,7 +77,7 @@ def build_models(root: Path) -> list[tuple[str, Path, Path]]:
         model.fit(X, y)
         src, sample = root / f"{name}.skops", root / f"{name}.npy"
         sio.dump(model, src)
-        np.save(sample, X[:32].astype(np.float32))
+        np.save(sample, X[::5][:32].astype(np.float32))  # every 5th row: all classes, not 32 of one (vacuous)
         out.append((name, src, sample))
     return out
 
