@@ -286,59 +286,53 @@ def _raise_remote(record: dict[str, Any]) -> None:
 
 
 def _worker_main() -> None:
-    from onnxgate.runtime.isolation import _encode, _pack_arrays, _read_message_blocking, _unpack_arrays, worker_streams
+    from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays, serve
 
-    global _guard
-    proto_in, proto_out = worker_streams()
-    _guard = _ImportGuard()
-    sys.meta_path.insert(0, _guard)
     host = _Host()
 
-    def reply(header: dict[str, Any], frames: list[bytes] | None = None) -> None:
-        proto_out.write(_encode(header, frames or []))
-        proto_out.flush()
+    def setup() -> None:
+        global _guard
+        _guard = _ImportGuard()
+        sys.meta_path.insert(0, _guard)
 
-    while True:
-        try:
-            header, frames = _read_message_blocking(proto_in)
-        except EOFError:
-            return
+    def handle(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         op = header.get("op")
         try:
             if op == "open":
                 _extend_sys_path(header.get("sys_path") or [])
                 info, feeds = host.open(header["source"], _sample_of(header.get("sample"), frames), header["load"], header["options"])
                 meta, out = _pack_arrays(feeds)
-                reply(dict(meta, ok=True, info=info), out)
-            elif op == "feeds":
+                return dict(meta, ok=True, info=info), out
+            if op == "feeds":
                 host.set_feeds(header["handle"], _unpack_arrays(header, frames))
-                reply({"ok": True})
-            elif op == "convert":
+                return {"ok": True}, []
+            if op == "convert":
                 info, data = host.convert(header["handle"], header.get("opset"))
-                reply({"ok": True, "info": info}, [data])
-            elif op == "infer":
+                return {"ok": True, "info": info}, [data]
+            if op == "infer":
                 outputs = host.infer(header["handle"], _unpack_arrays(header, frames), header["output_names"])
                 meta, out = _pack_arrays(outputs)
-                reply(dict(meta, ok=True), out)
-            elif op == "time":
+                return dict(meta, ok=True), out
+            if op == "time":
                 batches = []
                 for (batch, meta), frame_slice in zip(header["batches"], _split(frames, header["counts"])):
                     batches.append((batch, _unpack_arrays(meta, frame_slice)))
                 rows = host.time(header["handle"], batches, header["output_names"], header["threads"], header["budget_s"])
-                reply({"ok": True, "rows": rows})
-            elif op == "close":
+                return {"ok": True, "rows": rows}, []
+            if op == "close":
                 host.close(header["handle"])
-                reply({"ok": True})
-            elif op == "ping":
-                reply({"ok": True})
-            else:
-                reply({"ok": False, "error": {"type": "ValueError", "message": f"unknown request {op!r}", "traceback": ""}})
+                return {"ok": True}, []
+            if op == "ping":
+                return {"ok": True}, []
+            return {"ok": False, "error": {"type": "ValueError", "message": f"unknown request {op!r}", "traceback": ""}}, []
         except MemoryError:
-            reply({"ok": False, "error": {"type": "MemoryError", "message": "out of memory", "traceback": "", "memory": True}})
+            return {"ok": False, "error": {"type": "MemoryError", "message": "out of memory", "traceback": "", "memory": True}}, []
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as data
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            reply({"ok": False, "error": _error_record(exc)})
+            return {"ok": False, "error": _error_record(exc)}, []
+
+    serve(handle, setup)
 
 
 def _sample_of(meta: dict[str, Any] | None, frames: list[bytes]) -> Any:

@@ -39,7 +39,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -253,23 +253,36 @@ def _pdeathsig_hook() -> Any:
     return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _worker_main() -> None:
-    """Serve load/run requests on stdin/stdout until EOF."""
-    global _in_worker
-    _in_worker = True
+def serve(handle: Callable[[dict[str, Any], list[bytes]], tuple[dict[str, Any], list[bytes]]],
+          setup: Callable[[], None] | None = None) -> None:
+    """A worker's request loop on stdin/stdout until EOF (the ORT worker's and the framework worker's).
+
+    ``handle`` turns one request into its reply (header, frames) and reports its own failures
+    as data; ``setup`` runs once the worker's streams are set up, before the first request.
+    """
     proto_in, proto_out = worker_streams()
-    import onnxruntime  # noqa: F401 - every request needs it: import before the first one arrives
-    sessions: OrderedDict[str, Any] = OrderedDict()
-
-    def reply(header: dict[str, Any], frames: list[bytes] | None = None) -> None:
-        proto_out.write(_encode(header, frames or []))
-        proto_out.flush()
-
+    if setup is not None:
+        setup()
     while True:
         try:
             header, frames = _read_message_blocking(proto_in)
         except EOFError:
             return
+        reply, out = handle(header, frames)
+        proto_out.write(_encode(reply, out))
+        proto_out.flush()
+
+
+def _worker_main() -> None:
+    """Serve load/run requests on stdin/stdout until EOF."""
+    global _in_worker
+    _in_worker = True
+    sessions: OrderedDict[str, Any] = OrderedDict()
+
+    def setup() -> None:
+        import onnxruntime  # noqa: F401 - every request needs it: import before the first one arrives
+
+    def handle(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         op, key = header.get("op"), header.get("key", "")
         try:
             if op == "load":
@@ -289,39 +302,37 @@ def _worker_main() -> None:
                 sessions.move_to_end(key)
                 while len(sessions) > _SESSIONS_PER_WORKER:
                     sessions.popitem(last=False)
-                reply({
+                return {
                     "ok": True,
                     "providers_used": session.providers_used,
                     "input_types": session.input_types(),
                     "output_names": session.output_names(),
                     "input_shapes": session.input_shapes(),
                     "placement": session.placement().as_dict() if header.get("record_placement") else None,
-                })
-            elif op == "run":
+                }, []
+            if op == "run":
                 session = sessions.get(key)
                 if session is None:
-                    reply({"ok": False, "missing": True})
-                    continue
+                    return {"ok": False, "missing": True}, []
                 _fault("run", key)
-                feeds = _unpack_arrays(header, frames)
-                outputs = session.run(feeds)
+                outputs = session.run(_unpack_arrays(header, frames))
                 meta, out_frames = _pack_arrays(outputs)
-                reply(dict(meta, ok=True), out_frames)
-            elif op == "time":
+                return dict(meta, ok=True), out_frames
+            if op == "time":
                 session = sessions.get(key)
                 if session is None:
-                    reply({"ok": False, "missing": True})
-                    continue
-                reply({"ok": True, "timing": _time_here(session, _unpack_arrays(header, frames), header)})
-            elif op == "ping":
-                reply({"ok": True, "pid": os.getpid()})
-            else:
-                reply({"ok": False, "error": f"unknown request {op!r}"})
+                    return {"ok": False, "missing": True}, []
+                return {"ok": True, "timing": _time_here(session, _unpack_arrays(header, frames), header)}, []
+            if op == "ping":
+                return {"ok": True, "pid": os.getpid()}, []
+            return {"ok": False, "error": f"unknown request {op!r}"}, []
         except RunError as exc:
-            reply({"ok": False, "error": str(exc), "kind": exc.kind})
+            return {"ok": False, "error": str(exc), "kind": exc.kind}, []
         except Exception as exc:  # anything else in the worker is still one model's failure
             kind = failure_kind(exc, "load" if op == "load" else "run")
-            reply({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}", "kind": kind})
+            return {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}", "kind": kind}, []
+
+    serve(handle, setup)
 
 
 def _time_here(session: Any, feeds: dict[str, np.ndarray], header: dict[str, Any]) -> dict[str, Any]:
