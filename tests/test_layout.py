@@ -14,7 +14,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYER = {
     "inputs": 1, "checks": 1, "judge": 1, "runtime": 1, "converters": 1,
-    "diagnose": 2, "settings": 2,  # settings resolve into the stages' objects (policy, isolation, ...)
+    "diagnose": 2, "engines": 2, "settings": 2,  # settings resolve into the stages' objects (policy, isolation, ...)
     "pipelines": 3, "model_zoo": 3, "cli": 4, "demo": 4, "demo_keras": 4, "demo_torch": 4, "__main__": 5,
 }
 

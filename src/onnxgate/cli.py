@@ -315,7 +315,22 @@ def _add_gate_parser(sub: Any) -> None:
     p.add_argument("--publish", action="store_true", help="publish passing models into the configured registry")
     p.add_argument("--registry", metavar="DIR", help="registry directory (default: registry under [defaults])")
     p.add_argument("--force", action="store_true", help="with --publish: overwrite already published versions")
+    _engine_arguments(p)
     p.set_defaults(func=cmd_gate)
+
+
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where models run: local worker processes (default), or one Ray task per model (pip install 'onnxgate[ray]')")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="with --engine ray: join this Ray cluster (default: start a local runtime)")
+
+
+def _engine(args: argparse.Namespace, jobs: int | None = None) -> Any:
+    from onnxgate.engines import EngineSettings
+
+    if jobs is None:  # one local worker; a local Ray runtime gets every CPU
+        jobs = (os.cpu_count() or 1) if args.engine == "ray" else 1
+    return EngineSettings(args.engine, jobs, args.ray_address, getattr(args, "timeout", None))
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -343,6 +358,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         force=args.force,
         progress=_progress(args),
         on_result=on_result,
+        engine=_engine(args),
     )
     markdown = result.to_markdown()
     if junit is not None:
@@ -407,11 +423,13 @@ def _add_zoo_parser(sub: Any) -> None:
     z = zoo.add_parser("verify", help="fetch and verify models with ONNX Runtime against their stored outputs")
     z.add_argument("manifest", metavar="MANIFEST|DIR", help="manifest path or URL, or a zoo directory")
     selection(z)
-    z.add_argument("--jobs", "-j", type=_checked("_jobs"), default=1, metavar="N", help="verify in N worker processes (default 1)")
+    z.add_argument("--jobs", "-j", type=_checked("_jobs"), metavar="N",
+                   help="verify in N worker processes (default 1); with --engine ray, the CPUs of the local Ray runtime (default: all)")
     z.add_argument("--in-process", action="store_true", help="verify in this process: faster start, no crash isolation")
     z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _engine_arguments(z)
     z.set_defaults(func=cmd_zoo_verify)
 
 
@@ -442,9 +460,10 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
     report_path = check_output_path(args.report, "JSON report")
     junit_path = check_output_path(args.junit, "JUnit report")
     bar = _Bar(args.quiet)
+    engine = _engine(args, args.jobs)
     report = verify_zoo(
-        args.manifest, models=args.model, tags=args.tag, jobs=args.jobs, cache=args.cache,
-        in_process=args.in_process, timeout=args.timeout,
+        args.manifest, models=args.model, tags=args.tag, jobs=engine.jobs, cache=args.cache,
+        in_process=args.in_process, timeout=args.timeout, engine=engine.engine, ray_address=engine.ray_address,
         on_result=lambda r, i, n: bar.update(i, n, f"{r.name}: {r.status}"),
     )
     bar.close()

@@ -88,6 +88,7 @@ class ZooReport:
     seconds: float = 0.0
     jobs: int = 1
     tolerances: dict[str, float] = field(default_factory=dict)
+    engine: str = "local"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -114,6 +115,7 @@ class ZooReport:
             "manifest": self.location,
             "seconds": round(self.seconds, 3),
             "jobs": self.jobs,
+            "engine": self.engine,
             "default_tolerances": {"atol": ZOO_ATOL, "rtol": ZOO_RTOL, "source": "ONNX backend test runner"},
             "counts": self.counts,
             "models": [r.as_dict() for r in self.results],
@@ -176,25 +178,31 @@ def verify_zoo(
     in_process: bool = False,
     timeout: float | None = None,
     on_result: Callable[[ModelResult, int, int], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> ZooReport:
-    """Fetch (through the cache) and verify the selected models in ``jobs`` worker processes.
+    """Fetch (through the cache) and verify the selected models in ``jobs`` worker processes,
+    or with ``engine="ray"`` as one Ray task per model (``ray_address``: join that cluster;
+    otherwise a local runtime with ``jobs`` CPUs).
 
     Workers isolate the caller from crashes in native code (a model that segfaults ONNX
     Runtime fails alone) and ``timeout`` bounds each model; ``in_process`` trades that
     isolation for the worker start-up time.
     """
-    from onnxgate.model_zoo.fetch import default_cache_dir
+    from onnxgate.engines import EngineSettings
     from onnxgate.model_zoo.verify import verify_task
 
     jobs = 1 if jobs is None else jobs
     if jobs < 1:
         raise ManifestError(f"--jobs must be at least 1, got {jobs}", "pass --jobs 1 or more")
+    settings = EngineSettings(engine, jobs, ray_address, timeout)
+    if in_process and engine != "local":
+        raise ManifestError("--in-process and --engine ray exclude each other", "drop one of them")
     start = time.perf_counter()
     zoo = open_zoo(location)
     entries = select(zoo.entries, models=models, tags=tags)
-    cache_dir = Path(cache) if cache is not None else default_cache_dir()
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    tasks = [Task(e, zoo.manifest, str(cache_dir), threads, retries, backoff, timeout) for e in entries]
+    tasks = [Task(e, zoo.manifest, _task_cache(cache, engine), _task_threads(jobs, engine), retries, backoff, timeout)
+             for e in entries]
     results: list[ModelResult | None] = [None] * len(tasks)
     done = 0
 
@@ -211,8 +219,25 @@ def verify_zoo(
     elif tasks:
         from onnxgate.model_zoo.pool import run_pool
 
-        run_pool(tasks, jobs, record, _crashed, timeout=timeout)
-    return ZooReport(zoo.location, [r for r in results if r is not None], time.perf_counter() - start, jobs)
+        run_pool(tasks, jobs, record, _crashed, timeout=timeout, engine=settings)
+    return ZooReport(zoo.location, [r for r in results if r is not None], time.perf_counter() - start, jobs, engine=engine)
+
+
+def _task_cache(cache: str | Path | None, engine: str) -> str | None:
+    """The download cache a task uses: the one given; else this machine's default, or on Ray the
+    default of the node that runs the task (None: resolved there)."""
+    from onnxgate.model_zoo.fetch import default_cache_dir
+
+    if cache is not None:
+        return str(cache)
+    return None if engine == "ray" else str(default_cache_dir())
+
+
+def _task_threads(jobs: int, engine: str) -> int | None:
+    """ORT threads per model: a share of this machine's cores; on Ray, the task's one CPU."""
+    if engine == "ray":
+        return 1
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
 
 @dataclass

@@ -5,7 +5,8 @@ files changed in ``REV...HEAD`` (renames followed), selects the models whose sou
 sample, ONNX file, watched paths or config table changed, keeps this shard's share, and
 for each one: converts, validates, replays the new ONNX model on the previously
 published version's test data (drift and I/O signature changes are regressions), and
-publishes it when asked. The CI system's matrix is the parallel engine (``--shard K/N``).
+publishes it when asked. A CI matrix spreads the models over jobs (``--shard K/N``); within a
+job, ``--engine ray`` checks each model as one Ray task (onnxgate.engines).
 
 Results are data (:class:`GateResult`); the CLI renders JUnit, Markdown and the exit code.
 """
@@ -512,13 +513,20 @@ def gate(
     force: bool | None = None,
     progress: Any = None,
     on_result: Callable[[int, int, ModelOutcome], None] | None = None,
+    engine: Any = None,
 ) -> GateResult:
     """Select, shard, check every model; never stops at the first failure.
 
     Bad config, git or flags raise (exit 2) before any model runs; a model that
     cannot be converted or loaded is an "error" outcome and the others still run.
+    ``engine`` (onnxgate.engines.EngineSettings): by default the models are checked one after
+    another here; with ``engine="ray"`` each is one Ray task, and outcomes arrive as they finish
+    (``on_result`` in that order, the result in selection order).
     """
+    from onnxgate.engines import EngineSettings
+
     started = time.perf_counter()
+    engine = engine or EngineSettings()
     cfg = config if isinstance(config, GateConfig) else load_config(config)
     shard_t = parse_shard(shard)
     reg = Path(registry) if registry is not None else cfg.registry
@@ -528,14 +536,53 @@ def gate(
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
-    for i, name in enumerate(names, 1):
-        outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name],
-                              progress=progress, granted=granted.get(name))
-        result.outcomes.append(outcome)
-        if on_result is not None:
-            on_result(i, len(names), outcome)
+    jobs = [(cfg.model(name), reg, bool(publish), bool(force), selected[name], granted.get(name)) for name in names]
+    if engine.engine == "ray":
+        result.outcomes = _check_on_ray(jobs, engine, on_result)
+    else:
+        for i, job in enumerate(jobs, 1):
+            spec, reg_, publish_, force_, why, grant = job
+            outcome = check_model(spec, registry=reg_, publish=publish_, force=force_, why=why, progress=progress, granted=grant)
+            result.outcomes.append(outcome)
+            if on_result is not None:
+                on_result(i, len(names), outcome)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+_GPU_PROVIDERS = ("cuda", "tensorrt", "rocm", "migraphx", "dml")
+
+
+def model_resources(spec: ModelSpec) -> dict[str, float]:
+    """The Ray resource request for checking ``spec``: one CPU, and a GPU when it validates on a GPU provider."""
+    providers = [p.lower() for p in spec.settings.runtime.providers or ()]
+    gpu = any(p.startswith(g) for p in providers for g in _GPU_PROVIDERS)
+    return {"num_cpus": 1, "num_gpus": 1} if gpu else {"num_cpus": 1}
+
+
+def _check_remote(spec: ModelSpec, registry: Path | None, publish: bool, force: bool, why: str,
+                  granted: GrantedTrust | None) -> ModelOutcome:
+    """A Ray task: :func:`check_model` on a cluster node. It runs the model only in onnxgate's
+    framework and ORT workers, as the gate does here, so a crash fails this model alone."""
+    return check_model(spec, registry=registry, publish=publish, force=force, why=why, granted=granted)
+
+
+def _check_on_ray(jobs: list[tuple[Any, ...]], engine: Any,
+                  on_result: Callable[[int, int, ModelOutcome], None] | None) -> list[ModelOutcome]:
+    from onnxgate.engines import CallFailed
+    from onnxgate.engines.ray_engine import map_tasks
+
+    outcomes: list[ModelOutcome | None] = [None] * len(jobs)
+    finished = 0
+    for index, got in map_tasks(_check_remote, jobs, [model_resources(j[0]) for j in jobs], engine):
+        spec, why = jobs[index][0], jobs[index][4]
+        if isinstance(got, CallFailed):
+            got = ModelOutcome(spec.name, spec.version, why, error=got.reason)
+        outcomes[index] = got
+        finished += 1
+        if on_result is not None:
+            on_result(finished, len(jobs), got)
+    return [o for o in outcomes if o is not None]
 
 
 __all__ = ["ConfigError", "GateError", "GateResult", "ModelOutcome", "gate", "select_models", "shard_names", "parse_shard"]
