@@ -145,8 +145,10 @@ def test_gate_on_ray_gives_the_default_engines_result(ray_runtime, cli, tmp_path
         assert "PASSED  iris 1.0.0" in result.out and "FAILED  iris_committed 1.0.0" in result.out, result.out
 
 
-def test_engine_ray_without_ray_is_a_user_error_with_the_install_hint(small_zoo, tmp_path):
-    """A real import failure: a ``ray`` package earlier on the path that raises ImportError."""
+def test_engine_ray_without_ray_is_a_user_error_with_the_install_hint(tmp_path):
+    """A real import failure: a ``ray`` package earlier on the path that raises ImportError.
+    It is reported before the zoo is read, so no model runs and no report is written."""
+    small_zoo = tmp_path / "zoo"
     blocker = tmp_path / "blocker" / "ray"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('ray is blocked for this test')\n")
@@ -157,5 +159,19 @@ def test_engine_ray_without_ray_is_a_user_error_with_the_install_hint(small_zoo,
     assert not (tmp_path / "r.json").exists()
 
 
-def test_ray_address_needs_engine_ray(cli, small_zoo):
+def test_ray_address_needs_engine_ray_and_a_reachable_cluster(cli, tmp_path):
+    small_zoo = tmp_path / "zoo"
     assert_user_error(cli("zoo", "verify", small_zoo, "--ray-address", "127.0.0.1:6379"), "--ray-address only applies with --engine ray")
+    closed = _closed_port()
+    result = cli("zoo", "verify", small_zoo, "--engine", "ray", "--ray-address", f"127.0.0.1:{closed}", "--report", tmp_path / "r.json")
+    assert_user_error(result, f"cannot reach the Ray cluster at '127.0.0.1:{closed}'")  # at once: ray.init would retry for minutes
+    assert not (tmp_path / "r.json").exists()
+    assert_user_error(cli("gate", "--engine", "ray", "--ray-address", "nohost"), "is not HOST:PORT")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port the OS just handed out and nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

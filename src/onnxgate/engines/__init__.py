@@ -21,6 +21,14 @@ from typing import Iterator
 from onnxgate.engines.calls import Call, CallFailed, EngineError, EngineSettings
 
 
+def check_engine(settings: EngineSettings) -> None:
+    """Raise :class:`EngineError` (exit 2) now, before any model runs, when the engine cannot start."""
+    if settings.engine == "ray":
+        from onnxgate.engines.ray_engine import check_ray
+
+        check_ray(settings)
+
+
 def run_calls(calls: list[Call], settings: EngineSettings) -> Iterator[tuple[int, dict | CallFailed]]:
     """``(index, JSON result or CallFailed)`` for every call, in the order they finish, on ``settings.engine``."""
     if settings.engine == "ray":
@@ -32,4 +40,4 @@ def run_calls(calls: list[Call], settings: EngineSettings) -> Iterator[tuple[int
     return run_local(calls, settings.jobs, settings.timeout)
 
 
-__all__ = ["Call", "CallFailed", "EngineError", "EngineSettings", "run_calls"]
+__all__ = ["Call", "CallFailed", "EngineError", "EngineSettings", "check_engine", "run_calls"]

@@ -12,6 +12,7 @@ a model that crashes ONNX Runtime kills that worker, not the Ray worker, and fai
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import Any, Callable, Iterator
 
 from onnxgate.engines.calls import Call, CallFailed, EngineError, EngineSettings, forwarded_env
@@ -28,6 +29,23 @@ def import_ray() -> Any:
         raise EngineError(f"--engine ray needs the Python package 'ray', which cannot be imported ({exc})",
                           INSTALL_HINT) from None
     return ray
+
+
+def check_ray(settings: EngineSettings, connect_timeout: float = 5.0) -> None:
+    """Fail fast, before any model runs: Ray importable, and the cluster's HOST:PORT reachable
+    (``ray.init`` itself retries an unreachable address for minutes)."""
+    import_ray()
+    address = settings.ray_address
+    if not address or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r} is not HOST:PORT", "pass the head node's address, e.g. --ray-address 10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout).close()
+    except OSError as exc:
+        raise EngineError(f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}",
+                          "pass the head node's address as 'ray status' shows it, or drop --ray-address for a local runtime") from None
 
 
 @contextlib.contextmanager

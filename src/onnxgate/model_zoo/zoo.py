@@ -189,7 +189,7 @@ def verify_zoo(
     Runtime fails alone) and ``timeout`` bounds each model; ``in_process`` trades that
     isolation for the worker start-up time.
     """
-    from onnxgate.engines import EngineSettings
+    from onnxgate.engines import EngineSettings, check_engine
     from onnxgate.model_zoo.verify import verify_task
 
     jobs = 1 if jobs is None else jobs
@@ -198,6 +198,7 @@ def verify_zoo(
     settings = EngineSettings(engine, jobs, ray_address, timeout)
     if in_process and engine != "local":
         raise ManifestError("--in-process and --engine ray exclude each other", "drop one of them")
+    check_engine(settings)
     start = time.perf_counter()
     zoo = open_zoo(location)
     entries = select(zoo.entries, models=models, tags=tags)

@@ -523,10 +523,11 @@ def gate(
     another here; with ``engine="ray"`` each is one Ray task, and outcomes arrive as they finish
     (``on_result`` in that order, the result in selection order).
     """
-    from onnxgate.engines import EngineSettings
+    from onnxgate.engines import EngineSettings, check_engine
 
     started = time.perf_counter()
     engine = engine or EngineSettings()
+    check_engine(engine)
     cfg = config if isinstance(config, GateConfig) else load_config(config)
     shard_t = parse_shard(shard)
     reg = Path(registry) if registry is not None else cfg.registry

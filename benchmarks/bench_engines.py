@@ -1,0 +1,133 @@
+"""``zoo verify`` engines against each other, in the same run: ``--jobs 1``, ``--jobs 2``, ``--engine ray``.
+
+(a) The ONNX backend test data shipped in the ``onnx`` package (pytorch-converted,
+    pytorch-operator, simple: 140 small models), verified in place (DIR mode).
+(b) A heavier synthetic zoo generated here: N models of about M MB of float32 weights each
+    (L MatMul+Tanh layers of distinct square weights), 3 data sets each, whose stored
+    outputs numpy computes. Loading, ``onnx.checker`` and the runs dominate, so the engines'
+    parallelism should pay off.
+
+Ray runs on a local runtime with 2 CPUs (``ray.init(num_cpus=2)``), started once; its
+start-up is timed on its own and reported beside the per-run times, because a single CLI
+call (``onnxgate zoo verify --engine ray`` without ``--ray-address``) pays it every time.
+The first Ray run also starts onnxgate's worker inside each Ray worker; later runs reuse it.
+Every local ``--jobs`` run starts its workers afresh, as each CLI call does.
+
+Run: ``.venv/bin/python benchmarks/bench_engines.py [--repeat N] [--heavy-models 40] [--heavy-mb 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxgate.inputs.evidence import write_test_data_set
+from onnxgate.model_zoo.zoo import ZooReport, verify_zoo
+
+SUITES = ("pytorch-converted", "pytorch-operator", "simple")
+ENGINES: dict[str, dict] = {"--jobs 1": {"jobs": 1}, "--jobs 2": {"jobs": 2}, "--engine ray": {"jobs": 2, "engine": "ray"}}
+
+
+def heavy_zoo(root: Path, n: int, mb: float, layers: int = 4, rows: int = 64) -> None:
+    """``n`` models with ``layers`` distinct ``width``-square float32 weights (``mb`` MB in all), 3 data sets each."""
+    width = int(np.sqrt(mb * 2**20 / 4 / layers))
+    rng = np.random.default_rng(0)
+    for m in range(n):
+        weights = [(rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32) for _ in range(layers)]
+        nodes, prev = [], "X"
+        for i in range(layers):
+            nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"M{i}"]), helper.make_node("Tanh", [f"M{i}"], [f"T{i}"])]
+            prev = f"T{i}"
+        nodes.append(helper.make_node("Identity", [prev], ["Y"]))
+        graph = helper.make_graph(
+            nodes, f"heavy{m}",
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", width])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", width])],
+            [numpy_helper.from_array(w, f"W{i}") for i, w in enumerate(weights)],
+        )
+        d = root / f"heavy{m:03d}"
+        d.mkdir(parents=True)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
+        (d / "data.json").write_text('{"atol": 1e-4, "rtol": 1e-3}')  # float32 MatMul sums differ near 0
+        for k in range(3):
+            x = rng.standard_normal((rows, width)).astype(np.float32)
+            y = x
+            for w in weights:
+                y = np.tanh(y @ w)
+            write_test_data_set(d / f"test_data_set_{k}", {"X": x}, {"Y": y.astype(np.float32)})
+
+
+def compare(label: str, root: Path, repeat: int, ray_start: float) -> None:
+    """Interleaved runs of every engine (the machine's load drifts); medians and ratios to --jobs 1."""
+    times: dict[str, list[float]] = {name: [] for name in ENGINES}
+    first: dict[str, float] = {}
+    verdicts: dict[str, dict[str, str]] = {}
+    for _ in range(repeat):
+        for name, kwargs in ENGINES.items():
+            t = time.perf_counter()
+            report: ZooReport = verify_zoo(root, **kwargs)
+            took = time.perf_counter() - t
+            first.setdefault(name, took)
+            times[name].append(took)
+            verdicts[name] = {r.name: r.status for r in report.results}
+    assert all(v == verdicts["--jobs 1"] for v in verdicts.values()), "the engines disagree on a verdict"
+    base = statistics.median(times["--jobs 1"])
+    counts = ZooReport("", []).counts
+    for status in verdicts["--jobs 1"].values():
+        counts[status] += 1
+    print(f"{label}: {len(verdicts['--jobs 1'])} models, {dict((k, v) for k, v in counts.items() if v)}; "
+          f"median of {repeat} (first run)")
+    for name in ENGINES:
+        med = statistics.median(times[name])
+        print(f"  {name:<13} {med:7.2f}s ({first[name]:6.2f}s)  speed-up over --jobs 1: {base / med:5.2f}x")
+    cold = first["--engine ray"] + ray_start
+    print(f"  {'ray, one CLI call':<13} {cold:7.2f}s (ray.init + first run)  speed-up over --jobs 1: {base / cold:5.2f}x")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--heavy-models", type=int, default=40)
+    ap.add_argument("--heavy-mb", type=float, default=20.0, help="MB of weights per heavy model")
+    args = ap.parse_args()
+    import ray
+
+    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
+    up = timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False))
+    print(f"Ray local runtime start-up (ray.init, 2 CPUs): {up:.2f}s -- paid by every CLI call without --ray-address")
+    data = Path(onnx.__file__).parent / "backend" / "test" / "data"
+    try:
+        with tempfile.TemporaryDirectory(prefix="onnxgate-bench-engines-") as tmp:
+            corpus = Path(tmp) / "corpus"
+            for s in SUITES:
+                shutil.copytree(data / s, corpus / s)
+            compare("(a) backend corpus", corpus, args.repeat, up)
+            shutil.rmtree(corpus)
+            heavy = Path(tmp) / "heavy"
+            made = timed(lambda: heavy_zoo(heavy, args.heavy_models, args.heavy_mb))
+            size = sum(p.stat().st_size for p in heavy.rglob("*") if p.is_file()) / 2**20
+            print(f"(b) generated {args.heavy_models} models, {size:.0f} MB on disk, in {made:.1f}s")
+            compare(f"(b) heavy zoo ({args.heavy_mb:g} MB/model, 3 data sets)", heavy, max(1, args.repeat - 1), up)
+    finally:
+        down = timed(ray.shutdown)
+        print(f"Ray shutdown: {down:.2f}s; load average {os.getloadavg()[0]:.1f} at end")
+
+
+if __name__ == "__main__":
+    main()
