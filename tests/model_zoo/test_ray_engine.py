@@ -175,3 +175,18 @@ def _closed_port() -> int:
     with socket.socket() as s:  # a port the OS just handed out and nobody listens on
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_each_gate_model_asks_ray_for_what_its_providers_need(tmp_path):
+    from onnxgate.pipelines.config import load_config
+    from onnxgate.pipelines.gate import model_resources
+
+    tables = [("cpu", None), ("cuda", '["CUDA", "CPU"]'), ("tensorrt", '["TensorRT"]'), ("openvino", '["OpenVINO"]')]
+    text = "".join(f'[[model]]\nname = "{n}"\nsource = "{n}.skops"\nversion = "1"\n' + (f"providers = {p}\n" if p else "")
+                   for n, p in tables)
+    (tmp_path / "onnxgate.toml").write_text(text)
+    cfg = load_config(tmp_path / "onnxgate.toml", check_paths=False)
+    assert {n: model_resources(cfg.model(n)) for n, _ in tables} == {
+        "cpu": {"num_cpus": 1}, "cuda": {"num_cpus": 1, "num_gpus": 1},
+        "tensorrt": {"num_cpus": 1, "num_gpus": 1}, "openvino": {"num_cpus": 1},
+    }
