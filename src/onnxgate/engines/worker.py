@@ -15,6 +15,7 @@ from typing import Any, Callable
 from onnxgate.engines.calls import Call, CallFailed
 
 MODULE = "onnxgate.engines.worker"
+STARTUP_S = 120.0  # a fresh worker that is not ready by then (imports hung) fails its call
 
 
 def resolve(function: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -47,11 +48,13 @@ def call_in_worker(pool: Any, call: Call, timeout: float | None) -> dict[str, An
 
     with pool.worker() as w:
         try:
-            if not getattr(w, "ready", False):  # a fresh worker: its start-up is not the call's time
-                w.request({"op": "ready"}, [], None)
+            if not getattr(w, "ready", False):  # a fresh worker (marked once it answers): start-up is not the call's time
+                w.request({"op": "ready"}, [], STARTUP_S)
                 w.ready = True
             reply, frames = w.request({"function": call.function}, [json.dumps(call.payload).encode()], timeout)
         except WorkerDied as exc:
+            if exc.kind == "timeout" and not getattr(w, "ready", False):
+                raise CallFailed(f"its worker did not start within {STARTUP_S:g}s; it was killed", "timeout") from None
             if exc.kind == "timeout":
                 raise CallFailed(f"it took longer than --timeout {timeout:g}s; the worker was killed", "timeout") from None
             raise CallFailed(f"the worker process running it {exc.how}", exc.kind) from None
