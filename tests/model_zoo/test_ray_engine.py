@@ -81,6 +81,20 @@ def test_a_crashing_and_a_hanging_model_fail_alone_on_ray(ray_runtime, small_zoo
     assert faulty.status == "error"
 
 
+def test_a_task_the_cluster_cannot_hold_fails_at_once(ray_runtime, monkeypatch):
+    """A GPU request on this CPU-only runtime: Ray would keep it pending for ever; it fails alone, now."""
+    from onnxgate.engines import CallFailed, EngineSettings
+    from onnxgate.engines.calls import forwarded_env
+    from onnxgate.engines.ray_engine import map_tasks
+
+    monkeypatch.setenv("ONNXGATE_PROBE", "seen")
+    got = dict(map_tasks(forwarded_env, [(), ()], [{"num_cpus": 1, "num_gpus": 1}, {"num_cpus": 1}], EngineSettings("ray", 2)))
+    assert isinstance(got[0], CallFailed) and "no node with 1 GPU (it has 2 CPU, 0 GPU)" in got[0].reason
+    # the task ran in a Ray worker, whose environment is the one the runtime started with: set later in
+    # the driver, a variable reaches tasks only because run_calls forwards ONNXGATE_* with each call
+    assert "ONNXGATE_PROBE" not in got[1]
+
+
 GATE_CONFIG = """\
 [defaults]
 providers = ["CPU"]

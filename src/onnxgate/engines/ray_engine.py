@@ -82,8 +82,14 @@ def map_tasks(
         return
     with ray_runtime(settings) as ray:
         remote = ray.remote(fn)
-        refs = {remote.options(max_retries=max_retries, **res).remote(*item): i
-                for i, (item, res) in enumerate(zip(items, resources))}
+        totals = ray.cluster_resources()
+        refs = {}
+        for i, (item, res) in enumerate(zip(items, resources)):
+            missing = _unsatisfiable(res, totals)
+            if missing:  # Ray would keep an infeasible task pending for ever
+                yield i, CallFailed(f"the Ray cluster has no node with {missing} (it has {_describe(totals)})", "error")
+                continue
+            refs[remote.options(max_retries=max_retries, **res).remote(*item)] = i
         pending = list(refs)
         try:
             while pending:
@@ -93,6 +99,25 @@ def map_tasks(
         finally:
             for ref in pending:  # an interrupted run: do not leave tasks on the cluster
                 ray.cancel(ref, force=True)
+
+
+_RAY_KEYS = {"num_cpus": "CPU", "num_gpus": "GPU"}
+
+
+def _unsatisfiable(request: dict[str, float], totals: dict[str, float]) -> str | None:
+    """What of ``request`` the whole cluster lacks (a GPU task on a CPU-only cluster), or None.
+
+    Checked against the cluster's totals, not one node's: a cluster that cannot hold the task
+    even in sum certainly cannot run it; an autoscaler's future nodes are not counted."""
+    for key, amount in request.items():
+        name = _RAY_KEYS.get(key, key)
+        if amount > totals.get(name, 0):
+            return f"{amount:g} {name}"
+    return None
+
+
+def _describe(totals: dict[str, float]) -> str:
+    return ", ".join(f"{totals.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
 
 
 def _value(ray: Any, ref: Any) -> Any:
