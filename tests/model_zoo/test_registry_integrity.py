@@ -152,8 +152,8 @@ def test_index_into_its_own_manifest_round_trips_without_loss(reg):
     r = run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST)
     assert r.code == 0, r.err
     after = snapshot(reg)
-    after.pop(MANIFEST + ".lock", None)
-    before.pop(MANIFEST + ".lock", None)
+    after.pop("." + MANIFEST + ".lock", None)
+    before.pop("." + MANIFEST + ".lock", None)
     assert after == before  # the manifest's bytes included: names, tags, provenance, one archive
     [entry] = json.loads((reg / MANIFEST).read_text())
     assert entry["model"] == "iris" and entry["metadata"]["tags"] == ["tabular"] and "onnxgate" in entry["metadata"]
@@ -205,9 +205,9 @@ def test_index_refuses_a_tampered_or_incomplete_published_registry(reg):
     double_coefficients(reg)
     before = snapshot(reg)
     assert_user_error(run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST), MANIFEST, "iris/1.0.0/model.onnx")
-    before.pop(MANIFEST + ".lock", None)
+    before.pop("." + MANIFEST + ".lock", None)
     after = snapshot(reg)
-    after.pop(MANIFEST + ".lock", None)
+    after.pop("." + MANIFEST + ".lock", None)
     assert after == before
 
 

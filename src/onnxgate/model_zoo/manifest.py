@@ -418,10 +418,17 @@ def dumps(entries: list[dict]) -> str:
     return json.dumps(entries, indent=2, sort_keys=False) + "\n"
 
 
+def lock_path(manifest_path: Path) -> Path:
+    """The lock writers of ``manifest_path`` take: hidden (``.ONNX_HUB_MANIFEST.json.lock``), so a
+    server of the registry directory need not list it and no index ever sees it."""
+    manifest_path = Path(manifest_path)
+    return manifest_path.with_name(f".{manifest_path.name}.lock")
+
+
 def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
     """Merge ``entries`` into the manifest at ``manifest_path`` (created if missing).
 
-    Writers take an exclusive lock on ``manifest_path + ".lock"`` and replace the file
+    Writers take an exclusive lock on :func:`lock_path` and replace the file
     atomically, so concurrent publishers never lose each other's entries and readers
     see the old manifest or the new one, never half of one.
     """
@@ -430,7 +437,7 @@ def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
         validate_entry(e, f"new entry {i}")
     from onnxgate._io import locked
 
-    with locked(Path(str(manifest_path) + ".lock")):
+    with locked(lock_path(manifest_path)):
         existing = read_manifest(manifest_path) if manifest_path.exists() else []
         write_atomic(manifest_path, dumps(merge_entries(existing, entries)))
 
