@@ -2,7 +2,9 @@
 
 ``gate(changed_since="origin/main", shard=(1, 4))`` reads the config, asks git which
 files changed in ``REV...HEAD`` (renames followed), selects the models whose source,
-sample, ONNX file, watched paths or config table changed, keeps this shard's share, and
+sample, ONNX file, watched paths or config table changed, or whose published report
+records a package version other than the installed one (dependency drift, ``drift = false``
+turns it off; the published model is then replayed on its own test data too), keeps this shard's share, and
 for each one: converts, validates, replays the new ONNX model on the previously
 published version's test data (drift and I/O signature changes are regressions), and
 publishes it when asked. The CI system's matrix is the parallel engine (``--shard K/N``).
@@ -116,17 +118,21 @@ def select_models(
     *,
     changed_since: str | None = None,
     files: Sequence[str | Path] | None = None,
+    registry: str | Path | None = None,
 ) -> dict[str, str]:
     """``{model name: why it was selected}``, in config order.
 
     Without ``changed_since`` or ``files`` every model is selected. ``files`` (a
-    pre-commit hook's staged paths) is compared against HEAD's config.
+    pre-commit hook's staged paths) is compared against HEAD's config. A model whose
+    files did not change is still selected when a package recorded in its published
+    report (in ``registry``, the config's by default) has another version installed now.
     """
-    return _selection(config, changed_since=changed_since, files=files)[0]
+    return _selection(config, changed_since=changed_since, files=files, registry=registry)[0]
 
 
 def _selection(
     config: GateConfig, *, changed_since: str | None, files: Sequence[str | Path] | None,
+    registry: str | Path | None = None,
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """The selected models, and the config's section at the base revision (None when there is none)."""
     if changed_since is None and files is None:
@@ -144,12 +150,39 @@ def _selection(
     old = _old_section(config, top, base)
     old_tables = {t["name"]: t for t in (old or {}).get("model", []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
     defaults_changed = old is not None and old.get("defaults", {}) != config.defaults
+    published = _registry_entries(Path(registry) if registry is not None else config.registry)
     selected: dict[str, str] = {}
     for spec in config.models:
-        why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed)
+        why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed) or _drift_why(spec, *published)
         if why:
             selected[spec.name] = why
     return selected, old
+
+
+def _registry_entries(registry: Path | None) -> tuple[Path | None, list[dict[str, Any]]]:
+    from onnxgate.pipelines.publish import registry_entries
+
+    return registry, (registry_entries(registry) if registry is not None and registry.is_dir() else [])
+
+
+def published_entry(entries: list[dict[str, Any]], name: str, version: str) -> dict[str, Any] | None:
+    """The entry the gate compares ``name`` with: ``version`` itself when published, else the newest other one."""
+    from onnxgate.pipelines.publish import version_key
+
+    mine = [e for e in entries if e["model"] == name]
+    same = next((e for e in mine if _version_of(e) == version), None)
+    return same or max(mine, key=lambda e: version_key(_version_of(e)), default=None)
+
+
+def _drift_why(spec: ModelSpec, registry: Path | None, entries: list[dict[str, Any]]) -> str | None:
+    """"dependencies changed since published V: pkg A → B, ..." when the installed packages differ from the recorded ones."""
+    from onnxgate.pipelines.drift import dependency_drift, drift_reason
+
+    entry = published_entry(entries, spec.name, spec.version) if spec.drift and registry is not None else None
+    if entry is None:
+        return None
+    changes = dependency_drift(entry, registry)
+    return drift_reason(changes, _version_of(entry)) if changes else None
 
 
 def _why(
@@ -323,13 +356,15 @@ def check_model(
                         report, spec.onnx if spec.onnx is not None else model_bytes, previous, registry, policy,
                         spec.regression, isolation=s.runtime.isolation(),
                     )
+                if spec.drift:
+                    outcome.notes += replay_if_drifted(report, previous, registry, spec.regression, isolation=s.runtime.isolation())
             if same is not None and not force:
                 outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
                 publish = False
         if publish and report.passed:
             pub = publish_report(
                 registry, name=spec.name, version=spec.version, model=model_bytes, report=report,
-                tags=spec.tags, force=force, progress=progress,
+                tags=spec.tags, force=force, progress=progress, base=_source_base(spec),
             )
             outcome.published = pub.directory
     except OnnxgateError as exc:
@@ -428,6 +463,40 @@ def compare_with_published(
     return version
 
 
+def replay_if_drifted(report: Any, entry: dict[str, Any], registry: Path, mode: str, *, isolation: Any = None) -> list[str]:
+    """When the packages recorded for ``entry`` differ from the installed ones, replay the published
+    model.onnx on its own published test data (drift.replay_published) and record it as ``mode``
+    says (``"fail"``: its cases join the report; ``"warn"``: failures become warnings). Returns notes.
+    """
+    from onnxgate.judge.report import Finding
+    from onnxgate.pipelines.drift import dependency_drift, drift_reason, replay_published
+
+    changes = dependency_drift(entry, registry)
+    if not changes:
+        return []
+    version = _version_of(entry)
+    try:
+        replay = replay_published(entry, registry, isolation=isolation)
+    except OnnxgateError as exc:
+        level = "error" if mode == "fail" else "warning"
+        report.findings.append(Finding(level, "regression", f"published {version} cannot be replayed on its test data: {exc}"))
+        return [drift_reason(changes, version)]
+    for case in replay.cases:
+        case.name = f"published {version} replayed: {case.name}"
+    if mode == "fail":
+        report.cases += replay.cases
+        report.findings += [f for f in replay.findings if f.level == "error"]
+    else:
+        report.findings += [Finding("warning", "regression", line) for line in replay.failures()]
+    return [f"{drift_reason(changes, version)}; published {version} replayed on its test data: {replay.status}"]
+
+
+def _source_base(spec: ModelSpec) -> Any:
+    from onnxgate.pipelines.provenance import SourceBase
+
+    return SourceBase(spec.root, "config directory") if spec.root is not None else None
+
+
 # -- the gate --------------------------------------------------------------------------
 
 
@@ -524,7 +593,7 @@ def gate(
     reg = Path(registry) if registry is not None else cfg.registry
     if publish and reg is None:
         raise GateError("--publish needs a registry", f"set registry = \"DIR\" under [defaults] in {cfg.path}, or pass --registry DIR")
-    selected, old = _selection(cfg, changed_since=changed_since, files=files)
+    selected, old = _selection(cfg, changed_since=changed_since, files=files, registry=reg)
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
