@@ -191,14 +191,32 @@ def test_index_of_a_plain_directory_elsewhere_stages_archives_outside_it(reg, tm
 
 @pytest.mark.parametrize("published_manifest", [True, False])
 def test_a_staging_directory_never_appears_in_an_index(reg, published_manifest):
+    from onnxgate.model_zoo.zoo import open_zoo
+
+    assert sorted(p.name for p in reg.iterdir() if not p.name.startswith(".")) == [MANIFEST, "iris"]  # lock and staging hidden
+    assert (reg / f".{MANIFEST}.lock").is_file()
     if not published_manifest:
         (reg / MANIFEST).unlink()
     debris = reg / ".onnxgate-staging" / "4242-abc" / "1.0.0"
     shutil.copytree(reg / VERSION_DIR, debris)
+    listed = [e["model"] for e in open_zoo(reg).entries]  # what zoo verify DIR checks
     out = reg / MANIFEST
     assert run_onnxgate("--quiet", "zoo", "index", reg, "-o", out).code == 0
     text = out.read_text()
     assert ".onnxgate-staging" not in text and [e["model"] for e in json.loads(text)] in (["iris"], ["iris/1.0.0"])
+    assert listed in (["iris"], ["iris/1.0.0"])
+
+
+def test_provenance_outside_git_keeps_no_absolute_path(reg):
+    """Published from a temp dir outside the working directory and any repository: the file name only."""
+    [entry] = json.loads((reg / MANIFEST).read_text())
+    prov = entry["metadata"]["onnxgate"]
+    assert prov["source"]["path"] == "iris.skops" and prov["source"]["relative_to"] == "file name only"
+    assert prov["git"] is None and "CPUExecutionProvider" in prov["host"]["providers"]
+    report = json.loads((reg / VERSION_DIR / "report.json").read_text())
+    assert report["source"] == "iris.skops" and report["inputs"]["sample"] == "iris.npy"
+    text = (reg / MANIFEST).read_text() + (reg / VERSION_DIR / "report.json").read_text()
+    assert '"/' not in text  # no JSON string starts with an absolute path
 
 
 def test_index_refuses_a_tampered_or_incomplete_published_registry(reg):
