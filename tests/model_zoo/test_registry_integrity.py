@@ -189,6 +189,17 @@ def test_index_of_a_plain_directory_elsewhere_stages_archives_outside_it(reg, tm
     assert verify(out, tmp_path / "c").code == 0
 
 
+def test_index_in_place_without_the_publish_manifest_keeps_one_archive_per_version(reg):
+    archive = reg / VERSION_DIR / "iris-1.0.0.tar.gz"
+    published = archive.read_bytes()
+    (reg / MANIFEST).unlink()
+    assert run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST).code == 0
+    assert sorted(p.name for p in (reg / VERSION_DIR).glob("*.tar.gz")) == [archive.name]
+    assert archive.read_bytes() == published  # deterministic: the same archive, not a second one
+    [entry] = json.loads((reg / MANIFEST).read_text())
+    assert entry["metadata"]["model_with_data_path"] == "iris/1.0.0/iris-1.0.0.tar.gz"
+
+
 @pytest.mark.parametrize("published_manifest", [True, False])
 def test_a_staging_directory_never_appears_in_an_index(reg, published_manifest):
     from onnxgate.model_zoo.zoo import open_zoo
