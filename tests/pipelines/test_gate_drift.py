@@ -201,3 +201,15 @@ def test_git_state_dirty_flag_ignores_the_registry(tmp_path):
     assert git_state(repo, exclude=repo / "reg").dirty is False
     assert git_state(repo).dirty is True
     assert git_state(tmp_path) is None  # not a repository
+
+
+def test_regression_warn_keeps_a_failed_replay_as_a_warning(cli, repo):
+    text = (repo / "onnxgate.toml").read_text().replace('version = "1.0.0"', 'version = "1.0.0"\nregression = "warn"')
+    (repo / "onnxgate.toml").write_text(text)
+    commit(repo, "accept drift for iris")
+    record_version(repo, "onnxruntime", "1.17.0")
+    scale_published_weight(repo)
+    r = gate_cli(cli, repo)
+    assert r.code == 0, (r.out, r.err)
+    assert "published 1.0.0 replayed on its test data: failed" in r.out
+    assert not any(n.startswith("published 1.0.0 replayed") for n in junit_cases(repo))  # warnings, not cases
