@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from onnxgate._progress import NullProgress
-from onnxgate.errors import OnnxgateError
+from onnxgate._progress import NullProgress, labelled
+from onnxgate.errors import OnnxgateError, missing_package
 from onnxgate.pipelines.config import ConfigError, GateConfig, ModelSpec, config_section, load_config
 
 
@@ -82,6 +82,15 @@ def check_revision(rev: str, cwd: Path) -> None:
         ) from None
 
 
+def is_null_revision(rev: str | None) -> bool:
+    """git's all-zero object name: what CI passes as "before" on a branch's first push (there is no base)."""
+    return bool(rev) and len(rev) in (40, 64) and set(rev) == {"0"}
+
+
+NULL_REVISION_NOTE = ("--changed-since {rev:.12}… is git's null revision (a branch's first push has no previous "
+                      "commit): every model is checked")
+
+
 def changes_since(rev: str, cwd: Path) -> list[Change]:
     """What ``REV...HEAD`` changed (since the merge base), renames detected."""
     check_revision(rev, cwd)
@@ -131,6 +140,8 @@ def _selection(
     """The selected models, and the config's section at the base revision (None when there is none)."""
     if changed_since is None and files is None:
         return {m.name: "all models" for m in config.models}, None
+    if is_null_revision(changed_since):
+        return {m.name: "no base revision (first push)" for m in config.models}, None
     top = repo_root(config.root)
     if changed_since is not None:
         changes = changes_since(changed_since, top)
@@ -213,8 +224,19 @@ class ModelOutcome:
     def status(self) -> str:
         return "error" if self.error else self.report.status
 
+    @property
+    def label(self) -> str:
+        """The status, or ``warn`` for a pass with accepted drift or other warnings (exit 0 all the same)."""
+        return "warn" if self.status == "passed" and self.warnings() else self.status
+
     def failures(self) -> list[str]:
         return [self.error] if self.error else self.report.failures()
+
+    def warnings(self) -> list[str]:
+        """The report's warning findings (``regression = "warn"`` drift among them), one line each."""
+        if self.report is None:
+            return []
+        return [f"{f.check}: {f.message}" for f in self.report.findings if f.level == "warning"]
 
 
 @dataclass(frozen=True)
@@ -290,7 +312,7 @@ def check_model(
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
 
-    progress = progress or NullProgress()
+    progress = labelled(progress or NullProgress(), spec.name)
     start = time.perf_counter()
     outcome = ModelOutcome(spec.name, spec.version, why)
     granted = granted or GrantedTrust()
@@ -323,7 +345,7 @@ def check_model(
                         report, spec.onnx if spec.onnx is not None else model_bytes, previous, registry, policy,
                         spec.regression, isolation=s.runtime.isolation(),
                     )
-            if same is not None and not force:
+            if same is not None and publish and not force:
                 outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
                 publish = False
         if publish and report.passed:
@@ -334,6 +356,11 @@ def check_model(
             outcome.published = pub.directory
     except OnnxgateError as exc:
         outcome.error = str(exc)
+    except ModuleNotFoundError as exc:  # a framework this model needs is not installed: this model errors, the rest run
+        missing = missing_package(exc)
+        if missing is None:
+            raise
+        outcome.error = f"{spec.name}: {missing}"
     outcome.seconds = round(time.perf_counter() - start, 3)
     return outcome
 
@@ -439,6 +466,7 @@ class GateResult:
     selected: dict[str, str]  # before sharding: name -> why
     outcomes: list[ModelOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. no base revision)
 
     @property
     def status(self) -> str:
@@ -466,7 +494,7 @@ class GateResult:
 
     def to_markdown(self) -> str:
         """A summary for $GITHUB_STEP_SUMMARY: one row per model, then the failures."""
-        icon = {"passed": "✅", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
+        icon = {"passed": "✅", "warn": "🟡", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
         scope = f"changed since `{self.changed_since}`" if self.changed_since else "all models"
         shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""
         lines = [f"## onnxgate gate: {self.status.upper()}", "",
@@ -476,7 +504,7 @@ class GateResult:
                       "|---|---|---|---|---|---|---|---|"]
             for o in self.outcomes:
                 lines.append(
-                    f"| `{o.name}` | {o.version} | {icon.get(o.status, '')} {o.status} | {o.why} | {_worst(o)} | "
+                    f"| `{o.name}` | {o.version} | {icon.get(o.label, '')} {o.label} | {o.why} | {_worst(o)} | "
                     f"{o.previous or '—'} | {'yes' if o.published else 'no'} | {o.seconds:.1f}s |"
                 )
         bad = [o for o in self.outcomes if o.status != "passed"]
@@ -484,9 +512,12 @@ class GateResult:
             lines += ["", "### Failures", ""]
             for o in bad:
                 lines += [f"- `{o.name}`: " + _md(line) for line in o.failures()]
-        notes = [(o.name, n) for o in self.outcomes for n in o.notes]
+        warned = [(o.name, w) for o in self.outcomes for w in o.warnings()]
+        if warned:
+            lines += ["", "### Warnings (accepted: the gate passes)", ""] + [f"- `{name}`: {_md(w)}" for name, w in warned]
+        notes = [f"- `{o.name}`: {_md(n)}" for o in self.outcomes for n in o.notes] + [f"- {_md(n)}" for n in self.notes]
         if notes:
-            lines += ["", "### Notes", ""] + [f"- `{name}`: {_md(n)}" for name, n in notes]
+            lines += ["", "### Notes", ""] + notes
         return "\n".join(lines) + "\n"
 
 
@@ -499,6 +530,23 @@ def _worst(o: ModelOutcome) -> str:
 
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def check_providers(config: GateConfig) -> None:
+    """Every model's providers can run here: an unknown or unavailable one is a config error (exit 2), before any model runs."""
+    from onnxgate.pipelines.run import resolve_providers
+
+    for spec in config.models:
+        runtime = spec.settings.runtime
+        try:
+            resolve_providers(runtime.providers, ep_plugins=runtime.run_settings().ep_plugins)
+        except ConfigError:
+            raise
+        except OnnxgateError as exc:
+            raise ConfigError(
+                f"{config.path}: model {spec.name!r}: {exc.message}",
+                exc.hint or "fix providers in the config",
+            ) from None
 
 
 def gate(
@@ -520,6 +568,7 @@ def gate(
     """
     started = time.perf_counter()
     cfg = config if isinstance(config, GateConfig) else load_config(config)
+    check_providers(cfg)
     shard_t = parse_shard(shard)
     reg = Path(registry) if registry is not None else cfg.registry
     if publish and reg is None:
@@ -528,6 +577,8 @@ def gate(
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
+    if is_null_revision(changed_since):
+        result.notes.append(NULL_REVISION_NOTE.format(rev=changed_since))
     for i, name in enumerate(names, 1):
         outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name],
                               progress=progress, granted=granted.get(name))
