@@ -28,14 +28,14 @@ class OutputSummary:
 
     def line(self) -> str:
         o = self.worst
-        verdict = "ok  " if not self.failed else "FAIL"
+        ties = f", {o.ties} tie(s)" if o.ties else ""
+        if self.failed:
+            problems = "; ".join(o.problems) or "differs"
+            return f"  FAIL {self.name:<16} {problems} (worst at {self.where}; fails in {self.failed}/{self.cases} cases{ties})"
         err = "" if o.max_abs_error is None else f"max abs err {o.max_abs_error:.3g}"
         limit = _limit(o)
-        count = f"{self.failed}/{self.cases} cases fail" if self.failed else f"{self.cases} cases"
-        detail = f": {'; '.join(o.problems)}" if self.failed and o.problems else ""
-        ties = f", {o.ties} tie(s)" if o.ties else ""
-        parts = [p for p in (err + (f" (limit {limit})" if limit and err else ""), f"worst at {self.where}", count) if p]
-        return f"  {verdict} {self.name:<16} {', '.join(parts)}{ties}{detail}"
+        parts = [p for p in (err + (f" (limit {limit})" if limit and err else ""), f"worst at {self.where}", f"{self.cases} cases") if p]
+        return f"  ok   {self.name:<16} {', '.join(parts)}{ties}"
 
 
 def _limit(o: Any) -> str:
