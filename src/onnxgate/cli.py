@@ -624,7 +624,10 @@ def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
             raise
         print(f"onnxgate: error: {error}", file=sys.stderr)
         if error.exit_code == EXIT_USAGE:
-            _write_error_reports(args, str(error))
+            try:
+                _write_error_reports(args, str(error))
+            except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
+                pass
         return error.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)

@@ -83,11 +83,14 @@ def collapsed(lines: list[str]) -> list[str]:
 
 
 def _case_errors(report: Any) -> list[str]:
-    errors = [c for c in report.cases if c.error]
-    lines = collapsed([f"  ERROR {c.error}" for c in errors])
-    if errors and len(lines) < len(errors):
-        return [f"{line}  [{len(errors)} of {len(report.cases)} cases]" if i == 0 else line for i, line in enumerate(lines)]
-    return lines
+    """Each distinct case error once: where it happened, or in how many cases."""
+    by_message: dict[str, list[Any]] = {}
+    for c in report.cases:
+        if c.error:
+            by_message.setdefault(c.error, []).append(c)
+    total = len(report.cases)
+    return [f"  ERROR {message} ({where(cases[0]) if len(cases) == 1 else f'in {len(cases)} of {total} cases'})"
+            for message, cases in by_message.items()]
 
 
 def _findings(report: Any, verbose: bool) -> list[str]:
