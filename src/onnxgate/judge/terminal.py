@@ -94,7 +94,7 @@ def _case_errors(report: Any) -> list[str]:
 
 
 def _findings(report: Any, verbose: bool) -> list[str]:
-    shown = [f for f in report.findings if verbose or (f.check not in QUIET_CHECKS and (f.level != "info" or f.check == "localize"))]
+    shown = [f for f in report.findings if verbose or f.check not in QUIET_CHECKS]
     return collapsed([f"  {f.level}: {f.check}: {f.message}" for f in shown])
 
 
