@@ -106,15 +106,15 @@ def hooked_repo(tmp_path):
     (repo / "train" / "train.py").write_text("C = 1.0\n")
     (repo / "onnxgate.toml").write_text(CONFIG)
     # The hook as published, run from this environment (onnxgate and the frameworks are installed here):
-    # `language: unsupported` (pre-commit's new name for `system`) instead of building a virtualenv from the network.
+    # `language: system` (no virtualenv built from the network), as the README's local hook does.
     (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{
         "repo": str(hooks), "rev": rev,
-        "hooks": [{"id": "onnxgate-gate", "language": "unsupported", "verbose": True}],
+        "hooks": [{"id": "onnxgate-gate", "language": "system", "verbose": True}],
     }]}))
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"),
                PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", ONNXGATE_TRUST="",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")) if p))
     install = subprocess.run([str(bin_dir / "pre-commit"), "install"], cwd=repo, capture_output=True, text=True, env=env)
     assert install.returncode == 0, install.stdout + install.stderr
     # the first commit, with the hook skipped (pre-commit's SKIP): the tests below need a HEAD to compare with

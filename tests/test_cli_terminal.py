@@ -175,10 +175,16 @@ def test_run_writes_a_junit_error_named_after_the_model_on_exit_2(cli, tmp_path)
     (suite,) = ET.parse(junit).getroot().iter("testsuite")
     assert suite.get("name") == "churn" and suite.get("errors") == "1"
     assert "does not exist" in suite.find("testcase/error").get("message")
+    zoo = cli("zoo", "verify", tmp_path / "hub" / "ONNX_HUB_MANIFEST.json", "--junit", junit)  # zoo verify too
+    assert zoo.code == 2 and suite_errors(junit) == {"ONNX_HUB_MANIFEST": "1"}, zoo.err
     # a bad --junit path itself is still one error line, and nothing is written
     bad = cli("run", tmp_path / "churn.skops", "--junit", tmp_path / "nope" / "r.xml")
     assert_user_error(bad)
     assert not (tmp_path / "nope").exists()
+
+
+def suite_errors(path: Path) -> dict[str, str]:
+    return {s.get("name"): s.get("errors") for s in ET.parse(path).getroot().iter("testsuite")}
 
 
 def test_framework_warnings_go_into_the_report_not_the_terminal(capsys):

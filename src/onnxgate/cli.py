@@ -474,10 +474,10 @@ def _write_error_reports(args: argparse.Namespace, message: str) -> None:
         _write_gate_reports(args, junit, f"## onnxgate gate: ERROR\n\n{message}\n")
         return
     path = getattr(args, "junit", None)
-    if path and getattr(args, "func", None) in (cmd_run, cmd_validate):
+    if path and getattr(args, "func", None) in (cmd_run, cmd_validate, cmd_zoo_verify):
         from onnxgate._io import write_atomic
 
-        source = getattr(args, "source", None) or getattr(args, "model", None)
+        source = getattr(args, "source", None) or getattr(args, "model", None) or getattr(args, "manifest", None)
         write_atomic(path, junit_xml([(suite_name_for(source), error_report(message, source))]))
 
 
