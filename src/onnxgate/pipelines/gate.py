@@ -532,21 +532,27 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def check_providers(config: GateConfig) -> None:
-    """Every model's providers can run here: an unknown or unavailable one is a config error (exit 2), before any model runs."""
-    from onnxgate.pipelines.run import resolve_providers
+def check_providers(config: GateConfig, to_run: Sequence[str]) -> None:
+    """Config errors (exit 2) before any model runs: a provider name ONNX Runtime does not know, in any
+    model's table; a provider that cannot run here, in the tables of the models about to run (a
+    GPU model may sit in a config that CPU-only shards also read)."""
+    import onnxruntime as ort
 
+    from onnxgate.pipelines.run import resolve_providers
+    from onnxgate.runtime.providers import canonical_provider
+
+    known = set(ort.get_all_providers())
     for spec in config.models:
         runtime = spec.settings.runtime
         try:
-            resolve_providers(runtime.providers, ep_plugins=runtime.run_settings().ep_plugins)
-        except ConfigError:
-            raise
+            if spec.name in to_run:
+                resolve_providers(runtime.providers, ep_plugins=runtime.run_settings().ep_plugins)
+            elif not runtime.ep_plugins:
+                unknown = [n for n in runtime.providers or () if n != "all" and canonical_provider(n) not in known]
+                if unknown:
+                    raise OnnxgateError(f"unknown execution provider {unknown[0]}", "run 'onnxgate providers' to see the names")
         except OnnxgateError as exc:
-            raise ConfigError(
-                f"{config.path}: model {spec.name!r}: {exc.message}",
-                exc.hint or "fix providers in the config",
-            ) from None
+            raise ConfigError(f"{config.path}: model {spec.name!r}: {exc.message}", exc.hint or "fix providers in the config") from None
 
 
 def gate(
@@ -568,7 +574,6 @@ def gate(
     """
     started = time.perf_counter()
     cfg = config if isinstance(config, GateConfig) else load_config(config)
-    check_providers(cfg)
     shard_t = parse_shard(shard)
     reg = Path(registry) if registry is not None else cfg.registry
     if publish and reg is None:
@@ -576,6 +581,7 @@ def gate(
     selected, old = _selection(cfg, changed_since=changed_since, files=files)
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
+    check_providers(cfg, names)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
     if is_null_revision(changed_since):
         result.notes.append(NULL_REVISION_NOTE.format(rev=changed_since))
