@@ -86,6 +86,24 @@ def _case_error_report(n: int):
     return report, message
 
 
+def test_a_real_ort_load_error_is_printed_once(cli, iris, tmp_path):
+    """A custom-domain op ONNX Runtime has no kernel for: every case fails to load, one line says so."""
+    import onnx
+    from onnx import helper
+
+    src, sample, good, _ = iris
+    model = onnx.load(str(good))
+    (last,) = [n for n in model.graph.node if "probabilities" in n.output]
+    last.output[list(last.output).index("probabilities")] = "p0"
+    model.graph.node.append(helper.make_node("Foo", ["p0"], ["probabilities"], domain="com.example"))
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    onnx.save(model, str(tmp_path / "custom.onnx"))
+    result = cli("-q", "validate", src, tmp_path / "custom.onnx", "--sample", sample)
+    assert result.code == 1, result.err
+    errors = [line for line in result.out.splitlines() if "com.example:Foo" in line]
+    assert len(errors) == 1 and errors[0].startswith("  ERROR ONNX Runtime could not load") and "in 6 of 6 cases" in errors[0], result.out
+
+
 def test_an_ort_load_error_is_printed_once():
     from onnxgate.judge.terminal import summary_lines
 
