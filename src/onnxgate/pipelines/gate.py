@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from onnxgate._progress import NullProgress
-from onnxgate.errors import OnnxgateError
+from onnxgate._progress import NullProgress, labelled
+from onnxgate.errors import OnnxgateError, missing_package
 from onnxgate.pipelines.config import ConfigError, GateConfig, ModelSpec, config_section, load_config
 
 
@@ -84,6 +84,15 @@ def check_revision(rev: str, cwd: Path) -> None:
         ) from None
 
 
+def is_null_revision(rev: str | None) -> bool:
+    """git's all-zero object name: what CI passes as "before" on a branch's first push (there is no base)."""
+    return bool(rev) and len(rev) in (40, 64) and set(rev) == {"0"}
+
+
+NULL_REVISION_NOTE = ("--changed-since {rev:.12}… is git's null revision (a branch's first push has no previous "
+                      "commit): every model is checked")
+
+
 def changes_since(rev: str, cwd: Path) -> list[Change]:
     """What ``REV...HEAD`` changed (since the merge base), renames detected."""
     check_revision(rev, cwd)
@@ -137,6 +146,8 @@ def _selection(
     """The selected models, and the config's section at the base revision (None when there is none)."""
     if changed_since is None and files is None:
         return {m.name: "all models" for m in config.models}, None
+    if is_null_revision(changed_since):
+        return {m.name: "no base revision (first push)" for m in config.models}, None
     top = repo_root(config.root)
     if changed_since is not None:
         changes = changes_since(changed_since, top)
@@ -246,8 +257,19 @@ class ModelOutcome:
     def status(self) -> str:
         return "error" if self.error else self.report.status
 
+    @property
+    def label(self) -> str:
+        """The status, or ``warn`` for a pass with accepted drift or other warnings (exit 0 all the same)."""
+        return "warn" if self.status == "passed" and self.warnings() else self.status
+
     def failures(self) -> list[str]:
         return [self.error] if self.error else self.report.failures()
+
+    def warnings(self) -> list[str]:
+        """The report's warning findings (``regression = "warn"`` drift among them), one line each."""
+        if self.report is None:
+            return []
+        return [f"{f.check}: {f.message}" for f in self.report.findings if f.level == "warning"]
 
 
 @dataclass(frozen=True)
@@ -323,7 +345,7 @@ def check_model(
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
 
-    progress = progress or NullProgress()
+    progress = labelled(progress or NullProgress(), spec.name)
     start = time.perf_counter()
     outcome = ModelOutcome(spec.name, spec.version, why)
     granted = granted or GrantedTrust()
@@ -358,7 +380,7 @@ def check_model(
                     )
                 if spec.drift:
                     outcome.notes += replay_if_drifted(report, previous, registry, spec.regression, isolation=s.runtime.isolation())
-            if same is not None and not force:
+            if same is not None and publish and not force:
                 outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
                 publish = False
         if publish and report.passed:
@@ -369,6 +391,11 @@ def check_model(
             outcome.published = pub.directory
     except OnnxgateError as exc:
         outcome.error = str(exc)
+    except ModuleNotFoundError as exc:  # a framework this model needs is not installed: this model errors, the rest run
+        missing = missing_package(exc)
+        if missing is None:
+            raise
+        outcome.error = f"{spec.name}: {missing}"
     outcome.seconds = round(time.perf_counter() - start, 3)
     return outcome
 
@@ -508,6 +535,7 @@ class GateResult:
     selected: dict[str, str]  # before sharding: name -> why
     outcomes: list[ModelOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. no base revision)
 
     @property
     def status(self) -> str:
@@ -535,7 +563,7 @@ class GateResult:
 
     def to_markdown(self) -> str:
         """A summary for $GITHUB_STEP_SUMMARY: one row per model, then the failures."""
-        icon = {"passed": "✅", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
+        icon = {"passed": "✅", "warn": "🟡", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
         scope = f"changed since `{self.changed_since}`" if self.changed_since else "all models"
         shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""
         lines = [f"## onnxgate gate: {self.status.upper()}", "",
@@ -545,7 +573,7 @@ class GateResult:
                       "|---|---|---|---|---|---|---|---|"]
             for o in self.outcomes:
                 lines.append(
-                    f"| `{o.name}` | {o.version} | {icon.get(o.status, '')} {o.status} | {o.why} | {_worst(o)} | "
+                    f"| `{o.name}` | {o.version} | {icon.get(o.label, '')} {o.label} | {o.why} | {_worst(o)} | "
                     f"{o.previous or '—'} | {'yes' if o.published else 'no'} | {o.seconds:.1f}s |"
                 )
         bad = [o for o in self.outcomes if o.status != "passed"]
@@ -553,9 +581,12 @@ class GateResult:
             lines += ["", "### Failures", ""]
             for o in bad:
                 lines += [f"- `{o.name}`: " + _md(line) for line in o.failures()]
-        notes = [(o.name, n) for o in self.outcomes for n in o.notes]
+        warned = [(o.name, w) for o in self.outcomes for w in o.warnings()]
+        if warned:
+            lines += ["", "### Warnings (accepted: the gate passes)", ""] + [f"- `{name}`: {_md(w)}" for name, w in warned]
+        notes = [f"- `{o.name}`: {_md(n)}" for o in self.outcomes for n in o.notes] + [f"- {_md(n)}" for n in self.notes]
         if notes:
-            lines += ["", "### Notes", ""] + [f"- `{name}`: {_md(n)}" for name, n in notes]
+            lines += ["", "### Notes", ""] + notes
         return "\n".join(lines) + "\n"
 
 
@@ -568,6 +599,29 @@ def _worst(o: ModelOutcome) -> str:
 
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def check_providers(config: GateConfig, to_run: Sequence[str]) -> None:
+    """Config errors (exit 2) before any model runs: a provider name ONNX Runtime does not know, in any
+    model's table; a provider that cannot run here, in the tables of the models about to run (a
+    GPU model may sit in a config that CPU-only shards also read)."""
+    import onnxruntime as ort
+
+    from onnxgate.pipelines.run import resolve_providers
+    from onnxgate.runtime.providers import canonical_provider
+
+    known = set(ort.get_all_providers())
+    for spec in config.models:
+        runtime = spec.settings.runtime
+        try:
+            if spec.name in to_run:
+                resolve_providers(runtime.providers, ep_plugins=runtime.run_settings().ep_plugins)
+            elif not runtime.ep_plugins:
+                unknown = [n for n in runtime.providers or () if n != "all" and canonical_provider(n) not in known]
+                if unknown:
+                    raise OnnxgateError(f"unknown execution provider {unknown[0]}", "run 'onnxgate providers' to see the names")
+        except OnnxgateError as exc:
+            raise ConfigError(f"{config.path}: model {spec.name!r}: {exc.message}", exc.hint or "fix providers in the config") from None
 
 
 def gate(
@@ -596,7 +650,10 @@ def gate(
     selected, old = _selection(cfg, changed_since=changed_since, files=files, registry=reg)
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
+    check_providers(cfg, names)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
+    if is_null_revision(changed_since):
+        result.notes.append(NULL_REVISION_NOTE.format(rev=changed_since))
     for i, name in enumerate(names, 1):
         outcome = check_model(cfg.model(name), registry=reg, publish=bool(publish), force=bool(force), why=selected[name],
                               progress=progress, granted=granted.get(name))
