@@ -26,6 +26,32 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--report", metavar="F.json", help="write the JSON report")
     group.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
     group.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(group)
+
+
+def _add_html_option(p: Any) -> None:
+    p.add_argument("--html", metavar="F.html", help="write a self-contained HTML report with plots (needs onnxgate[html])")
+
+
+def _html_path(args: argparse.Namespace) -> Any:
+    """``--html``'s path, checked (writable, jinja2 and plotly installed) before any work starts."""
+    if args.html is None:
+        return None
+    from onnxgate._io import check_output_path
+    from onnxgate.judge.html.render import check_available
+
+    check_available()
+    return check_output_path(args.html, "HTML report")
+
+
+def _write_html(path: Any, render: str, result: Any) -> None:
+    """Render ``result`` with onnxgate.judge.html's ``render`` function into ``path`` (checked earlier)."""
+    if path is None:
+        return
+    from onnxgate import _io
+    from onnxgate.judge import html
+
+    _io.write_atomic(path, getattr(html, render)(result))
 
 
 def _add_settings(p: argparse.ArgumentParser, command: str) -> None:
@@ -134,7 +160,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _report_paths(args: argparse.Namespace) -> dict[str, Any]:
-    return {"json": args.report, "markdown": args.markdown, "junit": args.junit}
+    return {"json": args.report, "markdown": args.markdown, "junit": args.junit, "html": _html_path(args)}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -315,6 +341,7 @@ def _add_gate_parser(sub: Any) -> None:
     p.add_argument("--publish", action="store_true", help="publish passing models into the configured registry")
     p.add_argument("--registry", metavar="DIR", help="registry directory (default: registry under [defaults])")
     p.add_argument("--force", action="store_true", help="with --publish: overwrite already published versions")
+    _add_html_option(p)
     p.set_defaults(func=cmd_gate)
 
 
@@ -324,6 +351,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     junit = check_output_path(args.junit, "JUnit report")
     summary = check_output_path(args.summary, "summary")
+    html_path = _html_path(args)
     quiet = args.quiet
 
     def on_result(i: int, n: int, outcome: Any) -> None:
@@ -349,6 +377,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         write_atomic(junit, result.to_junit())
     if summary is not None:
         write_atomic(summary, markdown)
+    _write_html(html_path, "render_gate", result)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
@@ -412,6 +441,7 @@ def _add_zoo_parser(sub: Any) -> None:
     z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(z)
     z.set_defaults(func=cmd_zoo_verify)
 
 
@@ -441,6 +471,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
 
     report_path = check_output_path(args.report, "JSON report")
     junit_path = check_output_path(args.junit, "JUnit report")
+    html_path = _html_path(args)
     bar = _Bar(args.quiet)
     report = verify_zoo(
         args.manifest, models=args.model, tags=args.tag, jobs=args.jobs, cache=args.cache,
@@ -452,6 +483,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
         write_atomic(report_path, report.to_json())
     if junit_path:
         write_atomic(junit_path, report.to_junit())
+    _write_html(html_path, "render_zoo", report)
     print(report.table(), end="")
     return EXIT_OK if report.passed else EXIT_FAILED
 

@@ -79,7 +79,7 @@ class DataSetResult:
         return "passed" if self.outputs and all(o.passed for o in self.outputs) else "mismatch"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "error": self.error, "outputs": [o.as_dict() for o in self.outputs]}
+        return {"name": self.name, "status": self.status, "error": self.error, "outputs": [o.as_dict(errors=True) for o in self.outputs]}
 
 
 @dataclass
