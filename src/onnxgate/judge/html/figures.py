@@ -102,11 +102,9 @@ def error_figure(summary: ErrorSummary, output: str) -> dict[str, Any]:
         notes.append({"xref": "x", "yref": "y domain", "x": x, "y": 1.02, "text": f"limit at median |ref| ({limit:.2g})",
                       "showarrow": False, "font": {"size": 10, "color": LIMIT}, "xanchor": "left"})
         lo, hi = min(lo, x - 0.25), max(hi, x + 0.25)
-    if summary.zeros:
-        notes.append({"xref": "x domain", "yref": "y domain", "x": 0, "y": -0.2, "showarrow": False, "xanchor": "left",
-                      "text": f"{summary.zeros} element(s) with zero error not shown", "font": {"size": 10, "color": MUTED}})
+    zeros = f" <span style='color:{MUTED}'>({summary.zeros} element(s) exactly equal, not on the log axes)</span>" if summary.zeros else ""
     layout = _layout(
-        title={"text": f"<b>{output}</b>: |onnx − ref|", "x": 0.01, "font": {"size": 13}},
+        title={"text": f"<b>{output}</b>: |onnx − ref|{zeros}", "x": 0.01, "font": {"size": 13}},
         xaxis={"domain": [0, 0.44], "title": {"text": "|onnx − ref| (log scale)"}, "range": [lo, hi], **_log_ticks(lo, hi)},
         yaxis={"title": {"text": "elements"}, "rangemode": "tozero"},
         xaxis2={"domain": [0.56, 1], "type": "log", "title": {"text": "|ref|"}, "exponentformat": "power"},

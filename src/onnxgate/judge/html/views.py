@@ -371,13 +371,13 @@ def gate_view(result: Any) -> CollectionView:
     for o in result.outcomes:
         anchor = anchor_for(o.name, taken)
         models.append(_gate_model(o, anchor))
-        first = (o.failures() or [""])[0] if o.status != "passed" else ""
+        first = (models[-1].failures or [""])[0] if o.status != "passed" else ""
         rows.append(Row(anchor, o.name, o.status, [o.version, o.why, _worst_error(o.report), o.previous or "—",
                                                      f"{o.seconds:.1f}s", first]))
     scope = f"changed since {result.changed_since}" if result.changed_since else "all models"
     shard = f", shard {result.shard[0]}/{result.shard[1]}" if result.shard else ""
     subtitle = f"{len(result.outcomes)} model(s) checked ({scope}{shard}; {len(result.selected)} selected) in {result.seconds:.1f}s"
-    failures = [f"{o.name}: {line}" for o in result.outcomes if o.status != "passed" for line in o.failures()[:1]]
+    failures = [f"{row.name}: {row.cells[-1]}" for row in rows if row.status != "passed"]
     return CollectionView("onnxgate gate", result.status, subtitle,
                           ["version", "why", "worst max abs err", "compared with", "time", "first failure"], rows, models, failures)
 
@@ -412,7 +412,7 @@ def zoo_model_view(result: Any, anchor: str) -> ModelView:
     reason = [result.reason] if result.reason and result.verdict != "passed" else []
     problems = [f"[{d.name}] {d.error}" for d in result.data_sets if d.error]
     problems += [f"[{d.name}] output {o.name!r}: {'; '.join(o.problems)}" for d in result.data_sets for o in d.outputs if not o.passed]
-    failures, more = _headlines(reason + problems)
+    failures, more = _headlines(problems or reason)
     facts = [("model path", result.model_path), ("sha256", result.sha256 or "—"), ("zoo status", result.status),
              ("tolerances", ", ".join(f"{k} {v:g}" for k, v in result.tolerances.items()) or "zoo defaults"),
              ("checked in", f"{result.seconds:.2f}s")]
