@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from onnxgate.errors import OnnxgateError
-from onnxgate.judge.html import views
+from onnxgate.judge.html.views import ModelView, format_number, gate_view, report_view, zoo_view
 
 INSTALL_HINT = "install the html extra: pip install 'onnxgate[html]' (jinja2 and plotly)"
 
@@ -33,7 +33,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = views._num  # noqa: SLF001 - one number format for views and templates
+    env.filters["num"] = format_number  # one number format for views and templates
     return env
 
 
@@ -47,7 +47,7 @@ def plotly_js() -> str:
     return get_plotlyjs().replace("</script", "<\\/script")
 
 
-def _page(template: str, title: str, status: str, models: list[views.ModelView], **context: Any) -> str:
+def _page(template: str, title: str, status: str, models: list[ModelView], **context: Any) -> str:
     from markupsafe import Markup
 
     charts = [chart for m in models for chart in m.charts()]
@@ -59,17 +59,17 @@ def _page(template: str, title: str, status: str, models: list[views.ModelView],
 
 def render_report(report: Any) -> str:
     """``run``/``validate --html``: one model's page."""
-    model = views.report_view(report)
+    model = report_view(report)
     return _page("report.html.j2", f"onnxgate: {model.title}", report.status, [model], model=model)
 
 
 def render_gate(result: Any) -> str:
     """``gate --html``: one row per model, each linking to its detail in the same file."""
-    view = views.gate_view(result)
+    view = gate_view(result)
     return _page("collection.html.j2", view.title, view.status, view.models, view=view)
 
 
 def render_zoo(report: Any) -> str:
     """``zoo verify --html``: one row per model, each linking to its detail in the same file."""
-    view = views.zoo_view(report)
+    view = zoo_view(report)
     return _page("collection.html.j2", view.title, view.status, view.models, view=view)

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from onnxgate.judge.compare import OutputComparison
 from onnxgate.judge.error_summary import WorstElement
-from onnxgate.judge.html import figures
+from onnxgate.judge.html.figures import error_figure, exact_figure, speed_figure, variants_figure
 from onnxgate.judge.report import Case, Report, level_name
 
 MAX_HEADLINES = 6  # failure lines shown in the banner; the rest are counted
@@ -156,7 +156,7 @@ def anchor_for(name: str, taken: set[str] | None = None) -> str:
     return anchor
 
 
-def _num(x: float | None, fmt: str = ".3g") -> str:
+def format_number(x: float | None, fmt: str = ".3g") -> str:
     return "—" if x is None else format(x, fmt)
 
 
@@ -197,8 +197,8 @@ def output_views(located: Iterable[tuple[str, OutputComparison]], prefix: str) -
 def _output_figure(o: OutputComparison) -> dict[str, Any]:
     """Float outputs: the error histogram and scatter; exact ones: equal / tied / differing counts."""
     if o.errors is not None:
-        return figures.error_figure(o.errors, o.name)
-    return figures.exact_figure(o.name, o.total, o.mismatched, o.ties)
+        return error_figure(o.errors, o.name)
+    return exact_figure(o.name, o.total, o.mismatched, o.ties)
 
 
 def _where(case: Case) -> str:
@@ -230,7 +230,7 @@ def _case_cell(case: Case | None) -> Cell:
         return Cell("error", "error", case.error)
     errs = [o.max_abs_error for o in case.outputs if o.max_abs_error is not None]
     text = f"{max(errs):.2g}" if errs else ("exact" if case.status == "passed" else "differs")
-    title = "; ".join(f"{o.name}: {'ok' if o.passed else 'FAIL'} max abs err {_num(o.max_abs_error)}" for o in case.outputs)
+    title = "; ".join(f"{o.name}: {'ok' if o.passed else 'FAIL'} max abs err {format_number(o.max_abs_error)}" for o in case.outputs)
     shapes = ", ".join(f"{k} {v}" for k, v in case.input_shapes.items())
     return Cell(case.status, text, f"{shapes} — {title}")
 
@@ -269,7 +269,7 @@ def _speed(report: Report, prefix: str) -> tuple[Chart | None, str]:
     if speed is None or not speed.rows:
         return None, ""
     note = f"{speed.threads} thread(s) on both sides, provider {_short(speed.provider)}. {speed.method}."
-    return Chart(f"{prefix}-speed", "speed", figures.speed_figure(speed.framework, speed.rows)), note
+    return Chart(f"{prefix}-speed", "speed", speed_figure(speed.framework, speed.rows)), note
 
 
 def _variants(report: Report, prefix: str) -> tuple[Table | None, Chart | None]:
@@ -280,12 +280,12 @@ def _variants(report: Report, prefix: str) -> tuple[Table | None, Chart | None]:
     rows = []
     for v in variants:
         state = "skipped" if v.skipped else ("passed" if v.passed else "failed")
-        rows.append([v.name, v.precision, state, _num(v.max_abs_error), _num(v.latency_ms(batch), ".3f"),
-                     _num(v.speedups.get(batch), ".2f") + ("x" if v.speedups.get(batch) else ""),
+        rows.append([v.name, v.precision, state, format_number(v.max_abs_error), format_number(v.latency_ms(batch), ".3f"),
+                     format_number(v.speedups.get(batch), ".2f") + ("x" if v.speedups.get(batch) else ""),
                      str(v.size or "—"), v.verdict or v.skipped or v.error or ""])
     table = Table(["variant", "precision", "parity", "max abs err", f"ms @ batch {batch}", "speedup", "bytes", "verdict"], rows)
     built = [v for v in variants if not v.skipped]
-    chart = Chart(f"{prefix}-variants", "variants", figures.variants_figure(
+    chart = Chart(f"{prefix}-variants", "variants", variants_figure(
         [v.name for v in built], [v.latency_ms(batch) for v in built], [v.passed for v in built], batch))
     return table, chart
 
@@ -361,7 +361,7 @@ def _worst_error(report: Any) -> str:
     if report is None:
         return "—"
     errs = [o.max_abs_error for c in report.cases for o in c.outputs if o.max_abs_error is not None]
-    return _num(max(errs)) if errs else "—"
+    return format_number(max(errs)) if errs else "—"
 
 
 def gate_view(result: Any) -> CollectionView:
@@ -401,7 +401,7 @@ def _data_set_grid(result: Any) -> Grid | None:
             elif o is None:
                 cells.append(Cell("none", "—", "not compared"))
             else:
-                cells.append(Cell("passed" if o.passed else "failed", _num(o.max_abs_error, ".2g") if o.max_abs_error is not None
+                cells.append(Cell("passed" if o.passed else "failed", format_number(o.max_abs_error, ".2g") if o.max_abs_error is not None
                                   else ("exact" if o.passed else "differs"), "; ".join(o.problems) or (o.rule or "")))
         rows.append((d.name, cells))
     return Grid("data set", columns, rows)
@@ -431,7 +431,7 @@ def zoo_view(report: Any) -> CollectionView:
         anchor = anchor_for(r.name, taken)
         models.append(zoo_model_view(r, anchor))
         errs = [o.max_abs_error for d in r.data_sets for o in d.outputs if o.max_abs_error is not None]
-        rows.append(Row(anchor, r.name, r.verdict, [r.status, str(len(r.data_sets)), _num(max(errs)) if errs else "—",
+        rows.append(Row(anchor, r.name, r.verdict, [r.status, str(len(r.data_sets)), format_number(max(errs)) if errs else "—",
                                                      f"{r.seconds:.2f}s", (r.reason or "") if r.verdict != "passed" else ""]))
     counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
     subtitle = f"{report.location} · {len(report.results)} model(s): {counts or 'none'} · {report.seconds:.1f}s, {report.jobs} job(s)"
