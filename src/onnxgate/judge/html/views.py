@@ -320,6 +320,12 @@ def _report_failures(report: Report, outputs: list[OutputView]) -> list[str]:
     return lines
 
 
+def _name(path: Any) -> str:
+    """A page title: the file name of a path (the full path is in the facts), or a module:callable as is."""
+    text = str(path or "model")
+    return text.rstrip("/").rsplit("/", 1)[-1] or text
+
+
 def report_view(report: Report, *, anchor: str = "model", title: str | None = None) -> ModelView:
     """The detail of one validated model."""
     outputs = output_views(((_where(c), o) for c in report.cases for o in c.outputs), anchor)
@@ -328,7 +334,7 @@ def report_view(report: Report, *, anchor: str = "model", title: str | None = No
     variants, variants_chart = _variants(report, anchor)
     notes = list(report.conversion.notes) if report.conversion is not None else []
     return ModelView(
-        anchor=anchor, title=title or str(report.source or report.model.path or "model"), status=report.status,
+        anchor=anchor, title=title or _name(report.source or report.model.path), status=report.status,
         failures=failures, more_failures=more, facts=_facts(report),
         outputs=outputs, grid=matrix_grid(report.cases),
         grid_note="Each cell: the case's verdict and its largest max abs error over the outputs (hover for each output).",
