@@ -262,3 +262,16 @@ def test_findings_split_into_what_and_fix():
     assert split_fix("CPU at batch=1: passes with X but fails with Y: an ORT issue; deploy with graph_optimization_level=X") == (
         "CPU at batch=1: passes with X but fails with Y: an ORT issue", "deploy with graph_optimization_level=X")
     assert split_fix("OpenVINO took 3/5 nodes") == ("OpenVINO took 3/5 nodes", None)
+
+
+def test_a_report_that_could_not_run_renders_its_error_first_without_plots():
+    from onnxgate.judge.html import render_report
+    from onnxgate.judge.report import Case, Report
+
+    report = Report(source="m.skops", framework="sklearn", model={}, inputs={}, tolerances={}, versions={})
+    report.cases = [Case("batch=8", "CPUExecutionProvider", "all", {"X": [8, 4]}, error="ONNX Runtime cannot load the model: bad op")]
+    page = Dom(render_report(report))
+    assert page.find(id="verdict")[0]["data-verdict"] == "error"
+    assert "bad op" in page.text[page.text.index('id="failure-banner"'):] and not page.find("div", "output-chart")
+    assert [c["data-status"] for c in page.find("td", "cell")] == ["error"]
+    assert "plotly.js v" not in page.text  # no chart, no plotly.js
