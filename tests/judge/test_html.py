@@ -117,8 +117,9 @@ def test_a_passing_and_a_failing_run_render_in_chromium(cli, iris, tmp_path):
     assert not dom.find(id="failure-banner")
     cells = dom.find("td", "cell")
     assert len(cells) == len(cases) == 6 and {c["data-status"] for c in cells} == {"passed"}  # 3 shapes x 2 levels, CPU
-    charts = rendered_charts(dom, "output-chart")
-    assert sorted(c["data-output"] for c in charts) == ["label", "probabilities"]  # one chart per output
+    charts = {c["data-output"]: c["class"] for c in rendered_charts(dom, "output-chart")}
+    assert sorted(charts) == ["label", "probabilities"]  # one chart per output
+    assert "chart-exact" in charts["label"] and "chart-errors" in charts["probabilities"]
     assert len(rendered_charts(dom, "speed-chart")) == 1 and len(rendered_charts(dom, "variants-chart")) == 1
     assert dom.find("table", "placement") and dom.find("table", "variants")
 
@@ -229,7 +230,11 @@ def test_zoo_verify_html_has_one_row_per_model_linking_to_its_detail(cli, tmp_pa
     sections = {s["id"]: s["data-status"] for s in dom.find("section", "model")}
     assert sections == {"model-good": "passed", "model-scaled": "failed"}
     assert {a["href"] for a in dom.find("a") if a.get("href", "").startswith("#model-")} == {"#model-good", "#model-scaled"}
-    assert [c["data-output"] for c in rendered_charts(dom, "output-chart")] == ["Y", "Y"]
+    charts = rendered_charts(dom, "output-chart")
+    assert [c["data-output"] for c in charts] == ["Y", "Y"]
+    assert all("chart-errors" in c["class"] for c in charts)  # the error summaries crossed the worker's JSON pipe
+    report = (tmp_path / "zoo.json").read_text()
+    assert '"errors"' not in report  # ... and stay out of the JSON report
     assert [c["data-status"] for c in dom.find("td", "cell")] == ["passed", "failed"]  # data set x output grid
 
 

@@ -62,6 +62,7 @@ class OutputView:
     worst: list[WorstElement] = field(default_factory=list)
     cases: int = 1
     failed_cases: int = 0
+    plot: str = "errors"  # "errors": histogram + log-log scatter; "exact": equal / tie / differ counts
 
 
 @dataclass
@@ -190,6 +191,7 @@ def output_views(located: Iterable[tuple[str, OutputComparison]], prefix: str) -
             rule=worst.rule, problems=list(worst.problems), chart=chart,
             worst=list(worst.errors.worst) if worst.errors else [],
             cases=len(items), failed_cases=sum(not o.passed for _, o in items),
+            plot="errors" if worst.errors is not None else "exact",
         ))
     return views
 
