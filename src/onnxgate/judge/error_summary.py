@@ -85,33 +85,46 @@ def _round(x: float) -> float:
 
 
 def _histogram(err: np.ndarray) -> tuple[tuple[float, float] | None, list[int]]:
-    positive = err[err > 0]
-    if positive.size == 0:
+    """Counts of the non-zero errors in at most BINS equal log-width bins, each a whole number of octaves.
+
+    The octave of a float64 is its biased exponent, read from its bits: one pass and one
+    bincount, a fraction of np.log10's cost on a million-element output (the summary is
+    computed for every comparison). Subnormal errors (< 2.2e-308) count as zero.
+    """
+    exponents = (err.view(np.uint64) >> np.uint64(52)).astype(np.intp)  # err >= 0: no sign bit
+    octaves = np.bincount(exponents, minlength=2048)[1:2047]  # normal numbers: 2**-1022 .. 2**1023
+    used = np.flatnonzero(octaves)
+    if used.size == 0:
         return None, []
-    logs = np.log10(positive)
-    lo, hi = float(np.floor(logs.min() * 4) / 4), float(np.ceil(logs.max() * 4) / 4)
-    if hi <= lo:
-        hi = lo + 0.25
-    counts, _ = np.histogram(logs, bins=BINS, range=(lo, hi))
-    return (lo, hi), [int(c) for c in counts]
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    width = max(1, -(-(hi - lo) // BINS))
+    n = -(-(hi - lo) // width)
+    padded = np.zeros(n * width, dtype=np.int64)
+    padded[: hi - lo] = octaves[lo:hi]
+    first = lo + 1 - 1023  # octaves[0] holds biased exponent 1, i.e. 2**-1022
+    log2 = float(np.log10(2.0))
+    return (first * log2, (first + n * width) * log2), [int(c) for c in padded.reshape(n, width).sum(axis=1)]
 
 
-def _stride(indices: np.ndarray, cap: int) -> np.ndarray:
-    """At most ``cap`` of ``indices``, evenly spaced (deterministic: the same report twice is the same file)."""
-    if indices.size <= cap:
-        return indices
-    return indices[np.linspace(0, indices.size - 1, cap).astype(np.int64)]
+def _sample(n: int, bad: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(beyond, within): element indices to plot, evenly spaced and deterministic, at most ``cap`` in all."""
+    beyond = np.flatnonzero(bad)
+    if beyond.size > MAX_BEYOND:
+        beyond = beyond[np.linspace(0, beyond.size - 1, MAX_BEYOND).astype(np.int64)]
+    room = cap - beyond.size
+    candidates = np.unique(np.linspace(0, n - 1, min(n, 2 * cap)).astype(np.int64))
+    within = candidates[~bad[candidates]][:room] if room > 0 and n else np.zeros(0, dtype=np.int64)
+    return beyond, within
 
 
-def _points(ref_abs: np.ndarray, err: np.ndarray, which: np.ndarray) -> list[tuple[float, float]]:
-    return [(_round(ref_abs[i]), _round(err[i])) for i in which]
+def _points(ref: np.ndarray, err: np.ndarray, which: np.ndarray) -> list[tuple[float, float]]:
+    return [(_round(abs(ref[i])), _round(err[i])) for i in which if np.isfinite(err[i]) and np.isfinite(ref[i])]
 
 
 def _worst(ref: np.ndarray, got: np.ndarray, err: np.ndarray, limit: np.ndarray, shape: tuple[int, ...]) -> list[WorstElement]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(limit > 0, err / limit, np.where(err > 0, np.inf, 0.0))
+    ratio = np.divide(err, limit, out=np.where(err > 0, np.inf, 0.0), where=limit > 0)
     k = min(MAX_WORST, ratio.size)
-    top = np.argpartition(-ratio, k - 1)[:k]
+    top = np.argpartition(ratio, ratio.size - k)[-k:]
     top = top[np.argsort(-ratio[top], kind="stable")]
     return [
         WorstElement(
@@ -129,24 +142,21 @@ def summarize_errors(
 ) -> ErrorSummary:
     """The bounded summary of one float comparison (arrays as judge.compare computed them, float64)."""
     shape = reference.shape
-    ref = reference.reshape(-1)
-    got = onnx.reshape(-1)
-    err = np.asarray(abs_err, dtype=np.float64).reshape(-1)
+    err = np.ascontiguousarray(abs_err, dtype=np.float64).reshape(-1)
+    if not np.isfinite(err).all():
+        err = np.where(np.isfinite(err), err, 0.0)  # NaN/inf mismatches are counted by compare, not plotted
     lim = np.broadcast_to(np.asarray(limit, dtype=np.float64), shape).reshape(-1)
-    beyond_mask = np.asarray(bad).reshape(-1)
-    finite = np.isfinite(err) & np.isfinite(ref)
-    ref_abs = np.abs(np.where(finite, ref, 0.0))
-    err = np.where(finite, err, 0.0)
+    bad = np.asarray(bad).reshape(-1)
     log_range, counts = _histogram(err)
-    beyond = _stride(np.flatnonzero(beyond_mask & finite), MAX_BEYOND)
-    within = _stride(np.flatnonzero(~beyond_mask & finite), MAX_POINTS - beyond.size)
+    beyond, within = _sample(err.size, bad, MAX_POINTS)
+    ref, got = reference.reshape(-1), onnx.reshape(-1)
     return ErrorSummary(
         atol=_round(atol),
         rtol=_round(rtol),
-        zeros=int(np.sum(err == 0)),
+        zeros=int(err.size - np.count_nonzero(err)),
         log10_range=log_range,
         counts=counts,
-        points=_points(ref_abs, err, within),
-        beyond=_points(ref_abs, err, beyond),
+        points=_points(ref, err, within),
+        beyond=_points(ref, err, beyond),
         worst=_worst(ref, got, err, lim, shape) if err.size else [],
     )
