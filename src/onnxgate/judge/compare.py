@@ -120,7 +120,7 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         c.max_rel_error = float(np.where(abs_err == 0, 0.0, rel_err).max())
         idx = np.unravel_index(int(np.argmax(np.where(bad, np.inf, abs_err))), r.shape)
         c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
-        c.errors = summarize_errors(r, g, abs_err, limit, bad, atol=atol + float(np.median(extra)), rtol=rtol)
+        c.errors = summarize_errors(r, g, abs_err, limit, bad, atol=atol + _typical(extra), rtol=rtol)
     if tol.stat == "mean" and r.size:
         c.stat_value = c.mean_abs_error
         c.stat_limit = float(atol + np.mean(extra) + rtol * scale.mean())
@@ -146,6 +146,11 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
     if failed:
         c.problems.append(what)
         c.quantum = _quantum(abs_err[bad & np.isfinite(abs_err)])
+
+
+def _typical(extra: np.ndarray | float) -> float:
+    """The median of K x the noise floor (per element where calibration measured it per element)."""
+    return float(np.median(extra)) if np.ndim(extra) else float(extra)
 
 
 def _quantum(errors: np.ndarray) -> float | None:

@@ -14,6 +14,7 @@ report draws, at a fixed size whatever the output's size:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import math
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ BINS = 24
 MAX_POINTS = 120
 MAX_BEYOND = 40
 MAX_WORST = 5
-DIGITS = 4  # significant digits kept for every float: plots need no more
+DIGITS = 4  # significant digits kept for the worst elements and the limit (the table shows no more)
 
 
 @dataclass
@@ -118,7 +119,8 @@ def _sample(n: int, bad: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _points(ref: np.ndarray, err: np.ndarray, which: np.ndarray) -> list[tuple[float, float]]:
-    return [(_round(abs(ref[i])), _round(err[i])) for i in which if np.isfinite(err[i]) and np.isfinite(ref[i])]
+    xs, ys = np.abs(ref[which]).astype(np.float64).tolist(), err[which].tolist()
+    return [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
 
 
 def _worst(ref: np.ndarray, got: np.ndarray, err: np.ndarray, limit: np.ndarray, shape: tuple[int, ...]) -> list[WorstElement]:
