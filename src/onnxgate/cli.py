@@ -83,6 +83,32 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--report", metavar="F.json", help="write the JSON report")
     group.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
     group.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(group)
+
+
+def _add_html_option(p: Any) -> None:
+    p.add_argument("--html", metavar="F.html", help="write a self-contained HTML report with plots (needs onnxgate[html])")
+
+
+def _html_path(args: argparse.Namespace) -> Any:
+    """``--html``'s path, checked (writable, jinja2 and plotly installed) before any work starts."""
+    if args.html is None:
+        return None
+    from onnxgate._io import check_output_path
+    from onnxgate.judge.html.render import check_available
+
+    check_available()
+    return check_output_path(args.html, "HTML report")
+
+
+def _write_html(path: Any, render: str, result: Any) -> None:
+    """Render ``result`` with onnxgate.judge.html's ``render`` function into ``path`` (checked earlier)."""
+    if path is None:
+        return
+    from onnxgate import _io
+    from onnxgate.judge import html
+
+    _io.write_atomic(path, getattr(html, render)(result))
 
 
 def _add_settings(p: argparse.ArgumentParser, command: str) -> None:
@@ -205,7 +231,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _report_paths(args: argparse.Namespace) -> dict[str, Any]:
-    return {"json": args.report, "markdown": args.markdown, "junit": args.junit}
+    return {"json": args.report, "markdown": args.markdown, "junit": args.junit, "html": _html_path(args)}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -393,6 +419,7 @@ def _add_gate_parser(sub: Any) -> None:
     p.add_argument("--publish", action="store_true", help="publish passing models into the configured registry")
     p.add_argument("--registry", metavar="DIR", help="registry directory (default: registry under [defaults])")
     p.add_argument("--force", action="store_true", help="with --publish: overwrite already published versions")
+    _add_html_option(p)
     p.set_defaults(func=cmd_gate)
 
 
@@ -402,6 +429,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     check_output_path(args.junit, "JUnit report")
     check_output_path(args.summary, "summary")
+    html_path = _html_path(args)
     quiet = args.quiet
 
     def on_result(i: int, n: int, outcome: Any) -> None:
@@ -423,6 +451,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         on_result=on_result,
     )
     _write_gate_reports(args, result.to_junit(), result.to_markdown())
+    _write_html(html_path, "render_gate", result)
     print("\n".join(gate_lines(result, verbose=args.verbose)))
     return result.exit_code
 
@@ -527,6 +556,7 @@ def _add_zoo_parser(sub: Any) -> None:
     z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(z)
     z.set_defaults(func=cmd_zoo_verify)
 
 
@@ -556,6 +586,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
 
     report_path = check_output_path(args.report, "JSON report")
     junit_path = check_output_path(args.junit, "JUnit report")
+    html_path = _html_path(args)
     bar = _Bar(args.quiet)
     report = verify_zoo(
         args.manifest, models=args.model, tags=args.tag, jobs=args.jobs, cache=args.cache,
@@ -567,6 +598,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
         write_atomic(report_path, report.to_json())
     if junit_path:
         write_atomic(junit_path, report.to_junit())
+    _write_html(html_path, "render_zoo", report)
     print(report.table(), end="")
     return EXIT_OK if report.passed else EXIT_FAILED
 

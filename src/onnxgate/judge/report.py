@@ -363,9 +363,14 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def level_name(optimization: str) -> str:
+    """``all`` -> ``ORT_ENABLE_ALL``, ``disable`` -> ``ORT_DISABLE_ALL``: ONNX Runtime's name for a graph optimisation level."""
+    return "ORT_DISABLE_ALL" if optimization == "disable" else f"ORT_ENABLE_{optimization.upper()}"
+
+
 def _case_label(c: Case) -> str:
     """``batch=8``, or ``batch=8 (ORT_DISABLE_ALL)`` for a case run without graph optimisation."""
-    return c.name if c.optimization == "all" else f"{c.name} (ORT_{'DISABLE_ALL' if c.optimization == 'disable' else 'ENABLE_' + c.optimization.upper()})"
+    return c.name if c.optimization == "all" else f"{c.name} ({level_name(c.optimization)})"
 
 
 def _num(x: float | None) -> str:

@@ -39,7 +39,7 @@ def _worker(conn: Connection) -> None:
             os.kill(os.getpid(), signal.SIGSEGV)
         if os.environ.get(HANG_ENV) and task.entry.get("model") == os.environ[HANG_ENV]:
             signal.pause()
-        conn.send_bytes(json.dumps([index, verify_task(task).as_dict()]).encode())
+        conn.send_bytes(json.dumps([index, verify_task(task).as_dict(errors=True)]).encode())
 
 
 @dataclass
