@@ -23,8 +23,9 @@ demo: $(STAMP)
 	$(VENV)/bin/onnxgate demo --workdir demo-out
 
 # The HTML report tests render in real headless Chromium: Debian's package (CI runs as root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
-	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -q -n 2
