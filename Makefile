@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench chromium
 
 venv: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/onnxgate demo --workdir demo-out
 
-test: $(STAMP)
+# The HTML report tests render in real headless Chromium: Debian's package (CI runs as root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)

@@ -10,13 +10,30 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import Any, Iterator, TextIO
 
 
 class NullProgress:
     @contextmanager
     def step(self, text: str) -> Iterator[None]:
         yield
+
+
+class LabelledProgress:
+    """Names the model in every step: ``[iris.skops] converting with sklearn``."""
+
+    def __init__(self, inner: "NullProgress | StderrProgress | LabelledProgress", label: str):
+        self.inner, self.label = inner, label
+
+    def step(self, text: str) -> Any:
+        return self.inner.step(f"[{self.label}] {text}")
+
+
+def labelled(progress: Any, label: str) -> Any:
+    """``progress`` with ``label`` in front of each step (a progress already labelled keeps its label)."""
+    if progress is None or isinstance(progress, (NullProgress, LabelledProgress)):
+        return progress
+    return LabelledProgress(progress, label)
 
 
 class StderrProgress:
@@ -34,8 +51,9 @@ class StderrProgress:
 
         def announce() -> None:
             with self._lock:
-                shown.set()
-                print(f"onnxgate: {text} ...", file=self.stream, flush=True)
+                if not shown.is_set():
+                    shown.set()
+                    print(f"onnxgate: {text} ...", file=self.stream, flush=True)
 
         timer = threading.Timer(self.delay, announce)
         timer.daemon = True
@@ -46,6 +64,8 @@ class StderrProgress:
             ok = True
         finally:
             timer.cancel()
+            if ok and time.perf_counter() - start >= self.delay:
+                announce()  # a step that held the GIL (TensorFlow, Keras) past the delay keeps its start line
             if shown.is_set() and ok:  # a failure is reported once, by whoever catches it
                 with self._lock:
                     print(f"onnxgate: {text} done in {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)

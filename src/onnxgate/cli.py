@@ -18,7 +18,64 @@ TRUST_ENV = "ONNXGATE_TRUST"  # e.g. "pickle,code" for CI jobs that build their 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
-        self.exit(EXIT_USAGE, f"onnxgate: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"onnxgate: error: {message}{_choice_suggestion(message)} (see '{self.prog} --help')\n")
+
+
+def _choice_suggestion(message: str) -> str:
+    """"; did you mean 'run'?" for argparse's "invalid choice: 'rnu' (choose from 'run', ...)"."""
+    import difflib
+    import re
+
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not m:
+        return ""
+    choices = re.findall(r"'([^']*)'", m.group(2))
+    close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _option_suggestions(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+    """"; did you mean --sample?" for each misspelt option (argparse in 3.11 has no suggest_on_error)."""
+    import difflib
+
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1, cutoff=0.6)
+            hints += [f"{arg.split('=', 1)[0]} -> {close[0]}"] if close else []
+    if len(hints) == 1:
+        return f"; did you mean {hints[0].split(' -> ')[1]}?"
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command the user ran: ``onnxgate zoo verify`` -> the verify parser."""
+    for dest in ("command", "zoo_command"):
+        sub = _subparsers(parser).get(getattr(args, dest, None) or "")
+        if sub is None:
+            return parser
+        parser = sub
+    return parser
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """-q, -v and --debug on every (sub)parser, so they work before or after the command.
+
+    Below the top, their default is "not given" (SUPPRESS): a subcommand does not reset a flag given before it.
+    """
+    default: Any = False if top else argparse.SUPPRESS
+    group = parser.add_argument_group("global options") if not top else parser
+    group.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    group.add_argument("--quiet", "-q", action="store_true", default=default, help="no progress output on stderr")
+    group.add_argument("--verbose", "-v", action="store_true", default=default,
+                       help="per-case rows (every batch, provider and optimisation level) and all findings")
+    for sub in {id(s): s for s in _subparsers(parser).values()}.values():
+        _add_global_flags(sub, top=False)
 
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
@@ -26,6 +83,32 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--report", metavar="F.json", help="write the JSON report")
     group.add_argument("--markdown", metavar="F.md", help="write the Markdown report")
     group.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(group)
+
+
+def _add_html_option(p: Any) -> None:
+    p.add_argument("--html", metavar="F.html", help="write a self-contained HTML report with plots (needs onnxgate[html])")
+
+
+def _html_path(args: argparse.Namespace) -> Any:
+    """``--html``'s path, checked (writable, jinja2 and plotly installed) before any work starts."""
+    if args.html is None:
+        return None
+    from onnxgate._io import check_output_path
+    from onnxgate.judge.html.render import check_available
+
+    check_available()
+    return check_output_path(args.html, "HTML report")
+
+
+def _write_html(path: Any, render: str, result: Any) -> None:
+    """Render ``result`` with onnxgate.judge.html's ``render`` function into ``path`` (checked earlier)."""
+    if path is None:
+        return
+    from onnxgate import _io
+    from onnxgate.judge import html
+
+    _io.write_atomic(path, getattr(html, render)(result))
 
 
 def _add_settings(p: argparse.ArgumentParser, command: str) -> None:
@@ -41,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert models to ONNX, prove numeric parity under ONNX Runtime, publish only what passed.",
         epilog="Exit codes: 0 passed, 1 a check failed, 2 usage or bad input. Docs: README.md",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr")
+    from onnxgate import __version__
+
+    parser.add_argument("--version", action="version", version=f"onnxgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
@@ -102,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the whole pipeline on built-in example models")
     p.add_argument("--workdir", default="demo-out", metavar="DIR")
     p.set_defaults(func=cmd_demo)
+    _add_global_flags(parser)
     return parser
 
 
@@ -115,16 +200,28 @@ def _settings(args: argparse.Namespace) -> Any:
     return Settings.from_namespace(args)
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    from onnxgate._progress import NullProgress, StderrProgress
+def _progress(args: argparse.Namespace, label: str | None = None) -> Any:
+    """Progress on stderr (none with -q); ``label`` names the model in each step: ``[iris.skops] converting ...``."""
+    from onnxgate._progress import NullProgress, StderrProgress, labelled
 
-    return NullProgress() if args.quiet else StderrProgress()
+    progress = NullProgress() if args.quiet else StderrProgress()
+    return labelled(progress, label) if label else progress
+
+
+def _label(source: Any) -> str | None:
+    """``iris.skops`` for ``models/iris.skops``; ``pkg.mod:build`` as given."""
+    from pathlib import PurePath
+
+    if not source:
+        return None
+    text = str(source)
+    return text if ":" in text and not os.path.exists(text) else PurePath(text.rstrip("/")).name
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from onnxgate.pipelines.run import convert
 
-    result = convert(args.source, args.output, _settings(args), progress=_progress(args))
+    result = convert(args.source, args.output, _settings(args), progress=_progress(args, _label(args.source)))
     result.reference.close()
     for note in result.conversion.notes:
         if note.startswith(("opset:", "--target-ort")):
@@ -134,7 +231,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _report_paths(args: argparse.Namespace) -> dict[str, Any]:
-    return {"json": args.report, "markdown": args.markdown, "junit": args.junit}
+    return {"json": args.report, "markdown": args.markdown, "junit": args.junit, "html": _html_path(args)}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -151,21 +248,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "run 'onnxgate validate SOURCE MODEL.onnx', or 'onnxgate validate MODEL.onnx --evidence DIR'",
         )
     paths = {k: check_output_path(v, f"{k} report") for k, v in _report_paths(args).items()}
-    report = validate(source, model, _settings(args), progress=_progress(args))
+    report = validate(source, model, _settings(args), progress=_progress(args, _label(source or model)))
+    _attach_warnings(report, args)
     write_reports(report, paths)
-    _print_summary(report)
+    _print_summary(report, args)
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from onnxgate.pipelines.run import run
+    from onnxgate._io import check_output_path
+    from onnxgate.pipelines.run import run, write_reports
 
     _check_publish_args(args)
+    paths = {k: check_output_path(v, f"{k} report") for k, v in _report_paths(args).items()}
     report, conv = run(
-        args.source, _settings(args), output=args.output, report_paths=_report_paths(args),
-        publish_best=args.publish_best, progress=_progress(args),
+        args.source, _settings(args), output=args.output, publish_best=args.publish_best,
+        progress=_progress(args, _label(args.source)),
     )
-    _print_summary(report)
+    _attach_warnings(report, args)
+    write_reports(report, paths)  # after the warnings are in
+    _print_summary(report, args)
     if args.output:
         print(f"wrote {args.output}" if report.passed else f"did not write {args.output}: validation did not pass")
         published = report.model.published_variant
@@ -212,34 +314,25 @@ def _publish_run(args: argparse.Namespace, report: Any, conv: Any) -> None:
     print(f"  manifest {pub.manifest}")
 
 
-def _print_summary(report: Any) -> None:
-    print(f"{report.status.upper()}: {report.source} -> {report.model.path or 'ONNX'} "
-          f"(opset {report.model.opset}, {report.seconds:.2f}s)")
-    for case in report.cases:
-        if case.error:
-            print(f"  {case.name:<10} {_where(case):<15} ERROR  {case.error}")
-        for o in case.outputs:
-            err = "" if o.max_abs_error is None else f"max abs err {o.max_abs_error:.3g}"
-            ties = f", {o.ties} tie(s)" if o.ties else ""
-            verdict = "ok  " if o.passed else "FAIL"
-            print(f"  {case.name:<10} {_where(case):<15} {verdict} {o.name:<16} {err}{ties}")
-    for f in report.findings:
-        print(f"  check {f.check}: {f.level}: {f.message}")
-    for extra in (getattr(report, "speed", None), getattr(report, "variants", None)):
-        if extra is not None:
-            print("\n".join(extra.text()))
-    for line in report.failures():
-        print(f"  failure: {line}", file=sys.stderr)
+def _print_summary(report: Any, args: argparse.Namespace) -> None:
+    """Terse: the verdict, one line per output (its worst case), findings; -v adds the per-case rows."""
+    from onnxgate.judge.terminal import summary_lines
+
+    print("\n".join(summary_lines(report, verbose=args.verbose)))
 
 
-def _short(provider: str) -> str:
-    return provider.replace("ExecutionProvider", "")
+def _attach_warnings(report: Any, args: argparse.Namespace) -> None:
+    """Framework warnings raised in this process go into the report as info findings (printed only with -v)."""
+    from onnxgate.judge.report import Finding
+
+    for text in _warning_lines(args):
+        report.findings.append(Finding("info", "framework-warning", text))
 
 
-def _where(case: Any) -> str:
-    """``OpenVINO`` at ORT_ENABLE_ALL, ``OpenVINO/noopt`` at ORT_DISABLE_ALL."""
-    level = getattr(case, "optimization", "all")
-    return _short(case.provider) + ("" if level == "all" else "/noopt" if level == "disable" else f"/{level}")
+def _warning_lines(args: argparse.Namespace) -> list[str]:
+    caught = getattr(args, "_warnings", None) or []
+    lines = [f"{w.category.__name__}: {str(w.message).strip()} ({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
+    return list(dict.fromkeys(lines))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -291,9 +384,20 @@ def cmd_converters(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from onnxgate._io import write_atomic
     from onnxgate.demo import run_demo
 
-    return run_demo(args.workdir, progress=_progress(args))
+    code = run_demo(args.workdir, progress=_progress(args))
+    lines = _warning_lines(args)
+    if lines:
+        path = Path(args.workdir) / "reports" / "framework-warnings.txt"
+        write_atomic(path, "\n".join(lines) + "\n")
+        print(f"{len(lines)} framework warning(s) captured in {path}" + ("" if args.verbose else " (-v prints them)"))
+        if args.verbose:
+            print("\n".join(f"  {line}" for line in lines))
+    return code
 
 
 # -- gate ------------------------------------------------------------------------------
@@ -315,6 +419,7 @@ def _add_gate_parser(sub: Any) -> None:
     p.add_argument("--publish", action="store_true", help="publish passing models into the configured registry")
     p.add_argument("--registry", metavar="DIR", help="registry directory (default: registry under [defaults])")
     p.add_argument("--force", action="store_true", help="with --publish: overwrite already published versions")
+    _add_html_option(p)
     _engine_arguments(p)
     p.set_defaults(func=cmd_gate)
 
@@ -334,18 +439,19 @@ def _engine(args: argparse.Namespace, jobs: int | None = None) -> Any:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from onnxgate._io import check_output_path, write_atomic
+    from onnxgate._io import check_output_path
     from onnxgate.pipelines.gate import gate
 
-    junit = check_output_path(args.junit, "JUnit report")
-    summary = check_output_path(args.summary, "summary")
+    check_output_path(args.junit, "JUnit report")
+    check_output_path(args.summary, "summary")
+    html_path = _html_path(args)
     quiet = args.quiet
 
     def on_result(i: int, n: int, outcome: Any) -> None:
         if not quiet:
             first = (outcome.failures() or [""])[0]
             detail = f": {first}" if outcome.status != "passed" and first else ""
-            print(f"onnxgate: gate [{i}/{n}] {outcome.name} {outcome.version}: {outcome.status.upper()} "
+            print(f"onnxgate: gate [{i}/{n}] {outcome.name} {outcome.version}: {outcome.label.upper()} "
                   f"({outcome.seconds:.1f}s){detail}", file=sys.stderr, flush=True)
 
     result = gate(
@@ -360,26 +466,64 @@ def cmd_gate(args: argparse.Namespace) -> int:
         on_result=on_result,
         engine=_engine(args),
     )
-    markdown = result.to_markdown()
-    if junit is not None:
-        write_atomic(junit, result.to_junit())
-    if summary is not None:
-        write_atomic(summary, markdown)
+    _write_gate_reports(args, result.to_junit(), result.to_markdown())
+    _write_html(html_path, "render_gate", result)
+    print("\n".join(gate_lines(result, verbose=args.verbose)))
+    return result.exit_code
+
+
+def gate_lines(result: Any, *, verbose: bool = False) -> list[str]:
+    """One line per model (PASSED, WARN, FAILED, ERROR, VACUOUS), then its failures, warnings and notes, each once."""
+    from onnxgate.judge.terminal import collapsed
+
+    lines = [f"note: {n}" for n in result.notes]
+    if not result.outcomes:
+        lines.append(f"no models selected ({len(result.selected)} changed, none in this shard)" if result.selected else "no models changed")
+    for o in result.outcomes:
+        extra = f", compared with {o.previous}" if o.previous else ""
+        extra += f", published to {o.published}" if o.published else ""
+        lines.append(f"{o.label.upper():<7} {o.name} {o.version} ({o.why}{extra})")
+        lines += collapsed([f"  failure: {line}" for line in o.failures()])
+        lines += collapsed([f"  warning: {line}" for line in o.warnings()])
+        lines += [f"  note: {note}" for note in o.notes]
+        if verbose and o.report is not None:
+            from onnxgate.judge.terminal import case_rows
+
+            lines += case_rows(o.report)
+    return lines
+
+
+def _write_gate_reports(args: argparse.Namespace, junit: str, markdown: str) -> None:
+    """--junit, --summary and $GITHUB_STEP_SUMMARY: written on every exit, 0, 1 and 2."""
+    from onnxgate._io import write_atomic
+
+    if args.junit:
+        write_atomic(args.junit, junit)
+    if args.summary:
+        write_atomic(args.summary, markdown)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(markdown)
-    if not result.outcomes:
-        print(f"no models selected ({len(result.selected)} changed, none in this shard)" if result.selected else "no models changed")
-    for o in result.outcomes:
-        extra = f", compared with {o.previous}" if o.previous else ""
-        extra += f", published to {o.published}" if o.published else ""
-        print(f"{o.status.upper():<7} {o.name} {o.version} ({o.why}{extra})")
-        for line in o.failures():
-            print(f"  failure: {line}")
-        for note in o.notes:
-            print(f"  note: {note}")
-    return result.exit_code
+
+
+def _write_error_reports(args: argparse.Namespace, message: str) -> None:
+    """On exit 2, a JUnit error testcase (and for the gate its summary), so CI shows a red test, not "no report"."""
+    from pathlib import Path
+
+    from onnxgate.judge.report import error_report, junit_xml, suite_name_for
+
+    if getattr(args, "func", None) is cmd_gate:
+        name = Path(args.config or "onnxgate.toml").name
+        junit = junit_xml([(name, error_report(message))])
+        _write_gate_reports(args, junit, f"## onnxgate gate: ERROR\n\n{message}\n")
+        return
+    path = getattr(args, "junit", None)
+    if path and getattr(args, "func", None) in (cmd_run, cmd_validate, cmd_zoo_verify):
+        from onnxgate._io import write_atomic
+
+        source = getattr(args, "source", None) or getattr(args, "model", None) or getattr(args, "manifest", None)
+        write_atomic(path, junit_xml([(suite_name_for(source), error_report(message, source))]))
 
 
 # -- zoo -------------------------------------------------------------------------------
@@ -429,6 +573,7 @@ def _add_zoo_parser(sub: Any) -> None:
     z.add_argument("--timeout", type=_checked("_seconds"), metavar="SECONDS", help="kill and fail a model that takes longer")
     z.add_argument("--report", metavar="F.json", help="write the JSON report")
     z.add_argument("--junit", metavar="F.xml", help="write a JUnit XML report")
+    _add_html_option(z)
     _engine_arguments(z)
     z.set_defaults(func=cmd_zoo_verify)
 
@@ -459,6 +604,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
 
     report_path = check_output_path(args.report, "JSON report")
     junit_path = check_output_path(args.junit, "JUnit report")
+    html_path = _html_path(args)
     bar = _Bar(args.quiet)
     engine = _engine(args, args.jobs)
     report = verify_zoo(
@@ -471,6 +617,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
         write_atomic(report_path, report.to_json())
     if junit_path:
         write_atomic(junit_path, report.to_junit())
+    _write_html(html_path, "render_zoo", report)
     print(report.table(), end="")
     return EXIT_OK if report.passed else EXIT_FAILED
 
@@ -502,40 +649,37 @@ class _Bar:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen = _chosen(parser, args)
+        chosen.error(f"unrecognized arguments: {' '.join(unknown)}{_option_suggestions(chosen, unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     return _dispatch(args.func, args)
 
 
-_EXTRA_FOR_MODULE = {
-    "sklearn": "sklearn", "skl2onnx": "sklearn", "skops": "sklearn", "pandas": "sklearn", "onnxmltools": "sklearn",
-    "joblib": "sklearn", "xgboost": "boosting", "lightgbm": "boosting", "torch": "torch", "onnxscript": "torch",
-    "tensorflow": "tensorflow", "keras": "tensorflow", "tf2onnx": "tensorflow", "tf_keras": "tensorflow",
-}
-
-
 def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    from onnxgate.errors import OnnxgateError
+    import warnings
+
+    from onnxgate.errors import OnnxgateError, missing_package
 
     try:
-        return func(args)
-    except OnnxgateError as exc:
-        if args.debug:
+        with warnings.catch_warnings(record=True) as caught:  # framework warnings go into the report, not the terminal
+            warnings.simplefilter("default")
+            args._warnings = caught
+            return func(args)
+    except (OnnxgateError, ModuleNotFoundError) as exc:
+        error = exc if isinstance(exc, OnnxgateError) else missing_package(exc)  # an optional framework not installed
+        if args.debug or error is None:
             raise
-        print(f"onnxgate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ModuleNotFoundError as exc:  # an optional framework is not installed
-        if args.debug or not exc.name or exc.name.split(".")[0] == "onnxgate":
-            raise
-        extra = _EXTRA_FOR_MODULE.get(exc.name.split(".")[0], "all")
-        print(
-            f"onnxgate: error: this model needs the Python package {exc.name!r}, which is not installed "
-            f"(pip install 'onnxgate[{extra}]')",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        print(f"onnxgate: error: {error}", file=sys.stderr)
+        if error.exit_code == EXIT_USAGE:
+            try:
+                _write_error_reports(args, str(error))
+            except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
+                pass
+        return error.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
         return 130

@@ -103,6 +103,7 @@ BUILDERS.append(build_keras_demo)
 
 
 def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
+    from onnxgate._progress import labelled
     from onnxgate.trust import Trust
     from onnxgate.pipelines.run import run
 
@@ -130,7 +131,7 @@ def run_demo(workdir: str | Path, *, progress: Any = None) -> int:
                 "markdown": reports / f"{m.name}.md",
                 "junit": reports / f"{m.name}.xml",
             },
-            progress=progress,
+            progress=labelled(progress, m.source.name),
             benchmark=True,
             benchmark_seconds=0.1,  # a demo's figure; benchmarks/bench_speedup.py times longer
         )

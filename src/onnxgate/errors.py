@@ -88,3 +88,24 @@ class InvalidModelError(ConversionError):
     """
 
     exit_code = 1
+
+
+# The pip extra (pyproject.toml) that installs each optional top-level package.
+EXTRA_FOR_MODULE = {
+    "sklearn": "sklearn", "skl2onnx": "sklearn", "skops": "sklearn", "pandas": "sklearn", "onnxmltools": "sklearn",
+    "joblib": "sklearn", "xgboost": "boosting", "lightgbm": "boosting", "catboost": "catboost", "torch": "torch",
+    "onnxscript": "torch", "tensorflow": "tensorflow", "keras": "tensorflow", "tf2onnx": "tensorflow",
+    "tf_keras": "keras2",
+}
+
+
+def missing_package(exc: ModuleNotFoundError) -> OnnxgateError | None:
+    """The user error for an optional framework that is not installed (None: not one of those, a bug)."""
+    top = (exc.name or "").split(".")[0]
+    if not top or top == "onnxgate":
+        return None
+    extra = EXTRA_FOR_MODULE.get(top, "all")
+    return OnnxgateError(
+        f"this model needs the Python package {exc.name!r}, which is not installed",
+        f"pip install 'onnxgate[{extra}]'",
+    )

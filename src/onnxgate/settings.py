@@ -301,7 +301,7 @@ class RuntimeSettings:
     """Where and how ONNX Runtime (and the original framework) run."""
 
     providers: tuple[str, ...] | None = option(None, "execution providers to validate on (default: CPU)", metavar="all|A,B", parse=_words, example=("CPU",), commands=("validate", "run"))
-    provider_options: tuple[str, ...] = option((), "an execution provider option, recorded in the report (repeatable), e.g. OpenVINO:precision=FP32", kind="list", metavar="PROVIDER:KEY=VALUE", flag="--provider-option", example=("CPU:arena_extend_strategy=kSameAsRequested",), commands=("validate", "run"))
+    provider_options: tuple[str, ...] = option((), "an execution provider option passed to its session and recorded in the report (repeatable), e.g. 'OpenVINO:load_config={\"CPU\":{\"INFERENCE_PRECISION_HINT\":\"f32\"}}'", kind="list", metavar="PROVIDER:KEY=VALUE", flag="--provider-option", example=("CPU:arena_extend_strategy=kSameAsRequested",), commands=("validate", "run"))
     ep_plugins: tuple[str, ...] = option((), "register a plugin execution provider library (repeatable)", kind="list", metavar="NAME=LIBRARY_PATH", flag="--ep-plugin", toml=False, example=(), commands=("validate", "run"))
     opt_levels: tuple[str, ...] | None = option(None, "graph optimisation levels to validate at (default: disable,all)", metavar="disable,all", parse=_words, example=("all",), commands=("validate", "run"))
     require_full_placement: bool = option(False, "fail when any node falls back from a provider to CPU", kind="flag", example=True, commands=("validate", "run"))

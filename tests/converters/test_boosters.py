@@ -65,7 +65,7 @@ def test_tampered_leaf_is_caught(tmp_path, cli):
         weights.floats[i] *= 1.01
     onnx.save(model, tmp_path / "bad.onnx")
     result = cli("-q", "validate", src, tmp_path / "bad.onnx", "--sample", tmp_path / "x.npy")
-    assert result.code == 1 and "variable" in result.err
+    assert result.code == 1 and "FAIL variable" in result.out
 
 
 def test_corrupt_and_mismatched_inputs(tmp_path, cli):

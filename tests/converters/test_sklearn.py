@@ -311,5 +311,5 @@ def test_failed_run_does_not_write_model(tmp_path, cli):
     out = tmp_path / "lof.onnx"
     result = cli("-q", "run", src, "--sample", tmp_path / "x.npy", "-o", out, "--trust-code")
     assert result.code == 1
-    assert "scores" in result.err
+    assert "FAIL scores" in result.out  # the failing output, once, on stdout
     assert not out.exists()

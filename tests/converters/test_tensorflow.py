@@ -98,7 +98,7 @@ def test_tampered_onnx_is_caught(cli, scorer, tmp_path):
     onnx.save(model, str(bad))
     result = cli("validate", path, bad, "--sample", sample)
     assert result.code == 1, (result.out, result.err)
-    failed = {line.split()[3] for line in result.out.splitlines() if " FAIL " in line}
+    failed = {line.split()[1] for line in result.out.splitlines() if line.startswith("  FAIL ")}  # one line per output
     assert {"logits", "probs"} <= failed, result.out
 
 

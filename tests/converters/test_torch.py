@@ -187,7 +187,7 @@ def test_tampered_onnx_is_caught_and_the_untampered_one_passes(cli, zoo, tmp_pat
     onnx.save(model, bad)
     r = cli("-q", "validate", zoo / "dyn.pt2", bad, "--sample", zoo / "x.npy")
     assert r.code == 1, r.out + r.err
-    assert "FAIL output" in " ".join(r.out.split()) and "failure:" in r.err and "output" in r.err
+    assert "FAIL output" in " ".join(r.out.split()) and "failure:" not in r.err  # said once, on stdout
 
 
 def test_pt2_without_sample_uses_the_programs_example_inputs(cli, zoo, tmp_path):

@@ -145,7 +145,7 @@ def test_sample_less_validation_catches_a_perturbed_model(cli, skops_model, tmp_
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
     res = cli("-q", "validate", skops_model, bad)
-    assert res.code == 1 and "probabilities" in res.err
+    assert res.code == 1 and "FAIL probabilities" in res.out
 
 
 def test_torch_exported_program_without_a_sample(cli, tmp_path):

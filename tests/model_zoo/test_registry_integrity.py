@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +153,8 @@ def test_index_into_its_own_manifest_round_trips_without_loss(reg):
     r = run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST)
     assert r.code == 0, r.err
     after = snapshot(reg)
-    after.pop(MANIFEST + ".lock", None)
-    before.pop(MANIFEST + ".lock", None)
+    after.pop("." + MANIFEST + ".lock", None)
+    before.pop("." + MANIFEST + ".lock", None)
     assert after == before  # the manifest's bytes included: names, tags, provenance, one archive
     [entry] = json.loads((reg / MANIFEST).read_text())
     assert entry["model"] == "iris" and entry["metadata"]["tags"] == ["tabular"] and "onnxgate" in entry["metadata"]
@@ -189,25 +190,58 @@ def test_index_of_a_plain_directory_elsewhere_stages_archives_outside_it(reg, tm
     assert verify(out, tmp_path / "c").code == 0
 
 
+def test_index_in_place_without_the_publish_manifest_keeps_one_archive_per_version(reg):
+    archive = reg / VERSION_DIR / "iris-1.0.0.tar.gz"
+    published = archive.read_bytes()
+    (reg / MANIFEST).unlink()
+    assert run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST).code == 0
+    assert sorted(p.name for p in (reg / VERSION_DIR).glob("*.tar.gz")) == [archive.name]
+    assert archive.read_bytes() == published  # deterministic: the same archive, not a second one
+    [entry] = json.loads((reg / MANIFEST).read_text())
+    assert entry["metadata"]["model_with_data_path"] == "iris/1.0.0/iris-1.0.0.tar.gz"
+
+
 @pytest.mark.parametrize("published_manifest", [True, False])
 def test_a_staging_directory_never_appears_in_an_index(reg, published_manifest):
+    from onnxgate.model_zoo.zoo import open_zoo
+
+    assert sorted(p.name for p in reg.iterdir() if not p.name.startswith(".")) == [MANIFEST, "iris"]  # lock and staging hidden
+    assert (reg / f".{MANIFEST}.lock").is_file()
     if not published_manifest:
         (reg / MANIFEST).unlink()
     debris = reg / ".onnxgate-staging" / "4242-abc" / "1.0.0"
     shutil.copytree(reg / VERSION_DIR, debris)
+    listed = [e["model"] for e in open_zoo(reg).entries]  # what zoo verify DIR checks
     out = reg / MANIFEST
     assert run_onnxgate("--quiet", "zoo", "index", reg, "-o", out).code == 0
     text = out.read_text()
     assert ".onnxgate-staging" not in text and [e["model"] for e in json.loads(text)] in (["iris"], ["iris/1.0.0"])
+    assert listed in (["iris"], ["iris/1.0.0"])
+
+
+def test_provenance_outside_git_keeps_no_absolute_path(reg):
+    """Published from a temp dir outside any repository (and, run from the project, outside the
+    working directory): the file name only."""
+    [entry] = json.loads((reg / MANIFEST).read_text())
+    prov = entry["metadata"]["onnxgate"]
+    outside_cwd = not Path(tempfile.gettempdir()).resolve().is_relative_to(Path.cwd().resolve())
+    if outside_cwd:
+        assert prov["source"]["path"] == "iris.skops" and prov["source"]["relative_to"] == "file name only"
+    assert prov["source"]["path"].endswith("iris.skops") and prov["sample"]["path"].endswith("iris.npy")
+    assert prov["git"] is None and "CPUExecutionProvider" in prov["host"]["providers"]
+    report = json.loads((reg / VERSION_DIR / "report.json").read_text())
+    assert (report["source"], report["inputs"]["sample"]) == (prov["source"]["path"], prov["sample"]["path"])
+    text = (reg / MANIFEST).read_text() + (reg / VERSION_DIR / "report.json").read_text()
+    assert '"/' not in text  # no JSON string starts with an absolute path
 
 
 def test_index_refuses_a_tampered_or_incomplete_published_registry(reg):
     double_coefficients(reg)
     before = snapshot(reg)
     assert_user_error(run_onnxgate("--quiet", "zoo", "index", reg, "-o", reg / MANIFEST), MANIFEST, "iris/1.0.0/model.onnx")
-    before.pop(MANIFEST + ".lock", None)
+    before.pop("." + MANIFEST + ".lock", None)
     after = snapshot(reg)
-    after.pop(MANIFEST + ".lock", None)
+    after.pop("." + MANIFEST + ".lock", None)
     assert after == before
 
 

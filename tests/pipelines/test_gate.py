@@ -259,7 +259,7 @@ def test_bad_config_is_exit_2_naming_file_line_and_key(cli, repo, what, text, fr
     (repo / "onnxgate.toml").write_text(text)
     r = run_gate(cli, repo)
     assert_user_error(r, *fragments)
-    assert not (repo / "junit.xml").exists()
+    assert [s.get("errors") for s in suites(repo / "junit.xml").values()] == ["1"]  # a red test in CI, not "no report"
 
 
 def test_pyproject_tool_table_and_git_errors(cli, repo, monkeypatch):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate.judge.error_summary import ErrorSummary, summarize_errors
 from onnxgate.judge.tolerances import Tolerance, TolerancePolicy, dtype_name
 
 # Outputs named like this hold classifier labels: exact, except rows whose reference
@@ -53,9 +54,18 @@ class OutputComparison:
     shape_note: str | None = None  # unit-axis difference between reference and ONNX, aligned before comparing
     quantum: float | None = None  # failing errors are whole multiples of this (tree threshold flips)
     problems: list[str] = field(default_factory=list)
+    # float outputs: histogram, sample and worst elements of |onnx - ref| for the HTML report;
+    # bounded in size, and left out of as_dict() unless asked for (JSON and JUnit stay small)
+    errors: ErrorSummary | None = field(default=None, repr=False, compare=False)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        self.errors = ErrorSummary.from_value(self.errors)
+
+    def as_dict(self, *, errors: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if not errors or self.errors is None:
+            out.pop("errors")
+        return out
 
 
 _FLOAT_PRECISION = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}  # mantissa bits
@@ -97,7 +107,8 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         rel_err = abs_err / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
         scale = np.abs(np.where(np.isinf(r) | ref_nan, 0.0, r))
         extra = tol.extra(r.shape)  # K x the original's noise floor (judge/calibration.py)
-        bad = (abs_err > atol + extra + rtol * scale) | nan_bad
+        limit = atol + extra + rtol * scale
+        bad = (abs_err > limit) | nan_bad
     c.total = int(r.size)
     c.mismatched = int(bad.sum())
     c.nan_mismatch = int(nan_bad.sum())
@@ -109,6 +120,7 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         c.max_rel_error = float(np.where(abs_err == 0, 0.0, rel_err).max())
         idx = np.unravel_index(int(np.argmax(np.where(bad, np.inf, abs_err))), r.shape)
         c.worst = {"index": [int(i) for i in idx], "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
+        c.errors = summarize_errors(r, g, abs_err, limit, bad, atol=atol + _typical(extra), rtol=rtol)
     if tol.stat == "mean" and r.size:
         c.stat_value = c.mean_abs_error
         c.stat_limit = float(atol + np.mean(extra) + rtol * scale.mean())
@@ -134,6 +146,11 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
     if failed:
         c.problems.append(what)
         c.quantum = _quantum(abs_err[bad & np.isfinite(abs_err)])
+
+
+def _typical(extra: np.ndarray | float) -> float:
+    """The median of K x the noise floor (per element where calibration measured it per element)."""
+    return float(np.median(extra)) if np.ndim(extra) else float(extra)
 
 
 def _quantum(errors: np.ndarray) -> float | None:

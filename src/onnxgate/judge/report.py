@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import PurePath
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -257,7 +258,7 @@ class Report:
             "",
             "## Outputs",
             "",
-            "| case | provider | output | status | max abs err | max rel err | mismatched | rule |",
+            "| case | provider | output | status | max abs err | max rel err | mismatched | problems |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for c in self.cases:
@@ -268,8 +269,9 @@ class Report:
                 ties = f" ({o.ties} ties)" if o.ties else ""
                 lines.append(
                     f"| {_case_label(c)} | {c.provider} | `{o.name}` | {status} | {_num(o.max_abs_error)} | "
-                    f"{_num(o.max_rel_error)} | {o.mismatched}/{o.total}{ties} | {_md(o.rule or '; '.join(o.problems))} |"
+                    f"{_num(o.max_rel_error)} | {o.mismatched}/{o.total}{ties} | {_md('; '.join(o.problems))} |"
                 )
+        lines += _rules_markdown(self.cases)
         for extra in (self.providers, self.speed, self.variants):
             if extra is not None:
                 lines += ["", *extra.markdown()]
@@ -277,8 +279,36 @@ class Report:
             lines += ["", "## Failures", ""] + [f"- {_md(f)}" for f in self.failures()]
         return "\n".join(lines) + "\n"
 
-    def to_junit(self, suite_name: str = "onnxgate") -> str:
-        return junit_xml([(suite_name, self)])
+    def to_junit(self, suite_name: str | None = None) -> str:
+        """One suite, named after the model (the source's stem, else the ONNX file's) unless ``suite_name`` is given."""
+        return junit_xml([(suite_name or suite_name_for(self.source or self.model.path), self)])
+
+
+def suite_name_for(path: Any) -> str:
+    """``iris`` for ``models/iris.skops``; ``pkg.mod:build`` stays as it is; ``onnxgate`` for nothing."""
+    if not path:
+        return "onnxgate"
+    text = str(path)
+    if ":" in text and "/" not in text.split(":", 1)[1]:
+        return text
+    return PurePath(text.rstrip("/")).stem or text
+
+
+def error_report(message: str, source: str | None = None) -> Report:
+    """A report for something that could not be checked at all (bad input, bad config)."""
+    return Report(source=source, framework=None, model={}, inputs={}, tolerances={}, versions={}, error=message)
+
+
+def _rules_markdown(cases: list[Case]) -> list[str]:
+    """Each output's comparison rule once (rows only say what went wrong)."""
+    rules: dict[str, list[str]] = {}
+    for c in cases:
+        for o in c.outputs:
+            if o.rule and o.rule not in rules.setdefault(o.name, []):
+                rules[o.name].append(o.rule)
+    if not rules:
+        return []
+    return ["", "Rules:", ""] + [f"- `{name}`: {_md(' / '.join(r))}" for name, r in rules.items() if r]
 
 
 def junit_xml(reports: list[tuple[str, Report]]) -> str:
@@ -304,6 +334,8 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
             if f.level == "error":
                 failures += 1
                 body = f"<failure message={quoteattr(f.message)}/>"
+            elif f.level == "warning":  # JUnit has no warning verdict: it passes, with the warning in its output
+                body = f"<system-out>{escape('warning: ' + f.message)}</system-out>"
             cases.append(f'    <testcase classname={quoteattr(suite_name)} name={quoteattr("check " + f.check)}>{body}</testcase>')
         for c in report.cases:
             classname = quoteattr(f"{suite_name}.{c.provider}")
@@ -331,9 +363,14 @@ def junit_xml(reports: list[tuple[str, Report]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def level_name(optimization: str) -> str:
+    """``all`` -> ``ORT_ENABLE_ALL``, ``disable`` -> ``ORT_DISABLE_ALL``: ONNX Runtime's name for a graph optimisation level."""
+    return "ORT_DISABLE_ALL" if optimization == "disable" else f"ORT_ENABLE_{optimization.upper()}"
+
+
 def _case_label(c: Case) -> str:
     """``batch=8``, or ``batch=8 (ORT_DISABLE_ALL)`` for a case run without graph optimisation."""
-    return c.name if c.optimization == "all" else f"{c.name} (ORT_{'DISABLE_ALL' if c.optimization == 'disable' else 'ENABLE_' + c.optimization.upper()})"
+    return c.name if c.optimization == "all" else f"{c.name} ({level_name(c.optimization)})"
 
 
 def _num(x: float | None) -> str:

@@ -234,6 +234,14 @@ def write_archive(model_dir: Path, archive: Path, *, top: str) -> None:
         raise
 
 
+def archive_name(name: str, version: str | None = None) -> str:
+    """One stable archive name per version: ``NAME-VERSION.tar.gz`` as publish writes it, and, for a
+    model indexed from a directory, its path in the zoo joined by ``-`` (``iris/1.0.0`` -> the same
+    ``iris-1.0.0.tar.gz``), so indexing a published layout never adds a second archive."""
+    parts = [*name.split("/"), *([str(version)] if version else [])]
+    return "-".join(_safe_file_name(p) for p in parts if p) + ".tar.gz"
+
+
 def model_entry(
     model_dir: Path,
     *,
@@ -247,8 +255,8 @@ def model_entry(
 ) -> dict:
     """One hub manifest entry for ``model_dir/model.onnx`` and its ``test_data_set_*/``.
 
-    With ``archive`` (the default) it writes ``model_dir/<name>-<version>.tar.gz`` (version
-    from ``version``, else ``extra["version"]``, else the directory name) holding the model
+    With ``archive`` (the default) it writes ``model_dir/`` :func:`archive_name` (version
+    from ``version``, else ``extra["version"]``, else none: the name is the zoo path) holding the model
     and its test data, and records its path, sha256 and size as ``model_with_data_*``;
     ``archive_dir`` puts the archive there instead of into ``model_dir``.
     Paths are relative to ``root``, in posix form, as the hub expects.
@@ -275,8 +283,7 @@ def model_entry(
         "io_ports": io_ports(model),
     }
     if archive:
-        label = version or (extra or {}).get("version") or model_dir.name
-        archive_path = (archive_dir or model_dir) / f"{_safe_file_name(name)}-{_safe_file_name(str(label))}.tar.gz"
+        archive_path = (archive_dir or model_dir) / archive_name(name, version or (extra or {}).get("version"))
         archive_path.parent.mkdir(parents=True, exist_ok=True)
         write_archive(model_dir, archive_path, top=_safe_file_name(model_dir.name))
         metadata["model_with_data_path"] = _relative(archive_path, root)
@@ -418,10 +425,17 @@ def dumps(entries: list[dict]) -> str:
     return json.dumps(entries, indent=2, sort_keys=False) + "\n"
 
 
+def lock_path(manifest_path: Path) -> Path:
+    """The lock writers of ``manifest_path`` take: hidden (``.ONNX_HUB_MANIFEST.json.lock``), so a
+    server of the registry directory need not list it and no index ever sees it."""
+    manifest_path = Path(manifest_path)
+    return manifest_path.with_name(f".{manifest_path.name}.lock")
+
+
 def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
     """Merge ``entries`` into the manifest at ``manifest_path`` (created if missing).
 
-    Writers take an exclusive lock on ``manifest_path + ".lock"`` and replace the file
+    Writers take an exclusive lock on :func:`lock_path` and replace the file
     atomically, so concurrent publishers never lose each other's entries and readers
     see the old manifest or the new one, never half of one.
     """
@@ -430,7 +444,7 @@ def update_manifest(manifest_path: Path, entries: list[dict]) -> None:
         validate_entry(e, f"new entry {i}")
     from onnxgate._io import locked
 
-    with locked(Path(str(manifest_path) + ".lock")):
+    with locked(lock_path(manifest_path)):
         existing = read_manifest(manifest_path) if manifest_path.exists() else []
         write_atomic(manifest_path, dumps(merge_entries(existing, entries)))
 

@@ -38,7 +38,7 @@ def verify_job(payload: dict[str, Any]) -> dict[str, Any]:
         os.kill(os.getpid(), signal.SIGSEGV)
     if os.environ.get(HANG_ENV) and model == os.environ[HANG_ENV]:
         signal.pause()
-    return verify_task(task).as_dict()
+    return verify_task(task).as_dict(errors=True)  # error summaries cross the pipe
 
 
 def run_pool(

@@ -78,8 +78,10 @@ class DataSetResult:
             return "error"
         return "passed" if self.outputs and all(o.passed for o in self.outputs) else "mismatch"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "error": self.error, "outputs": [o.as_dict() for o in self.outputs]}
+    def as_dict(self, *, errors: bool = False) -> dict[str, Any]:
+        """``errors``: keep each output's bounded error summary (for the HTML report across the pool's pipe)."""
+        return {"name": self.name, "status": self.status, "error": self.error,
+                "outputs": [o.as_dict(errors=errors) for o in self.outputs]}
 
 
 @dataclass
@@ -104,7 +106,7 @@ class ModelResult:
         """The shared verdict (judge.report.VERDICTS); ``status`` keeps the zoo's finer reason."""
         return VERDICT_OF[self.status]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, errors: bool = False) -> dict[str, Any]:
         return {
             "name": self.name,
             "model_path": self.model_path,
@@ -116,7 +118,7 @@ class ModelResult:
             "cache_hit": self.cache_hit,
             "local_path": self.local_path,
             "seconds": round(self.seconds, 4),
-            "data_sets": [d.as_dict() for d in self.data_sets],
+            "data_sets": [d.as_dict(errors=errors) for d in self.data_sets],
         }
 
     @classmethod

@@ -300,7 +300,7 @@ def index_zoo(directory: str | Path, output: str | Path, *, progress: Any = None
     its own manifest.
     """
     from onnxgate._io import check_output_path, locked, write_atomic
-    from onnxgate.model_zoo.manifest import dumps, index_directory
+    from onnxgate.model_zoo.manifest import dumps, index_directory, lock_path
 
     out = check_output_path(output, "manifest")
     assert out is not None
@@ -311,7 +311,7 @@ def index_zoo(directory: str | Path, output: str | Path, *, progress: Any = None
             f"the manifest {str(out)!r} must sit at or above {str(directory)!r}", "model_path entries are relative to the manifest"
         ) from None
     own = out.resolve() == (Path(directory) / MANIFEST_NAME).resolve()
-    with locked(Path(str(out) + ".lock")) if own else contextlib.nullcontext():  # the lock publish takes
+    with locked(lock_path(out)) if own else contextlib.nullcontext():  # the lock publish takes
         entries = index_directory(Path(directory), output=out, progress=progress)
         write_atomic(out, dumps(entries))
     return entries

@@ -12,6 +12,7 @@ opset = 17
 atol = 1e-5
 rtol = 1e-3
 regression = "fail"        # "fail" | "warn" | "off": drift against the published version
+drift = true               # re-check a model whose recorded package versions differ from the installed ones
 
 [[model]]
 name = "iris"              # required, unique; the registry directory name
@@ -55,6 +56,7 @@ _GATE_KEYS: dict[str, tuple[Any, str]] = {
     "tags": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "regression": (lambda v: v in REGRESSION_MODES, f"one of {list(REGRESSION_MODES)}"),
     "trust": (lambda v: isinstance(v, list) and all(x in TRUST_KINDS for x in v), f"a list drawn from {list(TRUST_KINDS)}"),
+    "drift": (lambda v: isinstance(v, bool), "true or false"),
 }
 _DEFAULT_KEYS: dict[str, tuple[Any, str]] = {**_GATE_KEYS, "registry": (lambda v: isinstance(v, str) and v, "a directory path")}
 _MODEL_KEYS: dict[str, tuple[Any, str]] = {
@@ -94,6 +96,8 @@ class ModelSpec:
     trust: tuple[str, ...]
     watch: tuple[str, ...]
     table: dict[str, Any] = field(compare=False)  # the raw table, for change detection
+    drift: bool = True  # selected when a package its published report records has another version now
+    root: Path | None = None  # the config's directory (provenance paths are relative to it outside git)
 
     def paths(self) -> list[Path]:
         """Files whose change selects this model (a directory source covers everything under it)."""
@@ -268,6 +272,8 @@ def _spec(table: dict[str, Any], defaults: dict[str, Any], root: Path) -> ModelS
         trust=tuple(get("trust", [])),
         watch=tuple(table.get("watch", [])),
         table=dict(table),
+        drift=get("drift", True),
+        root=root,
     )
 
 

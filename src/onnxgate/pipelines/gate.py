@@ -2,7 +2,9 @@
 
 ``gate(changed_since="origin/main", shard=(1, 4))`` reads the config, asks git which
 files changed in ``REV...HEAD`` (renames followed), selects the models whose source,
-sample, ONNX file, watched paths or config table changed, keeps this shard's share, and
+sample, ONNX file, watched paths or config table changed, or whose published report
+records a package version other than the installed one (dependency drift, ``drift = false``
+turns it off; the published model is then replayed on its own test data too), keeps this shard's share, and
 for each one: converts, validates, replays the new ONNX model on the previously
 published version's test data (drift and I/O signature changes are regressions), and
 publishes it when asked. A CI matrix spreads the models over jobs (``--shard K/N``); within a
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from onnxgate._progress import NullProgress
-from onnxgate.errors import OnnxgateError
+from onnxgate._progress import NullProgress, labelled
+from onnxgate.errors import OnnxgateError, missing_package
 from onnxgate.pipelines.config import ConfigError, GateConfig, ModelSpec, config_section, load_config
 
 
@@ -83,6 +85,15 @@ def check_revision(rev: str, cwd: Path) -> None:
         ) from None
 
 
+def is_null_revision(rev: str | None) -> bool:
+    """git's all-zero object name: what CI passes as "before" on a branch's first push (there is no base)."""
+    return bool(rev) and len(rev) in (40, 64) and set(rev) == {"0"}
+
+
+NULL_REVISION_NOTE = ("--changed-since {rev:.12}… is git's null revision (a branch's first push has no previous "
+                      "commit): every model is checked")
+
+
 def changes_since(rev: str, cwd: Path) -> list[Change]:
     """What ``REV...HEAD`` changed (since the merge base), renames detected."""
     check_revision(rev, cwd)
@@ -117,21 +128,27 @@ def select_models(
     *,
     changed_since: str | None = None,
     files: Sequence[str | Path] | None = None,
+    registry: str | Path | None = None,
 ) -> dict[str, str]:
     """``{model name: why it was selected}``, in config order.
 
     Without ``changed_since`` or ``files`` every model is selected. ``files`` (a
-    pre-commit hook's staged paths) is compared against HEAD's config.
+    pre-commit hook's staged paths) is compared against HEAD's config. A model whose
+    files did not change is still selected when a package recorded in its published
+    report (in ``registry``, the config's by default) has another version installed now.
     """
-    return _selection(config, changed_since=changed_since, files=files)[0]
+    return _selection(config, changed_since=changed_since, files=files, registry=registry)[0]
 
 
 def _selection(
     config: GateConfig, *, changed_since: str | None, files: Sequence[str | Path] | None,
+    registry: str | Path | None = None,
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """The selected models, and the config's section at the base revision (None when there is none)."""
     if changed_since is None and files is None:
         return {m.name: "all models" for m in config.models}, None
+    if is_null_revision(changed_since):
+        return {m.name: "no base revision (first push)" for m in config.models}, None
     top = repo_root(config.root)
     if changed_since is not None:
         changes = changes_since(changed_since, top)
@@ -145,12 +162,39 @@ def _selection(
     old = _old_section(config, top, base)
     old_tables = {t["name"]: t for t in (old or {}).get("model", []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
     defaults_changed = old is not None and old.get("defaults", {}) != config.defaults
+    published = _registry_entries(Path(registry) if registry is not None else config.registry)
     selected: dict[str, str] = {}
     for spec in config.models:
-        why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed)
+        why = _why(spec, config, top, changes, old_tables, old is None, defaults_changed) or _drift_why(spec, *published)
         if why:
             selected[spec.name] = why
     return selected, old
+
+
+def _registry_entries(registry: Path | None) -> tuple[Path | None, list[dict[str, Any]]]:
+    from onnxgate.pipelines.publish import registry_entries
+
+    return registry, (registry_entries(registry) if registry is not None and registry.is_dir() else [])
+
+
+def published_entry(entries: list[dict[str, Any]], name: str, version: str) -> dict[str, Any] | None:
+    """The entry the gate compares ``name`` with: ``version`` itself when published, else the newest other one."""
+    from onnxgate.pipelines.publish import version_key
+
+    mine = [e for e in entries if e["model"] == name]
+    same = next((e for e in mine if _version_of(e) == version), None)
+    return same or max(mine, key=lambda e: version_key(_version_of(e)), default=None)
+
+
+def _drift_why(spec: ModelSpec, registry: Path | None, entries: list[dict[str, Any]]) -> str | None:
+    """"dependencies changed since published V: pkg A → B, ..." when the installed packages differ from the recorded ones."""
+    from onnxgate.pipelines.drift import dependency_drift, drift_reason
+
+    entry = published_entry(entries, spec.name, spec.version) if spec.drift and registry is not None else None
+    if entry is None:
+        return None
+    changes = dependency_drift(entry, registry)
+    return drift_reason(changes, _version_of(entry)) if changes else None
 
 
 def _why(
@@ -214,8 +258,19 @@ class ModelOutcome:
     def status(self) -> str:
         return "error" if self.error else self.report.status
 
+    @property
+    def label(self) -> str:
+        """The status, or ``warn`` for a pass with accepted drift or other warnings (exit 0 all the same)."""
+        return "warn" if self.status == "passed" and self.warnings() else self.status
+
     def failures(self) -> list[str]:
         return [self.error] if self.error else self.report.failures()
+
+    def warnings(self) -> list[str]:
+        """The report's warning findings (``regression = "warn"`` drift among them), one line each."""
+        if self.report is None:
+            return []
+        return [f"{f.check}: {f.message}" for f in self.report.findings if f.level == "warning"]
 
 
 @dataclass(frozen=True)
@@ -291,7 +346,7 @@ def check_model(
     from onnxgate.pipelines.publish import latest_published, publish_report
     from onnxgate.pipelines.run import convert, load_source, validate
 
-    progress = progress or NullProgress()
+    progress = labelled(progress or NullProgress(), spec.name)
     start = time.perf_counter()
     outcome = ModelOutcome(spec.name, spec.version, why)
     granted = granted or GrantedTrust()
@@ -324,17 +379,24 @@ def check_model(
                         report, spec.onnx if spec.onnx is not None else model_bytes, previous, registry, policy,
                         spec.regression, isolation=s.runtime.isolation(),
                     )
-            if same is not None and not force:
+                if spec.drift:
+                    outcome.notes += replay_if_drifted(report, previous, registry, spec.regression, isolation=s.runtime.isolation())
+            if same is not None and publish and not force:
                 outcome.notes.append(f"{spec.version} is already published: compared with it, not republished")
                 publish = False
         if publish and report.passed:
             pub = publish_report(
                 registry, name=spec.name, version=spec.version, model=model_bytes, report=report,
-                tags=spec.tags, force=force, progress=progress,
+                tags=spec.tags, force=force, progress=progress, base=_source_base(spec),
             )
             outcome.published = pub.directory
     except OnnxgateError as exc:
         outcome.error = str(exc)
+    except ModuleNotFoundError as exc:  # a framework this model needs is not installed: this model errors, the rest run
+        missing = missing_package(exc)
+        if missing is None:
+            raise
+        outcome.error = f"{spec.name}: {missing}"
     outcome.seconds = round(time.perf_counter() - start, 3)
     return outcome
 
@@ -429,6 +491,40 @@ def compare_with_published(
     return version
 
 
+def replay_if_drifted(report: Any, entry: dict[str, Any], registry: Path, mode: str, *, isolation: Any = None) -> list[str]:
+    """When the packages recorded for ``entry`` differ from the installed ones, replay the published
+    model.onnx on its own published test data (drift.replay_published) and record it as ``mode``
+    says (``"fail"``: its cases join the report; ``"warn"``: failures become warnings). Returns notes.
+    """
+    from onnxgate.judge.report import Finding
+    from onnxgate.pipelines.drift import dependency_drift, drift_reason, replay_published
+
+    changes = dependency_drift(entry, registry)
+    if not changes:
+        return []
+    version = _version_of(entry)
+    try:
+        replay = replay_published(entry, registry, isolation=isolation)
+    except OnnxgateError as exc:
+        level = "error" if mode == "fail" else "warning"
+        report.findings.append(Finding(level, "regression", f"published {version} cannot be replayed on its test data: {exc}"))
+        return [drift_reason(changes, version)]
+    for case in replay.cases:
+        case.name = f"published {version} replayed: {case.name}"
+    if mode == "fail":
+        report.cases += replay.cases
+        report.findings += [f for f in replay.findings if f.level == "error"]
+    else:
+        report.findings += [Finding("warning", "regression", line) for line in replay.failures()]
+    return [f"{drift_reason(changes, version)}; published {version} replayed on its test data: {replay.status}"]
+
+
+def _source_base(spec: ModelSpec) -> Any:
+    from onnxgate.pipelines.provenance import SourceBase
+
+    return SourceBase(spec.root, "config directory") if spec.root is not None else None
+
+
 # -- the gate --------------------------------------------------------------------------
 
 
@@ -440,6 +536,7 @@ class GateResult:
     selected: dict[str, str]  # before sharding: name -> why
     outcomes: list[ModelOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. no base revision)
 
     @property
     def status(self) -> str:
@@ -467,7 +564,7 @@ class GateResult:
 
     def to_markdown(self) -> str:
         """A summary for $GITHUB_STEP_SUMMARY: one row per model, then the failures."""
-        icon = {"passed": "✅", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
+        icon = {"passed": "✅", "warn": "🟡", "failed": "❌", "error": "⚠️", "vacuous": "⭕"}
         scope = f"changed since `{self.changed_since}`" if self.changed_since else "all models"
         shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""
         lines = [f"## onnxgate gate: {self.status.upper()}", "",
@@ -477,7 +574,7 @@ class GateResult:
                       "|---|---|---|---|---|---|---|---|"]
             for o in self.outcomes:
                 lines.append(
-                    f"| `{o.name}` | {o.version} | {icon.get(o.status, '')} {o.status} | {o.why} | {_worst(o)} | "
+                    f"| `{o.name}` | {o.version} | {icon.get(o.label, '')} {o.label} | {o.why} | {_worst(o)} | "
                     f"{o.previous or '—'} | {'yes' if o.published else 'no'} | {o.seconds:.1f}s |"
                 )
         bad = [o for o in self.outcomes if o.status != "passed"]
@@ -485,9 +582,12 @@ class GateResult:
             lines += ["", "### Failures", ""]
             for o in bad:
                 lines += [f"- `{o.name}`: " + _md(line) for line in o.failures()]
-        notes = [(o.name, n) for o in self.outcomes for n in o.notes]
+        warned = [(o.name, w) for o in self.outcomes for w in o.warnings()]
+        if warned:
+            lines += ["", "### Warnings (accepted: the gate passes)", ""] + [f"- `{name}`: {_md(w)}" for name, w in warned]
+        notes = [f"- `{o.name}`: {_md(n)}" for o in self.outcomes for n in o.notes] + [f"- {_md(n)}" for n in self.notes]
         if notes:
-            lines += ["", "### Notes", ""] + [f"- `{name}`: {_md(n)}" for name, n in notes]
+            lines += ["", "### Notes", ""] + notes
         return "\n".join(lines) + "\n"
 
 
@@ -500,6 +600,29 @@ def _worst(o: ModelOutcome) -> str:
 
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def check_providers(config: GateConfig, to_run: Sequence[str]) -> None:
+    """Config errors (exit 2) before any model runs: a provider name ONNX Runtime does not know, in any
+    model's table; a provider that cannot run here, in the tables of the models about to run (a
+    GPU model may sit in a config that CPU-only shards also read)."""
+    import onnxruntime as ort
+
+    from onnxgate.pipelines.run import resolve_providers
+    from onnxgate.runtime.providers import canonical_provider
+
+    known = set(ort.get_all_providers())
+    for spec in config.models:
+        runtime = spec.settings.runtime
+        try:
+            if spec.name in to_run:
+                resolve_providers(runtime.providers, ep_plugins=runtime.run_settings().ep_plugins)
+            elif not runtime.ep_plugins:
+                unknown = [n for n in runtime.providers or () if n != "all" and canonical_provider(n) not in known]
+                if unknown:
+                    raise OnnxgateError(f"unknown execution provider {unknown[0]}", "run 'onnxgate providers' to see the names")
+        except OnnxgateError as exc:
+            raise ConfigError(f"{config.path}: model {spec.name!r}: {exc.message}", exc.hint or "fix providers in the config") from None
 
 
 def gate(
@@ -533,10 +656,13 @@ def gate(
     reg = Path(registry) if registry is not None else cfg.registry
     if publish and reg is None:
         raise GateError("--publish needs a registry", f"set registry = \"DIR\" under [defaults] in {cfg.path}, or pass --registry DIR")
-    selected, old = _selection(cfg, changed_since=changed_since, files=files)
+    selected, old = _selection(cfg, changed_since=changed_since, files=files, registry=reg)
     granted = base_trust(old)
     names = shard_names(list(selected), shard_t)
+    check_providers(cfg, names)
     result = GateResult(cfg.path, changed_since, shard_t, selected)
+    if is_null_revision(changed_since):
+        result.notes.append(NULL_REVISION_NOTE.format(rev=changed_since))
     jobs = [(cfg.model(name), reg, bool(publish), bool(force), selected[name], granted.get(name)) for name in names]
     if engine.engine == "ray":
         result.outcomes = _check_on_ray(jobs, engine, on_result)

@@ -15,7 +15,7 @@ Why it is safe to run anywhere, at any time:
   renamed into place, so a reader sees a whole version or none of it. A publisher killed
   half-way leaves only a hidden staging directory, which the next publish removes.
 * The rename and the manifest update happen under one exclusive file lock (the
-  manifest's ``.lock``); the manifest is replaced atomically. Concurrent publishers of
+  manifest's hidden lock, ``.ONNX_HUB_MANIFEST.json.lock``); the manifest is replaced atomically. Concurrent publishers of
   different models both end up listed; of the same version, exactly one wins.
 * A version listed in the manifest is never overwritten without ``force`` (it is then
   swapped in with one ``renameat2(RENAME_EXCHANGE)`` where the OS has it). A version
@@ -150,12 +150,17 @@ def publish_report(
     tags: Sequence[str] = (),
     force: bool = False,
     progress: Any = None,
+    base: Any = None,
 ) -> Publication:
     """Publish ``model`` (bytes or ModelProto) with the evidence of a passed ``report``.
 
     ``inputs``/``outputs`` (the original's outputs on ``inputs``) default to the data
-    ``validate()`` kept on the report for its first case.
+    ``validate()`` kept on the report for its first case. ``base`` (a
+    :class:`~onnxgate.pipelines.provenance.SourceBase`, the working directory by default) is
+    what source paths are recorded relative to outside a git repository.
     """
+    from onnxgate.pipelines.provenance import SourceBase, source_provenance
+
     progress = progress or NullProgress()
     check_target(registry, name, version, force=force)
     if not report.passed:
@@ -168,13 +173,14 @@ def publish_report(
         inputs, outputs = report.evidence.inputs, report.evidence.outputs
     raw = model if isinstance(model, bytes) else model.SerializeToString()
     reg = Path(registry)
+    refs = source_provenance(report, base or SourceBase.cwd(), registry=reg)
     reg.mkdir(parents=True, exist_ok=True)
     (reg / STAGING).mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=reg / STAGING))
     try:
         with progress.step(f"publishing {name} {version} to {reg}"):
             build = staging / version
-            entry = _stage(build, staging, raw, report, inputs, outputs, name=name, version=version, tags=tags)
+            entry = _stage(build, staging, raw, report, inputs, outputs, name=name, version=version, tags=tags, refs=refs)
             return _commit(reg, build, entry, name=name, version=version, force=force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -182,11 +188,12 @@ def publish_report(
 
 def _stage(
     build: Path, staging: Path, raw: bytes, report: Any, inputs: dict[str, Any], outputs: dict[str, Any],
-    *, name: str, version: str, tags: Sequence[str],
+    *, name: str, version: str, tags: Sequence[str], refs: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the version's files into ``build`` and return its manifest entry (paths as published)."""
     from onnxgate.model_zoo.manifest import model_entry
     from onnxgate.inputs.evidence import write_test_data_set
+    from onnxgate.pipelines.provenance import public_report_json
 
     build.mkdir()
     write_atomic(build / "model.onnx", raw)
@@ -195,8 +202,9 @@ def _stage(
     if tolerances:
         write_atomic(build / "data.json", json.dumps(tolerances) + "\n")
     report.model.path = model_path(name, version)
-    write_atomic(build / "report.json", report.to_json())
-    entry = model_entry(build, name=name, root=staging, tags=list(tags), extra=provenance(report, name, version), version=version)
+    write_atomic(build / "report.json", public_report_json(report, refs))
+    extra = provenance(report, name, version, refs)
+    entry = model_entry(build, name=name, root=staging, tags=list(tags), extra=extra, version=version)
     _readable(build)
     entry["model_path"] = f"{name}/{entry['model_path']}"
     meta = entry["metadata"]
@@ -258,13 +266,13 @@ def _commit(reg: Path, build: Path, entry: dict[str, Any], *, name: str, version
     version and the old manifest, or the new version and the new manifest, never a mix.
     """
     from onnxgate._io import locked
-    from onnxgate.model_zoo.manifest import dumps, merge_entries, read_manifest
+    from onnxgate.model_zoo.manifest import dumps, lock_path, merge_entries, read_manifest
 
     manifest = manifest_of(reg)
     check_manifest_path(manifest)
     target = reg / name / version
     _Steps.count = 0
-    with locked(Path(str(manifest) + ".lock")):
+    with locked(lock_path(manifest)):
         _recover_locked(reg)
         existing = read_manifest(manifest) if manifest.is_file() else []
         listed = _is_listed(existing, name, version)
@@ -313,9 +321,10 @@ def _finish(reg: Path) -> None:
 def recover(registry: str | Path) -> bool:
     """Put a registry whose publisher died mid-``--force`` back in step (under the manifest lock); True if it had to."""
     from onnxgate._io import locked
+    from onnxgate.model_zoo.manifest import lock_path
 
     reg = Path(registry)
-    with locked(Path(str(manifest_of(reg)) + ".lock")):
+    with locked(lock_path(manifest_of(reg))):
         return _recover_locked(reg)
 
 
@@ -407,17 +416,24 @@ def validated_tolerances(report: Any) -> dict[str, float]:
     return out
 
 
-def provenance(report: Any, name: str, version: str) -> dict[str, Any]:
-    """``metadata.onnxgate``: where the model came from and what it was checked against."""
+def provenance(report: Any, name: str, version: str, refs: dict[str, Any]) -> dict[str, Any]:
+    """``metadata.onnxgate``: where the model came from and what it was checked against.
+
+    ``refs``: :func:`onnxgate.pipelines.provenance.source_provenance` (source, sample, git).
+    """
+    from onnxgate.pipelines.provenance import host_info, tolerance_rules
+
     return {
         "version": version,
         "status": report.status,
-        "source": report.source,
+        **refs,
         "framework": report.framework,
         "converter": report.conversion.converter if report.conversion else None,
         "versions": report.versions,
         "providers": sorted({c.provider for c in report.cases}),
+        "host": host_info(),
         "tolerances": {k: v for k, v in report.tolerances.items() if k != "defaults"},
+        "tolerance_rules": tolerance_rules(report),
         "inputs_hash": report.inputs.hash,
         "report": f"{name}/{version}/report.json",
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

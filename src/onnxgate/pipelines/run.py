@@ -652,10 +652,16 @@ def _best_bytes(report: Report, conv: ConvertResult) -> bytes:
 
 
 def write_reports(report: Report, paths: dict[str, Path | None]) -> None:
-    render = {"json": report.to_json, "markdown": report.to_markdown, "junit": report.to_junit}
+    render = {"json": report.to_json, "markdown": report.to_markdown, "junit": report.to_junit, "html": lambda: _html(report)}
     for kind, path in paths.items():
         if path is not None:
             write_atomic(path, render[kind]())
+
+
+def _html(report: Report) -> str:
+    from onnxgate.judge.html import render_report
+
+    return render_report(report)
 
 
 def inspect(path: str | Path) -> dict[str, Any]:

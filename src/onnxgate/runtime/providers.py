@@ -10,6 +10,7 @@ claims none, discovery says which devices this machine has and why they were ref
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ PCI_VENDORS = {0x8086: "Intel", 0x1022: "AMD", 0x10DE: "NVIDIA", 0x1002: "AMD (G
 # What a plugin's factory is known to require of a device (from its source), to explain a refusal.
 PLUGIN_DEVICE_RULES = {
     "OpenVINOExecutionProvider": (0x8086, "the OpenVINO plugin only claims Intel devices (PCI vendor 0x8086)"),
+}
+
+
+# Built-in providers ONNX Runtime reports that cannot run a model's nodes here, and why.
+NO_COMPUTE = {
+    "AzureExecutionProvider": "it only runs the AzureTritonInvoker operator, which calls a remote endpoint; "
+    "it executes no model nodes on this machine",
 }
 
 
@@ -255,7 +263,8 @@ def list_providers(extra_plugins: dict[str, str] | None = None) -> list[Provider
     for name in available:
         if is_plugin(name):
             continue
-        infos.append(ProviderInfo(name, True, "built-in"))
+        reason = builtin_reason(name)
+        infos.append(ProviderInfo(name, reason is None, "built-in", reason=reason))
     for name, source in _registered.items():
         devices = plugin_devices(name)
         infos.append(
@@ -274,6 +283,28 @@ def list_providers(extra_plugins: dict[str, str] | None = None) -> list[Provider
         if name not in listed:
             infos.append(ProviderInfo(name, False, "not installed", reason=gpu_reason(name)))
     return infos
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_reason(name: str) -> str | None:
+    """Why a provider ONNX Runtime lists cannot run a model here (None: a session on it runs an Identity node)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if name in NO_COMPUTE:
+        return NO_COMPUTE[name]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=[name])
+    except Exception as exc:  # noqa: BLE001 - any failure to create a session means "not usable here"
+        return f"ONNX Runtime lists it but cannot create a session with it: {str(exc).splitlines()[0][:200]}"
+    if name not in session.get_providers():
+        return "ONNX Runtime lists it but a session falls back to CPU without it"
+    return None
 
 
 def unavailable_error(name: str, infos: list[ProviderInfo]) -> OnnxgateError:
