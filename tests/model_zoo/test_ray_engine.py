@@ -23,6 +23,10 @@ from tests.conftest import assert_user_error, run_onnxgate
 
 ray = pytest.importorskip("ray")
 
+# One Ray runtime for the module: under `pytest -n 2 --dist loadgroup` (make test) every test
+# here runs on the same xdist worker, so the runtime starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 SUITES = ("pytorch-converted", "pytorch-operator", "simple")
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 
