@@ -59,7 +59,7 @@ class SklearnConverter(Converter):
         if not path.is_file():
             raise SourceError(f"source {str(path)!r} does not exist", "check the path")
         if path.suffix.lower() == ".skops":
-            model = _load_skops(path, trust)
+            model = load_skops(path, trust)
         else:
             from onnxgate.trust import require_pickle
 
@@ -202,7 +202,7 @@ def _ml_opset(opset: int) -> int:
     return 3 if opset >= 16 else 1
 
 
-def _load_skops(path: Path, trust: Trust) -> Any:
+def load_skops(path: Path, trust: Trust) -> Any:
     """skops with audited trust: the types onnxgate can audit are loaded and every instance
     audited before anything runs on it; any other untrusted type still needs --trust-type."""
     import zipfile
@@ -223,6 +223,11 @@ def _load_skops(path: Path, trust: Trust) -> Any:
         raise SourceError(f"{what} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
     audited, rest = audits.auditable(untrusted)
     require_types(trust, what, rest)
+    try:
+        audits.audit_skops_payloads(path, audited)  # boosters' serialized models, before their parsers see them
+    except audits.AuditError:
+        if not trust.code:
+            raise
     try:
         model = load(str(path), trusted=untrusted)
     except Exception as exc:
