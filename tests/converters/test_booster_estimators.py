@@ -25,8 +25,8 @@ ESTIMATORS = {
     "XGBRegressor": lambda: xgboost.XGBRegressor(n_estimators=8, max_depth=3, n_jobs=1),
     "LGBMClassifier": lambda: lightgbm.LGBMClassifier(n_estimators=8, num_leaves=7, verbose=-1, n_jobs=1),
     "LGBMRegressor": lambda: lightgbm.LGBMRegressor(n_estimators=8, num_leaves=7, verbose=-1, n_jobs=1),
-    "CatBoostClassifier": lambda: catboost.CatBoostClassifier(iterations=8, depth=3, verbose=False, random_seed=0, thread_count=1),
-    "CatBoostRegressor": lambda: catboost.CatBoostRegressor(iterations=8, depth=3, verbose=False, random_seed=0, thread_count=1),
+    "CatBoostClassifier": lambda: catboost.CatBoostClassifier(iterations=8, depth=3, verbose=False, random_seed=0, thread_count=1, allow_writing_files=False),
+    "CatBoostRegressor": lambda: catboost.CatBoostRegressor(iterations=8, depth=3, verbose=False, random_seed=0, thread_count=1, allow_writing_files=False),
 }
 
 

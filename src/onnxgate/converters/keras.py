@@ -26,6 +26,8 @@ import numpy as np
 from onnxgate.converters import _tf
 from onnxgate.converters.opsets import check_requested
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied
+from onnxgate.converters.fixes.onnx_ops import EXPORTER_FALLBACK, repaired_rejection
 from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, OutputMismatchError, SourceError, UnsupportedModelError, UntrustedSourceError
 
@@ -89,31 +91,28 @@ class KerasConverter(Converter):
         check_requested(opset, _tf.default_opset(), "tf2onnx")
         opset = opset or _tf.default_opset()
         inputs_note = "inputs: " + ", ".join(s.describe() for s in model.inputs)
+        applied = Applied()
         try:
             proto = _from_keras(model, opset)
-            return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (from_keras)", notes=["path: tf2onnx.convert.from_keras", inputs_note])
+            rejected = repaired_rejection(proto, applied)
+            if rejected is None:
+                notes = ["path: tf2onnx.convert.from_keras", inputs_note, *applied.notes]
+                return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (from_keras)", notes=notes)
+            first = f"its graph is refused: {rejected}"
         except ConversionError:
             raise
         except Exception as exc:
             first = f"{type(exc).__name__}: {_tf.one_line(exc)}"
         if model.legacy:
             raise UnsupportedModelError(f"tf2onnx cannot convert the tf-keras model {model.label}: {first}", "re-save the model in Keras 3 (.keras)")
-        try:
-            proto = _keras_export(model, opset)
-        except ConversionError:
-            raise
-        except Exception as exc:
-            raise UnsupportedModelError(
-                f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
-                f"failed ({type(exc).__name__}: {_tf.one_line(exc)})",
-                "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops",
-            ) from exc
+        proto = _fallback_export(model, opset, first, applied)
         import keras
 
         notes = [
             "path: keras model.export(format='onnx') (fallback)",
             f"tf2onnx.convert.from_keras failed: {first}",
             inputs_note,
+            *applied.notes,
         ]
         return Conversion(proto, f"keras {keras.__version__} export(format='onnx') via tf2onnx {tf2onnx.__version__}", notes=notes)
 
@@ -359,6 +358,29 @@ def _from_keras(model: KerasModel, opset: int) -> Any:
         if sorted(got) != sorted(by_layer):
             raise ValueError(f"tf2onnx named the outputs {got}; the model's outputs are {model.outputs}")
         _tf.rename_outputs(proto, by_layer)
+    return proto
+
+
+def _fallback_export(model: KerasModel, opset: int, first: str, applied: Applied) -> Any:
+    """Keras's own export after tf2onnx from_keras failed (``first``: why); refused when its graph is too."""
+    hint = "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops"
+    try:
+        proto = _keras_export(model, opset)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
+            f"failed ({type(exc).__name__}: {_tf.one_line(exc)})", hint,
+        ) from exc
+    rejected = repaired_rejection(proto, applied)
+    if rejected is not None:
+        raise UnsupportedModelError(
+            f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
+            f"wrote a graph that is refused too: {rejected}", hint,
+        )
+    if first.startswith("its graph is refused"):
+        applied.add(EXPORTER_FALLBACK, first)
     return proto
 
 
