@@ -105,6 +105,13 @@ class KerasConverter(Converter):
             first = f"{type(exc).__name__}: {_tf.one_line(exc)}"
         if model.legacy:
             raise UnsupportedModelError(f"tf2onnx cannot convert the tf-keras model {model.label}: {first}", "re-save the model in Keras 3 (.keras)")
+        if "StatefulPartitionedCall" in first and model.input_kind != "dict":
+            proto = _inlined_or_none(model, opset, applied)
+            if proto is not None:
+                applied.add(EXPORTER_FALLBACK, f"tf2onnx from_keras: {first}")
+                notes = ["path: tf2onnx on the traced model call, XLA functions inlined (fallback)",
+                         f"tf2onnx.convert.from_keras failed: {first}", inputs_note, *applied.notes]
+                return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (traced call, XLA functions inlined)", notes=notes)
         proto = _fallback_export(model, opset, first, applied)
         import keras
 
@@ -358,6 +365,48 @@ def _from_keras(model: KerasModel, opset: int) -> Any:
         if sorted(got) != sorted(by_layer):
             raise ValueError(f"tf2onnx named the outputs {got}; the model's outputs are {model.outputs}")
         _tf.rename_outputs(proto, by_layer)
+    return proto
+
+
+def _inlined_or_none(model: KerasModel, opset: int, applied: Applied) -> Any:
+    """:func:`_tf2onnx_inlined` when its graph passes the checker and ORT's loader, else None."""
+    attempt = Applied()
+    try:
+        proto = _tf2onnx_inlined(model, opset, attempt)
+    except ConversionError:
+        raise
+    except Exception:  # noqa: BLE001 - the next exporter is tried; its failure names both
+        return None
+    if repaired_rejection(proto, attempt) is not None:
+        return None
+    for name, note in zip(attempt.names, attempt.notes):
+        applied.names.append(name)
+        applied.notes.append(note)
+    return proto
+
+
+def _tf2onnx_inlined(model: KerasModel, opset: int, applied: Applied) -> Any:
+    """tf2onnx on the traced ``model(x, training=False)`` with XLA-compiled functions inlined (fix
+    tf.xla_function_call); outputs named by position, in tf.nest.flatten order as Keras's export."""
+    tf = _tf.import_tf()
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
+    from onnxgate.converters.fixes.tf import inline_xla_functions
+
+    def call(*xs: Any) -> Any:
+        return model.model(list(xs) if model.input_kind == "list" else xs[0], training=False)
+
+    func = tf.function(call).get_concrete_function(*_tensor_specs(model))
+    inputs = [t.name for t in func.inputs if t.dtype != tf.dtypes.resource][: len(model.inputs)]
+    outputs = [t.name for t in func.outputs]
+    with _tf.quiet_stderr(), tf.device("/cpu:0"):
+        frozen = inline_xla_functions(tf_loader.from_function(func, inputs, outputs), inputs, outputs, applied)
+        proto, _ = _convert_common(frozen, name="keras", opset=opset, input_names=inputs, output_names=outputs,
+                                   tensors_to_rename=dict(zip(inputs, [s.name for s in model.inputs])))
+    _check_inputs(model, proto)
+    _check_output_ranks(model, proto)
+    _tf.rename_outputs(proto, dict(zip([o.name for o in proto.graph.output], model.outputs)))
     return proto
 
 
