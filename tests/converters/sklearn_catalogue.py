@@ -102,6 +102,19 @@ def supported() -> list[tuple[str, type]]:
     return [(name, cls) for name, cls in all_estimators() if cls in known]
 
 
+NO_CONVERTER = "no converter"
+
+
+def no_converter() -> dict[str, str]:
+    """name -> "no converter" for every estimator of all_estimators() skl2onnx has no converter for:
+    the rest of the catalogue, each with its reason (onnxgate refuses them with exit 2, one line)."""
+    from skl2onnx._supported_operators import build_sklearn_operator_name_map
+    from sklearn.utils import all_estimators
+
+    known = build_sklearn_operator_name_map()
+    return {name: NO_CONVERTER for name, cls in all_estimators() if cls not in known}
+
+
 def build(name: str, cls: type, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, np.ndarray]:
     """The fitted estimator and the rows (float64) to run it on."""
     from sklearn.base import is_classifier, is_regressor

@@ -380,8 +380,9 @@ def _inlined_or_none(model: KerasModel, opset: int, applied: Applied) -> Any:
     if repaired_rejection(proto, attempt) is not None:
         return None
     for name, note in zip(attempt.names, attempt.notes):
-        applied.names.append(name)
-        applied.notes.append(note)
+        if name not in applied.names:
+            applied.names.append(name)
+            applied.notes.append(note)
     return proto
 
 

@@ -24,7 +24,7 @@ OP_NOT_IN_OPSET = Fix(
     "TensorFlow's Erfc of an exact GELU as is and only logs 'not supported'); ONNX Runtime refuses the graph",
     "the op is rewritten with ops of the model's opset (Erfc(x) = 1 - Erf(x), HardSwish(x) = x * HardSigmoid(x), "
     "Mish(x) = x * Tanh(Softplus(x)))",
-    "https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md (Erfc is not listed)",
+    "tf2onnx has no Erfc handler: https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md",
 )
 
 
@@ -33,7 +33,8 @@ EXPORTER_FALLBACK = Fix(
     "the first exporter returned a graph that onnx.checker or ONNX Runtime's loader refuses (Keras ConvNeXt: "
     "tf2onnx keeps the XLA-compiled grouped convolution as a StatefulPartitionedCall; torch: a dynamo graph ORT "
     "cannot load)",
-    "converted again with the other exporter (Keras: model.export(format='onnx'); torch: the TorchScript exporter)",
+    "converted again with the next exporter (Keras: tf2onnx on the traced call with XLA functions inlined, then "
+    "model.export(format='onnx'); torch: the TorchScript exporter)",
 )
 
 
