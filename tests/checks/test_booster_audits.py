@@ -123,6 +123,27 @@ def test_skops_catboost_payload_without_its_header_is_refused(tmp_path):
         _load(tmp_path / "bad.skops")
 
 
+def test_skops_booster_stored_other_than_as_its_state_is_refused(tmp_path):
+    """A Booster node skops would build by calling the class (a ReduceNode) would hand its arguments to the
+    parser unaudited: refused, one line (skops 0.16 itself has no ReduceNode loader for it; the audit refuses
+    it whatever skops does)."""
+    from onnxgate.errors import SourceError
+
+    xgb = pytest.importorskip("xgboost")
+    skops_io = pytest.importorskip("skops.io")
+
+    skops_io.dump(xgb.XGBRegressor(n_estimators=2, n_jobs=1).fit(X, X[:, 0]), tmp_path / "ok.skops")
+    _rewrite(tmp_path / "ok.skops", tmp_path / "bad.skops",
+             lambda n, d: re.sub(rb'("__module__": "xgboost.core",\s*"__loader__": )"ObjectNode"', rb'\1"ReduceNode"', d)
+             if n == "schema.json" else d)
+    with pytest.raises(SourceError, match="ReduceNode"):
+        _load(tmp_path / "bad.skops")
+    from onnxgate.checks.audits import audit_skops_payloads
+
+    with pytest.raises(AuditError, match="is a xgboost.core.Booster stored as a ReduceNode"):
+        audit_skops_payloads(tmp_path / "bad.skops", ["xgboost.core.Booster"])
+
+
 def test_ubjson_lengths_past_the_end_are_refused():
     from onnxgate.checks import ubjson
 

@@ -560,11 +560,14 @@ def audit_skops_payloads(path: Any, types: list[str]) -> dict[str, int]:
         return counts
     with zipfile.ZipFile(path) as z:
         schema = json.loads(z.read("schema.json"))
-        for name, where, state in _skops_objects(schema, "the model"):
-            if name in wanted:
-                payload = _skops_value(z, state.get(wanted[name].key), f"{where}.{wanted[name].key}")
-                wanted[name].audit(payload, f"{where}.{wanted[name].key}")
-                counts[name] += 1
+        for name, loader, where, state in _skops_nodes(schema, "the model"):
+            if name not in wanted:
+                continue
+            if loader != "ObjectNode":  # e.g. a ReduceNode would call the constructor with unaudited arguments
+                raise _fail(where, f"is a {name} stored as a {loader}; only its object state is audited")
+            key = wanted[name].key
+            wanted[name].audit(_skops_value(z, state.get(key), f"{where}.{key}"), f"{where}.{key}")
+            counts[name] += 1
     for name, n in counts.items():
         record(name, n, wanted[name].grounds)
     for name in (t for t in types if t in WRAPPERS):
@@ -572,26 +575,33 @@ def audit_skops_payloads(path: Any, types: list[str]) -> dict[str, int]:
     return counts
 
 
-def _skops_objects(node: Any, where: str, depth: int = 0) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(type name, where, state node by key) for every object node of a skops schema."""
+def _skops_nodes(node: Any, where: str, depth: int = 0) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(type name, loader, where, state by key) for every typed node of a skops schema; the state is an
+    object node's attributes (empty for other nodes)."""
     if depth > 200:
         raise _fail(where, "nests deeper than 200 levels")
     if isinstance(node, list):
         for i, child in enumerate(node):
-            yield from _skops_objects(child, f"{where}[{i}]", depth + 1)
+            yield from _skops_nodes(child, f"{where}[{i}]", depth + 1)
         return
     if not isinstance(node, dict):
         return
     content = node.get("content")
-    if node.get("__loader__") == "ObjectNode" and isinstance(content, dict):
-        state = content.get("content") if isinstance(content.get("content"), dict) else {}
-        yield f"{node.get('__module__')}.{node.get('__class__')}", where, state
+    loader = str(node.get("__loader__"))
+    state = content.get("content") if loader == "ObjectNode" and isinstance(content, dict) else None
+    if "__class__" in node:
+        yield f"{node.get('__module__')}.{node.get('__class__')}", loader, where, state if isinstance(state, dict) else {}
+    if isinstance(state, dict):
         for key, child in state.items():
-            yield from _skops_objects(child, f"{where}.{key}", depth + 1)
+            yield from _skops_nodes(child, f"{where}.{key}", depth + 1)
         return
-    children = content.values() if isinstance(content, dict) else content if isinstance(content, list) else []
-    for child in children:
-        yield from _skops_objects(child, where, depth + 1)
+    for key in ("content", "args", "attrs"):
+        child = node.get(key)
+        if isinstance(child, dict) and "__class__" not in child:
+            for value in child.values():
+                yield from _skops_nodes(value, where, depth + 1)
+        elif child is not None:
+            yield from _skops_nodes(child, where, depth + 1)
 
 
 def _skops_value(z: Any, node: Any, where: str) -> Any:

@@ -219,7 +219,7 @@ def load_skops(path: Path, trust: Trust) -> Any:
     check_archive(path, what, json_members=("schema.json",))
     try:
         untrusted = get_untrusted_types(file=str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
         raise SourceError(f"{what} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
     audited, rest = audits.auditable(untrusted)
     require_types(trust, what, rest)
