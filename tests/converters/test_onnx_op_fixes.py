@@ -131,3 +131,32 @@ def test_keras_grouped_conv_falls_back_to_the_inlined_graph(keras, tmp_path):
     model.get_layer("grouped").set_weights([kernel, bias])
     report = validate(model, tmp_path / "grouped.onnx", in_process=True, sample=str(sample))
     assert report.status == "failed", report.to_markdown()
+
+
+def test_savedmodel_with_erfc_converts_through_the_rewrite(keras, cli, tmp_path):
+    """A TensorFlow SavedModel computing tf.math.erfc: tf2onnx returns a graph with Erfc in the default
+    domain (ORT refuses it); the rewrite makes it run, and a graph with a scaled weight still fails."""
+    import tensorflow as tf
+
+    class Scorer(tf.Module):
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3) * np.float32(scale))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="features")])
+        def __call__(self, features):
+            return {"tail": tf.math.erfc(tf.matmul(features, self.w))}
+
+    for name, scale in (("good", 1.0), ("scaled", 1.01)):
+        module = Scorer(scale)
+        tf.saved_model.save(module, str(tmp_path / name), signatures={"serving_default": module.__call__})
+    np.save(tmp_path / "x.npy", np.random.RandomState(0).randn(12, 4).astype(np.float32))
+    result = cli("-q", "run", tmp_path / "good", "--sample", tmp_path / "x.npy", "--report", tmp_path / "r.json")
+    assert result.code == 0, result.out + result.err
+    import json
+
+    notes = json.loads((tmp_path / "r.json").read_text())["conversion"]["notes"]
+    assert any(n.startswith("fix onnx.op_not_in_opset") for n in notes), notes
+    assert cli("-q", "convert", tmp_path / "scaled", "-o", tmp_path / "scaled.onnx").code == 0
+    result = cli("-q", "validate", tmp_path / "good", tmp_path / "scaled.onnx", "--sample", tmp_path / "x.npy")
+    assert result.code == 1, result.out + result.err
