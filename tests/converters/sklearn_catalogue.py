@@ -28,7 +28,6 @@ SKIPS: dict[str, str] = {
 # name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
 KNOWN_FAILURES: dict[str, str] = {
     "GaussianProcessClassifier": "skl2onnx emits com.microsoft:Solve, which ONNX Runtime does not register",
-    "RadiusNeighborsClassifier": "skl2onnx's graph indexes with -1 (ArrayFeatureExtractor) and ONNX Runtime refuses it",
     "ComplementNB": "float32 rounding: 1 of 160 probabilities off by 6e-5 (passes with --double)",
     "NearestNeighbors": "iris has duplicate rows: equidistant neighbours are listed in another order",
     "HistGradientBoostingRegressor": "float32 inputs cross float64 split thresholds (tree threshold flips)",

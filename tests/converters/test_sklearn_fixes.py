@@ -171,3 +171,18 @@ def test_reference_method_from_scikit_learn_tags(name, tmp_path):
     est, rows = build(name, cls, catalogue_data())
     report, _ = _run(est, rows, tmp_path)
     assert report.status == "passed", report.to_markdown()[:3000]
+
+
+def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp_path):
+    """Without the fixes ORT refuses skl2onnx's -1 lookup index; with the index wrapped but the strict
+    ``<``, the neighbour exactly at the radius (x=1 for x=0, radius 1) is dropped: probabilities
+    [1, 0] where scikit-learn says [0.5, 0.5]."""
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    X = np.array([[0.0], [1.0], [3.0], [4.0], [6.0]])
+    y = np.array([0, 1, 1, 0, 1])
+    est = RadiusNeighborsClassifier(radius=1.0).fit(X, y)
+    np.testing.assert_allclose(est.predict_proba([[0.0]]), [[0.5, 0.5]])
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert {"sklearn.radius_neighbors_negative_index", "sklearn.radius_neighbors_inclusive"} <= set(_fixes(report))

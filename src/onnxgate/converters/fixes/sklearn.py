@@ -88,6 +88,20 @@ DENSE_REFERENCE = Fix(
     "the reference output is densified",
 )
 
+RADIUS_NEGATIVE_INDEX = Fix(
+    "sklearn.radius_neighbors_negative_index",
+    "skl2onnx's RadiusNeighborsClassifier marks neighbours outside the radius with index -1 and looks their "
+    "labels up with ArrayFeatureExtractor before masking them out; ONNX Runtime refuses an index of -1 "
+    "('index is out of range'), numpy would wrap it",
+    "the indices are wrapped into range, (i + N) mod N, before the lookup, as numpy does (the mask is unchanged)",
+)
+RADIUS_INCLUSIVE = Fix(
+    "sklearn.radius_neighbors_inclusive",
+    "skl2onnx keeps neighbours with distance < radius; scikit-learn keeps distance <= radius, so a neighbour "
+    "exactly at the radius counts in the original and not in the graph",
+    "the radius comparison is LessOrEqual",
+)
+
 _UUID_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -248,8 +262,45 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
+    if type(final).__name__.startswith("RadiusNeighbors"):
+        _wrap_lookup_indices(onx, applied)
+        _inclusive_radius(onx, getattr(final, "radius", None), applied)
     free_declared_batch(onx, applied)
     return onx
+
+
+def _wrap_lookup_indices(onx: Any, applied: Applied) -> None:
+    """Indices of ArrayFeatureExtractor lookups into a constant, wrapped into range as numpy would."""
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: i for i in onx.graph.initializer}
+    nodes = []
+    for node in onx.graph.node:
+        if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
+            size = int(numpy_helper.to_array(constants[node.input[0]]).shape[-1])
+            n, shifted, wrapped = f"{node.name}_size", f"{node.input[1]}_shifted", f"{node.input[1]}_wrapped"
+            onx.graph.initializer.append(numpy_helper.from_array(np.array(size, dtype=np.int64), n))
+            nodes += [helper.make_node("Add", [node.input[1], n], [shifted], name=f"{node.name}_shift"),
+                      helper.make_node("Mod", [shifted, n], [wrapped], name=f"{node.name}_wrap")]
+            node.input[1] = wrapped
+            applied.add(RADIUS_NEGATIVE_INDEX)
+        nodes.append(node)
+    del onx.graph.node[:]
+    onx.graph.node.extend(nodes)
+
+
+def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
+    """``distance < radius`` (skl2onnx) made ``distance <= radius`` (scikit-learn)."""
+    from onnx import numpy_helper
+
+    if radius is None:
+        return
+    constants = {i.name: numpy_helper.to_array(i) for i in onx.graph.initializer}
+    for node in onx.graph.node:
+        value = constants.get(node.input[1]) if node.op_type == "Less" and len(node.input) == 2 else None
+        if value is not None and value.size == 1 and np.isclose(float(value.reshape(-1)[0]), float(radius)):
+            node.op_type = "LessOrEqual"
+            applied.add(RADIUS_INCLUSIVE)
 
 
 def _name_graph(onx: Any, model: Any, applied: Applied) -> None:
