@@ -186,3 +186,16 @@ def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed", report.to_markdown()
     assert {"sklearn.radius_neighbors_negative_index", "sklearn.radius_neighbors_inclusive"} <= set(_fixes(report))
+
+
+def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_path):
+    """skl2onnx converts RFE(regressor) as the selected columns [N, k]; without the fix the reference is
+    predict() [N, 1] and every case fails on shape."""
+    from sklearn.feature_selection import RFE
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = _data("diabetes")
+    est = RFE(DecisionTreeRegressor(max_depth=3, random_state=0), n_features_to_select=3).fit(X, y)
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert "sklearn.selector_transform" in _fixes(report)

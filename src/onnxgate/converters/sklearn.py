@@ -376,7 +376,8 @@ def _reference_output(model: Any, final: Any, name: str, X: Any, applied: Applie
     if name == "probabilities":
         return _probabilities(model, final, call, applied)
     if name in _VALUE_OUTPUTS:
-        use_predict = kind == "regressor" or name == "GPmean" or not hasattr(model, "transform")
+        selector = fixes.converted_as_selector(final, applied)
+        use_predict = (kind == "regressor" and not selector) or name == "GPmean" or not hasattr(model, "transform")
         y = np.asarray(call(model.predict if use_predict else model.transform))
         return y.reshape(-1, 1) if y.ndim == 1 else y
     if name in ("index", "distance"):  # NearestNeighbors: kneighbors()

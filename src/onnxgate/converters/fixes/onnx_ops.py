@@ -142,6 +142,9 @@ def repair_missing_ops(onx: Any, applied: Applied) -> list[Missing]:
     return [m for m in missing if m.op not in REWRITES]
 
 
+ORT_LOAD_LIMIT = 256 * 2**20  # bytes; larger graphs are loaded once, by the check before writing
+
+
 def rejection(onx: Any) -> str | None:
     """Why the checker (full) or ONNX Runtime's loader refuses ``onx``, or None when both accept it."""
     import onnx
@@ -149,12 +152,15 @@ def rejection(onx: Any) -> str | None:
     unknown = missing_ops(onx)
     if unknown:
         return "; ".join(m.describe() for m in unknown[:3]) + (f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else "")
-    if onx.ByteSize() >= 2**31:  # no single protobuf: the checker and ORT read it from its files at write time
+    size = onx.ByteSize()
+    if size >= 2**31:  # no single protobuf: the checker and ORT read it from its files at write time
         return None
     try:
         onnx.checker.check_model(onx, full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types for one complaint
         return f"onnx.checker: {one_line(exc, 300)}"
+    if size > ORT_LOAD_LIMIT:  # a second session of a large model in the framework worker: the write check loads it
+        return None
     try:
         import onnxruntime as ort
 

@@ -88,6 +88,12 @@ DENSE_REFERENCE = Fix(
     "the reference output is densified",
 )
 
+SELECTOR_TRANSFORM = Fix(
+    "sklearn.selector_transform",
+    "skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel) as its transform(), the selected "
+    "columns [N, k]; scikit-learn's tags call RFE(regressor) a regressor, so the reference ran predict() [N, 1]",
+    "the reference of a feature selector is its transform(), what the graph computes",
+)
 RADIUS_NEGATIVE_INDEX = Fix(
     "sklearn.radius_neighbors_negative_index",
     "skl2onnx's RadiusNeighborsClassifier marks neighbours outside the radius with index -1 and looks their "
@@ -402,6 +408,17 @@ def estimator_kind(est: Any) -> str | None:
         return get_tags(est).estimator_type
     except (ImportError, AttributeError, TypeError, ValueError):
         return getattr(est, "_estimator_type", None)
+
+
+def converted_as_selector(final: Any, applied: Applied | None) -> bool:
+    """Whether skl2onnx converts ``final`` as a feature selector (its transform), whatever its tags say."""
+    from sklearn.feature_selection import SelectorMixin
+
+    if not isinstance(final, SelectorMixin):
+        return False
+    if applied is not None and estimator_kind(final) in ("regressor", "classifier"):
+        applied.add(SELECTOR_TRANSFORM, type(final).__name__)
+    return True
 
 
 def call_in_fitted_dtype(method: Callable[[Any], Any], X: Any, model: Any, applied: Applied | None) -> Any:
