@@ -199,3 +199,21 @@ def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_pa
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed", report.to_markdown()
     assert "sklearn.selector_transform" in _fixes(report)
+
+
+def test_selector_keeping_only_column_zero_converts(tmp_path):
+    """skl2onnx writes ConstantOfShape(X) when the only selected column is 0 (`index.any()` is False for
+    [0]); the checker refuses it. With the fix: column 0 itself; a selector keeping column 1 needs no fix."""
+    from sklearn.feature_selection import SelectKBest
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    est = SelectKBest(k=1).fit(X, y)
+    assert list(est.get_support(indices=True)) == [0]
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert "sklearn.selector_first_column" in _fixes(report)
+    other = SelectKBest(k=1).fit(X[:, ::-1], y)
+    report, _ = _run(other, X[:, ::-1], tmp_path)
+    assert report.status == "passed" and "sklearn.selector_first_column" not in _fixes(report)

@@ -88,6 +88,13 @@ DENSE_REFERENCE = Fix(
     "the reference output is densified",
 )
 
+SELECTOR_FIRST_COLUMN = Fix(
+    "sklearn.selector_first_column",
+    "skl2onnx tests `index.any()` on the selected column indices, so a selector that keeps only column 0 "
+    "becomes ConstantOfShape(X), a graph onnx.checker refuses (a float shape)",
+    "the ConstantOfShape is replaced by the column lookup skl2onnx meant (ArrayFeatureExtractor of column 0)",
+    "skl2onnx/operator_converters/feature_selection.py: `if index.any():`",
+)
 SELECTOR_TRANSFORM = Fix(
     "sklearn.selector_transform",
     "skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel) as its transform(), the selected "
@@ -268,11 +275,34 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
+    _select_first_column(onx, model, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)
     free_declared_batch(onx, applied)
     return onx
+
+
+def _select_first_column(onx: Any, model: Any, applied: Applied) -> None:
+    """ConstantOfShape fed a float tensor (skl2onnx's selector keeping only column 0) -> the column-0 lookup."""
+    from onnx import TensorProto, helper, shape_inference
+    from sklearn.feature_selection import SelectorMixin
+
+    first_only = [m for m in walk(model) if isinstance(m, SelectorMixin) and list(m.get_support(indices=True)) == [0]]
+    if not first_only:
+        return
+    inferred = shape_inference.infer_shapes(onx)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.input, *inferred.graph.value_info]}
+    for node in onx.graph.node:
+        if node.op_type == "ConstantOfShape" and types.get(node.input[0]) in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            columns = f"{node.name or node.output[0]}_columns"
+            onx.graph.initializer.append(helper.make_tensor(columns, TensorProto.INT64, [1], [0]))
+            node.op_type, node.domain = "ArrayFeatureExtractor", "ai.onnx.ml"
+            node.input.append(columns)
+            applied.add(SELECTOR_FIRST_COLUMN, ", ".join(type(m).__name__ for m in first_only))
+    uses_ml = any(n.domain == "ai.onnx.ml" for n in onx.graph.node)
+    if uses_ml and not any(i.domain == "ai.onnx.ml" for i in onx.opset_import):
+        onx.opset_import.add(domain="ai.onnx.ml", version=1)
 
 
 def _wrap_lookup_indices(onx: Any, applied: Applied) -> None:
