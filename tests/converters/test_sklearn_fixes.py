@@ -217,3 +217,23 @@ def test_selector_keeping_only_column_zero_converts(tmp_path):
     other = SelectKBest(k=1).fit(X[:, ::-1], y)
     report, _ = _run(other, X[:, ::-1], tmp_path)
     assert report.status == "passed" and "sklearn.selector_first_column" not in _fixes(report)
+
+
+def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path):
+    """skl2onnx's com.microsoft:Solve has no ONNX Runtime kernel (the graph does not load); with its constant
+    matrix inverted at conversion the graph loads and matches predict_proba to float32 precision."""
+    import onnxruntime as ort
+    from sklearn.gaussian_process import GaussianProcessClassifier
+
+    from onnxgate.pipelines.run import convert
+
+    X, y = _data("iris")
+    X, y = X[y < 2], y[y < 2]
+    est = GaussianProcessClassifier(random_state=0).fit(X, y)
+    result = convert(est, tmp_path / "gpc.onnx", in_process=True)
+    result.reference.close()
+    assert "sklearn.constant_solve" in [n.split(":")[0].removeprefix("fix ") for n in result.conversion.notes]
+    session = ort.InferenceSession(str(tmp_path / "gpc.onnx"), providers=["CPUExecutionProvider"])
+    _, proba = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
+    np.testing.assert_allclose(proba, est.predict_proba(X), atol=1e-3)
+    assert np.abs(proba - est.predict_proba(X)).max() > 0  # a real computation, not a copy

@@ -95,6 +95,12 @@ SELECTOR_FIRST_COLUMN = Fix(
     "the ConstantOfShape is replaced by the column lookup skl2onnx meant (ArrayFeatureExtractor of column 0)",
     "skl2onnx/operator_converters/feature_selection.py: `if index.any():`",
 )
+CONSTANT_SOLVE = Fix(
+    "sklearn.constant_solve",
+    "skl2onnx's GaussianProcessClassifier solves a triangular system with com.microsoft:Solve, an op ONNX "
+    "Runtime does not register ('Could not find an implementation'); its matrix is a constant of the model",
+    "Solve(A, B) becomes MatMul(inv(A), B), the triangular inverse computed once in float64 at conversion",
+)
 SELECTOR_TRANSFORM = Fix(
     "sklearn.selector_transform",
     "skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel) as its transform(), the selected "
@@ -276,11 +282,37 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
     _select_first_column(onx, model, applied)
+    _constant_solve(onx, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)
     free_declared_batch(onx, applied)
     return onx
+
+
+def _constant_solve(onx: Any, applied: Applied) -> None:
+    """com.microsoft:Solve(A, B) with a constant A -> MatMul(inv(A), B) (``lower``/``transposed`` honoured)."""
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: i for i in onx.graph.initializer}
+    for node in onx.graph.node:
+        if node.op_type != "Solve" or node.domain != "com.microsoft" or node.input[0] not in constants:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        a = numpy_helper.to_array(constants[node.input[0]])
+        if attrs.get("transposed", 0):
+            a = a.T
+        inverse = f"{node.input[0]}_inverse"
+        onx.graph.initializer.append(numpy_helper.from_array(np.linalg.inv(a.astype(np.float64)).astype(a.dtype), inverse))
+        node.op_type, node.domain = "MatMul", ""
+        node.input[0] = inverse
+        del node.attribute[:]
+        applied.add(CONSTANT_SOLVE)
+    if not any(n.domain == "com.microsoft" for n in onx.graph.node):
+        kept = [i for i in onx.opset_import if i.domain != "com.microsoft"]
+        if len(kept) != len(onx.opset_import):
+            del onx.opset_import[:]
+            onx.opset_import.extend(kept)
 
 
 def _select_first_column(onx: Any, model: Any, applied: Applied) -> None:
