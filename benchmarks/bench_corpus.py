@@ -16,7 +16,9 @@ The first round warms imports and is dropped; the median of the others is report
 ratio onnxgate/raw. ``raw ok`` says whether the hand script's own check passed (a raw script
 that fails, e.g. on an estimator that needs one of onnxgate's fixes, has no ratio).
 
-Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_corpus.py [--rounds 3] [--keras] [--only NAME ...]``
+Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_corpus.py [--rounds 3] [--keras] [--convnext] [--only NAME ...]``
+(``--convnext --rounds 0 --only ConvNeXtTiny``: one cold round of ConvNeXtTiny, whose raw from_keras graph
+ONNX Runtime refuses and onnxgate converts through its exporter fallback).
 """
 
 from __future__ import annotations
@@ -148,6 +150,16 @@ def _keras_cnn() -> tuple[Any, np.ndarray]:
     return model, np.random.RandomState(0).rand(16, 16, 16, 3).astype(np.float32)
 
 
+def _convnext() -> tuple[Any, np.ndarray]:
+    """ConvNeXtTiny, weights=None, at 32x32: tf2onnx's from_keras graph keeps a StatefulPartitionedCall."""
+    from onnxgate.converters import _tf
+
+    keras = _tf.import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10)
+    return model, (np.random.RandomState(0).rand(4, 32, 32, 3) * 255).astype(np.float32)
+
+
 def keras_raw(model: Any, rows: np.ndarray) -> bool:
     import onnxruntime as ort
     import tensorflow as tf
@@ -174,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round (default 3)")
     parser.add_argument("--keras", action="store_true", help="add a small Keras CNN (imports TensorFlow)")
+    parser.add_argument("--convnext", action="store_true", help="add ConvNeXtTiny at 32x32 (minutes: two conversions)")
     parser.add_argument("--only", nargs="*", help="model names to run")
     args = parser.parse_args()
 
@@ -195,6 +208,11 @@ def main() -> None:
             sample = Path(tmp) / "keras.npy"
             np.save(sample, rows)
             rows_out.append(_measure("KerasCNN", lambda: onnxgate_run(model, sample), lambda: keras_raw(model, rows), args.rounds))
+        if args.convnext:
+            model, rows = _convnext()
+            sample = Path(tmp) / "convnext.npy"
+            np.save(sample, rows)
+            rows_out.append(_measure("ConvNeXtTiny", lambda: onnxgate_run(model, sample), lambda: keras_raw(model, rows), args.rounds))
     _print(rows_out)
 
 
@@ -205,7 +223,7 @@ def _measure(name: str, ours: Callable[[], Any], raw: Callable[[], Any], rounds:
         for label, fn in (("onnxgate", ours), ("raw", raw)):
             seconds, value = _timed(fn)
             results[label] = value
-            if r:  # round 0 warms imports and caches
+            if r or not rounds:  # round 0 warms imports and caches (--rounds 0: time that one round)
                 timings[label].append(seconds)
     row = {"model": name, "onnxgate_s": statistics.median(timings["onnxgate"]), "raw_s": statistics.median(timings["raw"]),
            "onnxgate": results["onnxgate"], "raw_ok": results["raw"]}

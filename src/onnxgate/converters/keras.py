@@ -379,10 +379,7 @@ def _inlined_or_none(model: KerasModel, opset: int, applied: Applied) -> Any:
         return None
     if repaired_rejection(proto, attempt) is not None:
         return None
-    for name, note in zip(attempt.names, attempt.notes):
-        if name not in applied.names:
-            applied.names.append(name)
-            applied.notes.append(note)
+    applied.merge(attempt)
     return proto
 
 
