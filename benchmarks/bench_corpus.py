@@ -243,7 +243,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
     total_raw = sum(r["raw_s"] for r in both)
     print(f"\ncorpus: {len(rows)} models; onnxgate verdicts: {sorted({r['onnxgate'] for r in rows})}; raw scripts that "
           f"passed their own check: {len(both)}/{len(rows)}; over those, onnxgate {total_ours:.2f} s, raw {total_raw:.2f} s, "
-          f"ratio {total_ours / max(total_raw, 1e-9):.1f}x (medians of timed rounds)")
+          + (f"ratio {total_ours / total_raw:.1f}x (medians of timed rounds)" if both else "no ratio"))
 
 
 if __name__ == "__main__":
