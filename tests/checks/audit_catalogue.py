@@ -23,21 +23,10 @@ VARIANTS = {
     "SelectKBest[f_regression]": ("SelectKBest", {"score_func": "f_regression", "k": 3}),
 }
 SMALL = {"n_estimators": 5, "max_iter": 30, "max_depth": 4, "radius": 2.5}
-# skl2onnx or onnxgate's reference mapping cannot take these yet (converter known-fixes, issue 16):
-# they must still load from .skops with no flag, audited.
-CONVERTER_GAPS = {
-    # open: with the classifier inside, skl2onnx's graph returns [N, 2] where the reference's predict is [N, 1]
-    "RFE": "the reference and skl2onnx disagree on RFE's output (reference [N, 1], ONNX [N, 2]); open",
-    "RFECV": "the reference and skl2onnx disagree on RFECV's output (reference [N, 1], ONNX [N, 2]); open",
-    "HistGradientBoostingClassifier": "skl2onnx 1.20 passes numpy.uint32 node ids to TreeEnsemble* and onnx refuses them",
-    "HistGradientBoostingRegressor": "skl2onnx 1.20 passes numpy.uint32 node ids to TreeEnsemble* and onnx refuses them",
-    "NearestNeighbors": "skl2onnx refuses a model with both radius and n_neighbors",
-    "RandomTreesEmbedding": "skl2onnx cannot convert sparse outputs",
-    "KNeighborsTransformer": "the reference is a sparse graph; onnxgate compares it as an object",
-    "SGDOneClassSVM": "onnxgate's reference gives (N, 1) label/scores, skl2onnx (N,)",
-    "GenericUnivariateSelect": "skl2onnx's selector graph feeds float into ConstantOfShape",
-    "SelectPercentile": "skl2onnx's selector graph feeds float into ConstantOfShape",
-}
+# skl2onnx or onnxgate's reference mapping cannot take these yet: they must still load from .skops with
+# no flag, audited. Empty since the known-fixes layer (issue 16) closed the last ten (HGB bool attributes,
+# NearestNeighbors radius, sparse outputs, SGDOneClassSVM shapes, RFE/RFECV transform, selectors of column 0).
+CONVERTER_GAPS: dict[str, str] = {}
 
 
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -65,3 +65,25 @@ def test_catalogue_estimator_passes_with_no_flags(name, fitted, tmp_path):
 def test_known_failures_and_skips_name_catalogue_estimators():
     names = set(_names())
     assert set(cat.KNOWN_FAILURES) <= names and set(cat.SKIPS) <= names
+
+
+def test_every_estimator_is_run_skipped_for_a_reason_or_has_no_converter():
+    from sklearn.utils import all_estimators
+
+    names, missing = set(_names()), cat.no_converter()
+    assert names.isdisjoint(missing) and names | set(missing) == {n for n, _ in all_estimators()}
+    assert set(missing.values()) == {cat.NO_CONVERTER}
+
+
+@pytest.mark.parametrize("name", ["DummyClassifier", "KernelRidge"])
+def test_an_estimator_with_no_converter_is_a_one_line_user_error(name, cli, tmp_path):
+    skops_io = pytest.importorskip("skops.io")
+    from sklearn.datasets import load_iris
+    from sklearn.utils import all_estimators
+
+    assert name in cat.no_converter()
+    X, y = load_iris(return_X_y=True)
+    skops_io.dump(dict(all_estimators())[name]().fit(X, y), tmp_path / "m.skops")
+    result = cli("-q", "convert", tmp_path / "m.skops", "-o", tmp_path / "m.onnx")
+    assert result.code == 2 and f"skl2onnx cannot convert {name}" in result.err and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()

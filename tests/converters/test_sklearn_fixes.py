@@ -171,3 +171,69 @@ def test_reference_method_from_scikit_learn_tags(name, tmp_path):
     est, rows = build(name, cls, catalogue_data())
     report, _ = _run(est, rows, tmp_path)
     assert report.status == "passed", report.to_markdown()[:3000]
+
+
+def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp_path):
+    """Without the fixes ORT refuses skl2onnx's -1 lookup index; with the index wrapped but the strict
+    ``<``, the neighbour exactly at the radius (x=1 for x=0, radius 1) is dropped: probabilities
+    [1, 0] where scikit-learn says [0.5, 0.5]."""
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    X = np.array([[0.0], [1.0], [3.0], [4.0], [6.0]])
+    y = np.array([0, 1, 1, 0, 1])
+    est = RadiusNeighborsClassifier(radius=1.0).fit(X, y)
+    np.testing.assert_allclose(est.predict_proba([[0.0]]), [[0.5, 0.5]])
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert {"sklearn.radius_neighbors_negative_index", "sklearn.radius_neighbors_inclusive"} <= set(_fixes(report))
+
+
+def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_path):
+    """skl2onnx converts RFE(regressor) as the selected columns [N, k]; without the fix the reference is
+    predict() [N, 1] and every case fails on shape."""
+    from sklearn.feature_selection import RFE
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = _data("diabetes")
+    est = RFE(DecisionTreeRegressor(max_depth=3, random_state=0), n_features_to_select=3).fit(X, y)
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert "sklearn.selector_transform" in _fixes(report)
+
+
+def test_selector_keeping_only_column_zero_converts(tmp_path):
+    """skl2onnx writes ConstantOfShape(X) when the only selected column is 0 (`index.any()` is False for
+    [0]); the checker refuses it. With the fix: column 0 itself; a selector keeping column 1 needs no fix."""
+    from sklearn.feature_selection import SelectKBest
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    est = SelectKBest(k=1).fit(X, y)
+    assert list(est.get_support(indices=True)) == [0]
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed", report.to_markdown()
+    assert "sklearn.selector_first_column" in _fixes(report)
+    other = SelectKBest(k=1).fit(X[:, ::-1], y)
+    report, _ = _run(other, X[:, ::-1], tmp_path)
+    assert report.status == "passed" and "sklearn.selector_first_column" not in _fixes(report)
+
+
+def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path):
+    """skl2onnx's com.microsoft:Solve has no ONNX Runtime kernel (the graph does not load); with its constant
+    matrix inverted at conversion the graph loads and matches predict_proba to float32 precision."""
+    import onnxruntime as ort
+    from sklearn.gaussian_process import GaussianProcessClassifier
+
+    from onnxgate.pipelines.run import convert
+
+    X, y = _data("iris")
+    X, y = X[y < 2], y[y < 2]
+    est = GaussianProcessClassifier(random_state=0).fit(X, y)
+    result = convert(est, tmp_path / "gpc.onnx", in_process=True)
+    result.reference.close()
+    assert "sklearn.constant_solve" in [n.split(":")[0].removeprefix("fix ") for n in result.conversion.notes]
+    session = ort.InferenceSession(str(tmp_path / "gpc.onnx"), providers=["CPUExecutionProvider"])
+    _, proba = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
+    np.testing.assert_allclose(proba, est.predict_proba(X), atol=1e-3)
+    assert np.abs(proba - est.predict_proba(X)).max() > 0  # a real computation, not a copy

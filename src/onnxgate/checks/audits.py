@@ -15,11 +15,17 @@ count of the nearest estimator above it (None when unknown). :data:`AUDITS` maps
 type names skops reports to ``(audit, grounds)``; ``grounds`` goes into the report.
 
 The xgboost JSON and lightgbm text audits run on the files before their libraries
-parse them (:func:`audit_xgboost_json`, :func:`audit_lightgbm_text`).
+parse them (:func:`audit_xgboost_json`, :func:`audit_lightgbm_text`). Boosters inside a
+``.skops`` file (xgboost, lightgbm and CatBoost estimators) are audited the same way from
+the file, before skops hands their payload to the library's parser:
+:func:`audit_skops_payloads` reads each booster's serialized model from the archive,
+checks that it is what its type claims (xgboost UBJSON/JSON trees, lightgbm model text,
+a CatBoost ``CBM1`` model within the size limit) and audits its trees.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +35,8 @@ import numpy as np
 
 from onnxgate.errors import SourceError
 
-__all__ = ["AuditError", "AUDITS", "auditable", "audit_estimator", "recording", "record",
-           "audit_xgboost_json", "audit_lightgbm_text"]
+__all__ = ["AuditError", "AUDITS", "PAYLOADS", "auditable", "audit_estimator", "recording", "record",
+           "audit_xgboost_json", "audit_lightgbm_text", "audit_skops_payloads"]
 
 
 class AuditError(SourceError):
@@ -304,7 +310,8 @@ AUDITS: dict[str, Registered] = _registry()
 
 def auditable(types: list[str]) -> tuple[list[str], list[str]]:
     """``types`` split into (those onnxgate audits, the rest)."""
-    return [t for t in types if t in AUDITS], [t for t in types if t not in AUDITS]
+    known = AUDITS.keys() | PAYLOADS.keys() | WRAPPERS.keys()
+    return [t for t in types if t in known], [t for t in types if t not in known]
 
 
 # -- walking a loaded estimator --------------------------------------------------------------------
@@ -463,3 +470,153 @@ def _audit_lightgbm_tree(fields: dict[str, str], where: str, max_feature: int | 
         _children_after_parent(f"{where} {key}", arr, arr >= 0)
     if max_feature is not None:
         _ints_in(f"{where} split_feature", feature, 0, max_feature + 1)
+
+
+# -- boosters inside .skops files -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Where a booster type keeps its serialized model in its skops state, and its audit."""
+
+    key: str  # the state key skops stores it under
+    audit: Callable[[Any, str], int]  # (payload, where) -> trees audited
+    grounds: str
+
+
+def audit_xgboost_raw(payload: Any, where: str) -> int:
+    """``Booster.__getstate__``'s bytes: UBJSON (or JSON) ``{Config, Model}`` or a bare model, trees audited."""
+    from onnxgate.checks import ubjson
+
+    if not isinstance(payload, (bytes, bytearray)):
+        raise _fail(where, f"is a {type(payload).__name__}, not the bytes of an xgboost model")
+    try:
+        data = json.loads(payload) if payload[:2] == b'{"' else ubjson.loads(bytes(payload))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(where, f"is not an xgboost model ({' '.join(str(exc).split())[:120]})") from None
+    model = data.get("Model", data) if isinstance(data, dict) else None
+    trees = _get(model, "learner", "gradient_booster", "model", "trees")
+    if not isinstance(trees, list):
+        raise _fail(where, "holds no tree booster (only gbtree models are audited; pass --trust-code for others)")
+    audit_xgboost_json(model, where)
+    return len(trees)
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def audit_lightgbm_payload(payload: Any, where: str) -> int:
+    """``Booster.__getstate__``'s model text, trees audited."""
+    if not isinstance(payload, str) or not payload.startswith("tree\n"):
+        raise _fail(where, "is not a lightgbm model text (it does not start with 'tree')")
+    audit_lightgbm_text(payload, where)
+    return payload.count("\nTree=")
+
+
+CBM_MAGIC = b"CBM1"
+
+
+def audit_catboost_payload(payload: Any, where: str) -> int:
+    """CatBoost's ``__model`` bytes: the same ``.cbm`` binary a native file holds, size-bounded."""
+    from onnxgate.checks.limits import check_model_size
+
+    if not isinstance(payload, (bytes, bytearray)) or not bytes(payload[:4]) == CBM_MAGIC:
+        raise _fail(where, "is not a CatBoost binary model (no CBM1 header)")
+    check_model_size(len(payload) * 4, where)
+    return 1
+
+
+_XGB = "audited before parsing: UBJSON read with bounded lengths, per tree children in range and after their parent, split indices < num_feature"
+_LGB = "audited before parsing: model text, child indices in range and after their parent, split features <= max_feature_idx"
+_CBM = "checked before parsing: a CatBoost CBM1 binary model within the memory limit (what a native .cbm file holds)"
+PAYLOADS: dict[str, Payload] = {
+    "xgboost.core.Booster": Payload("handle", audit_xgboost_raw, _XGB),
+    "lightgbm.basic.Booster": Payload("_handle", audit_lightgbm_payload, _LGB),
+    **{f"catboost.core.{name}": Payload("__model", audit_catboost_payload, _CBM)
+       for name in ("CatBoost", "CatBoostClassifier", "CatBoostRegressor")},
+}
+# Types whose state is parameters plus an audited booster (or a plain container of data).
+WRAPPERS: dict[str, str] = {
+    **{f"xgboost.sklearn.{n}": "parameters and an audited xgboost Booster" for n in ("XGBClassifier", "XGBRegressor")},
+    **{f"lightgbm.sklearn.{n}": "parameters and an audited lightgbm Booster" for n in ("LGBMClassifier", "LGBMRegressor")},
+    "collections.OrderedDict": "a dict (lightgbm's parameters)",
+}
+
+
+def audit_skops_payloads(path: Any, types: list[str]) -> dict[str, int]:
+    """Audit, from the archive, each booster payload of ``types`` in a ``.skops`` file before it is loaded.
+
+    Returns booster instances per type (recorded for the report). A booster whose state lacks its
+    payload, or whose payload is not what its type claims, is refused (:class:`AuditError`).
+    """
+    import zipfile
+
+    wanted = {t: PAYLOADS[t] for t in types if t in PAYLOADS}
+    counts = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return counts
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+        for name, loader, where, state in _skops_nodes(schema, "the model"):
+            if name not in wanted:
+                continue
+            if loader != "ObjectNode":  # e.g. a ReduceNode would call the constructor with unaudited arguments
+                raise _fail(where, f"is a {name} stored as a {loader}; only its object state is audited")
+            key = wanted[name].key
+            wanted[name].audit(_skops_value(z, state.get(key), f"{where}.{key}"), f"{where}.{key}")
+            counts[name] += 1
+    for name, n in counts.items():
+        record(name, n, wanted[name].grounds)
+    for name in (t for t in types if t in WRAPPERS):
+        record(name, 0, WRAPPERS[name])
+    return counts
+
+
+def _skops_nodes(node: Any, where: str, depth: int = 0) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(type name, loader, where, state by key) for every typed node of a skops schema; the state is an
+    object node's attributes (empty for other nodes)."""
+    if depth > 200:
+        raise _fail(where, "nests deeper than 200 levels")
+    if isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _skops_nodes(child, f"{where}[{i}]", depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    content = node.get("content")
+    loader = str(node.get("__loader__"))
+    state = content.get("content") if loader == "ObjectNode" and isinstance(content, dict) else None
+    if "__class__" in node:
+        yield f"{node.get('__module__')}.{node.get('__class__')}", loader, where, state if isinstance(state, dict) else {}
+    if isinstance(state, dict):
+        for key, child in state.items():
+            yield from _skops_nodes(child, f"{where}.{key}", depth + 1)
+        return
+    for key in ("content", "args", "attrs"):
+        child = node.get(key)
+        if isinstance(child, dict) and "__class__" not in child:
+            for value in child.values():
+                yield from _skops_nodes(value, where, depth + 1)
+        elif child is not None:
+            yield from _skops_nodes(child, where, depth + 1)
+
+
+def _skops_value(z: Any, node: Any, where: str) -> Any:
+    """The bytes or string a skops node stores (a file in the archive, or JSON in the schema)."""
+    if not isinstance(node, dict):
+        raise _fail(where, "is missing: the object is not what its type claims")
+    loader = node.get("__loader__")
+    if loader in ("BytesNode", "BytearrayNode") and isinstance(node.get("file"), str):
+        try:
+            return z.read(node["file"])
+        except KeyError:
+            raise _fail(where, f"names a member {node['file']!r} the archive lacks") from None
+    if loader == "JsonNode" and isinstance(node.get("content"), str):
+        try:
+            return json.loads(node["content"])
+        except ValueError:
+            raise _fail(where, "is not valid JSON") from None
+    raise _fail(where, f"is a {loader}, not the serialized model its type stores")

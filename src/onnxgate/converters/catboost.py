@@ -28,6 +28,7 @@ from onnxgate.trust import Trust
 
 SUFFIXES = (".cbm",)
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+SKOPS_SUFFIX = ".skops"
 INPUT = "features"
 INSTALL_HINT = "pip install 'onnxgate[catboost]'"
 
@@ -55,6 +56,10 @@ class CatBoostConverter(Converter):
         path = Path(source)
         if path.suffix.lower() in PICKLE_SUFFIXES:  # only with --framework catboost (the sklearn converter claims these)
             return _check_fitted(_load_pickle(path, trust))
+        if path.suffix.lower() == SKOPS_SUFFIX:  # likewise; the booster's CBM payload is checked before it loads
+            from onnxgate.converters.sklearn import load_skops
+
+            return _check_fitted(_check_catboost(load_skops(path, trust), repr(str(path))))
         return _load_cbm(path)
 
     def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -26,6 +26,8 @@ import numpy as np
 from onnxgate.converters import _tf
 from onnxgate.converters.opsets import check_requested
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied
+from onnxgate.converters.fixes.onnx_ops import EXPORTER_FALLBACK, repaired_rejection
 from onnxgate.trust import Trust
 from onnxgate.errors import ConversionError, OutputMismatchError, SourceError, UnsupportedModelError, UntrustedSourceError
 
@@ -89,31 +91,35 @@ class KerasConverter(Converter):
         check_requested(opset, _tf.default_opset(), "tf2onnx")
         opset = opset or _tf.default_opset()
         inputs_note = "inputs: " + ", ".join(s.describe() for s in model.inputs)
+        applied = Applied()
         try:
             proto = _from_keras(model, opset)
-            return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (from_keras)", notes=["path: tf2onnx.convert.from_keras", inputs_note])
+            rejected = repaired_rejection(proto, applied)
+            if rejected is None:
+                notes = ["path: tf2onnx.convert.from_keras", inputs_note, *applied.notes]
+                return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (from_keras)", notes=notes)
+            first = f"its graph is refused: {rejected}"
         except ConversionError:
             raise
         except Exception as exc:
             first = f"{type(exc).__name__}: {_tf.one_line(exc)}"
         if model.legacy:
             raise UnsupportedModelError(f"tf2onnx cannot convert the tf-keras model {model.label}: {first}", "re-save the model in Keras 3 (.keras)")
-        try:
-            proto = _keras_export(model, opset)
-        except ConversionError:
-            raise
-        except Exception as exc:
-            raise UnsupportedModelError(
-                f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
-                f"failed ({type(exc).__name__}: {_tf.one_line(exc)})",
-                "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops",
-            ) from exc
+        if "StatefulPartitionedCall" in first and model.input_kind != "dict":
+            proto = _inlined_or_none(model, opset, applied)
+            if proto is not None:
+                applied.add(EXPORTER_FALLBACK, f"tf2onnx from_keras: {first}")
+                notes = ["path: tf2onnx on the traced model call, XLA functions inlined (fallback)",
+                         f"tf2onnx.convert.from_keras failed: {first}", inputs_note, *applied.notes]
+                return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (traced call, XLA functions inlined)", notes=notes)
+        proto = _fallback_export(model, opset, first, applied)
         import keras
 
         notes = [
             "path: keras model.export(format='onnx') (fallback)",
             f"tf2onnx.convert.from_keras failed: {first}",
             inputs_note,
+            *applied.notes,
         ]
         return Conversion(proto, f"keras {keras.__version__} export(format='onnx') via tf2onnx {tf2onnx.__version__}", notes=notes)
 
@@ -359,6 +365,69 @@ def _from_keras(model: KerasModel, opset: int) -> Any:
         if sorted(got) != sorted(by_layer):
             raise ValueError(f"tf2onnx named the outputs {got}; the model's outputs are {model.outputs}")
         _tf.rename_outputs(proto, by_layer)
+    return proto
+
+
+def _inlined_or_none(model: KerasModel, opset: int, applied: Applied) -> Any:
+    """:func:`_tf2onnx_inlined` when its graph passes the checker and ORT's loader, else None."""
+    attempt = Applied()
+    try:
+        proto = _tf2onnx_inlined(model, opset, attempt)
+    except ConversionError:
+        raise
+    except Exception:  # noqa: BLE001 - the next exporter is tried; its failure names both
+        return None
+    if repaired_rejection(proto, attempt) is not None:
+        return None
+    applied.merge(attempt)
+    return proto
+
+
+def _tf2onnx_inlined(model: KerasModel, opset: int, applied: Applied) -> Any:
+    """tf2onnx on the traced ``model(x, training=False)`` with XLA-compiled functions inlined (fix
+    tf.xla_function_call); outputs named by position, in tf.nest.flatten order as Keras's export."""
+    tf = _tf.import_tf()
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
+    from onnxgate.converters.fixes.tf import inline_xla_functions
+
+    def call(*xs: Any) -> Any:
+        return model.model(list(xs) if model.input_kind == "list" else xs[0], training=False)
+
+    func = tf.function(call).get_concrete_function(*_tensor_specs(model))
+    inputs = [t.name for t in func.inputs if t.dtype != tf.dtypes.resource][: len(model.inputs)]
+    outputs = [t.name for t in func.outputs]
+    with _tf.quiet_stderr(), tf.device("/cpu:0"):
+        frozen = inline_xla_functions(tf_loader.from_function(func, inputs, outputs), inputs, outputs, applied)
+        proto, _ = _convert_common(frozen, name="keras", opset=opset, input_names=inputs, output_names=outputs,
+                                   tensors_to_rename=dict(zip(inputs, [s.name for s in model.inputs])))
+    _check_inputs(model, proto)
+    _check_output_ranks(model, proto)
+    _tf.rename_outputs(proto, dict(zip([o.name for o in proto.graph.output], model.outputs)))
+    return proto
+
+
+def _fallback_export(model: KerasModel, opset: int, first: str, applied: Applied) -> Any:
+    """Keras's own export after tf2onnx from_keras failed (``first``: why); refused when its graph is too."""
+    hint = "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops"
+    try:
+        proto = _keras_export(model, opset)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
+            f"failed ({type(exc).__name__}: {_tf.one_line(exc)})", hint,
+        ) from exc
+    rejected = repaired_rejection(proto, applied)
+    if rejected is not None:
+        raise UnsupportedModelError(
+            f"cannot convert {model.label}: tf2onnx from_keras failed ({first}) and keras model.export(format='onnx') "
+            f"wrote a graph that is refused too: {rejected}", hint,
+        )
+    if first.startswith("its graph is refused"):
+        applied.add(EXPORTER_FALLBACK, first)
     return proto
 
 

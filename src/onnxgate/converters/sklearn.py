@@ -59,7 +59,7 @@ class SklearnConverter(Converter):
         if not path.is_file():
             raise SourceError(f"source {str(path)!r} does not exist", "check the path")
         if path.suffix.lower() == ".skops":
-            model = _load_skops(path, trust)
+            model = load_skops(path, trust)
         else:
             from onnxgate.trust import require_pickle
 
@@ -202,7 +202,7 @@ def _ml_opset(opset: int) -> int:
     return 3 if opset >= 16 else 1
 
 
-def _load_skops(path: Path, trust: Trust) -> Any:
+def load_skops(path: Path, trust: Trust) -> Any:
     """skops with audited trust: the types onnxgate can audit are loaded and every instance
     audited before anything runs on it; any other untrusted type still needs --trust-type."""
     import zipfile
@@ -219,10 +219,15 @@ def _load_skops(path: Path, trust: Trust) -> Any:
     check_archive(path, what, json_members=("schema.json",))
     try:
         untrusted = get_untrusted_types(file=str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
         raise SourceError(f"{what} is not a valid .skops file ({_one_line(exc)})", "re-save it with skops.io.dump") from None
     audited, rest = audits.auditable(untrusted)
     require_types(trust, what, rest)
+    try:
+        audits.audit_skops_payloads(path, audited)  # boosters' serialized models, before their parsers see them
+    except audits.AuditError:
+        if not trust.code:
+            raise
     try:
         model = load(str(path), trusted=untrusted)
     except Exception as exc:
@@ -371,7 +376,8 @@ def _reference_output(model: Any, final: Any, name: str, X: Any, applied: Applie
     if name == "probabilities":
         return _probabilities(model, final, call, applied)
     if name in _VALUE_OUTPUTS:
-        use_predict = kind == "regressor" or name == "GPmean" or not hasattr(model, "transform")
+        selector = fixes.converted_as_selector(final, applied)
+        use_predict = (kind == "regressor" and not selector) or name == "GPmean" or not hasattr(model, "transform")
         y = np.asarray(call(model.predict if use_predict else model.transform))
         return y.reshape(-1, 1) if y.ndim == 1 else y
     if name in ("index", "distance"):  # NearestNeighbors: kneighbors()

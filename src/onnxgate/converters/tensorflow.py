@@ -18,6 +18,8 @@ import numpy as np
 from onnxgate.converters import _tf
 from onnxgate.converters.opsets import check_requested
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied
+from onnxgate.converters.fixes.onnx_ops import repaired_rejection
 from onnxgate.trust import Trust
 from onnxgate.errors import OutputMismatchError, SourceError, UnsupportedModelError
 
@@ -145,7 +147,14 @@ class TensorflowConverter(Converter):
                 f"tf2onnx named the outputs {got}; signature {model.signature!r} has {model.outputs}",
                 "report this model to onnxgate",
             )
-        notes = [f"signature: {model.signature}", "inputs: " + ", ".join(s.describe() for s in model.inputs)]
+        applied = Applied()
+        rejected = repaired_rejection(proto, applied)
+        if rejected is not None:
+            raise UnsupportedModelError(
+                f"tf2onnx returned a graph for signature {model.signature!r} that is refused: {rejected}",
+                "see https://github.com/onnx/tensorflow-onnx/blob/main/support_status.md for supported ops, or try another --opset",
+            )
+        notes = [f"signature: {model.signature}", "inputs: " + ", ".join(s.describe() for s in model.inputs), *applied.notes]
         return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (SavedModel)", notes=notes)
 
     # -- reference ------------------------------------------------------------------------

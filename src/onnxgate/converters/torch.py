@@ -34,6 +34,8 @@ import numpy as np
 
 from onnxgate._util import installed_versions
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied
+from onnxgate.converters.fixes.onnx_ops import EXPORTER_FALLBACK, repaired_rejection
 from onnxgate.converters.opsets import check_requested
 from onnxgate.trust import Trust
 from onnxgate.errors import (
@@ -77,6 +79,10 @@ class TorchSettings(ConverterSettings):
 
     upcast_bf16: bool = False
     static: bool = False
+
+
+class _RefusedGraph(Exception):
+    """The dynamo exporter returned a graph the checker or ORT's loader refuses (fix exporter_fallback)."""
 
 
 class TorchConverter(Converter):
@@ -167,12 +173,18 @@ class TorchConverter(Converter):
                 "--upcast-bf16: exported a float32 copy of the bfloat16 model (ONNX Runtime's CPU provider has no "
                 "bfloat16 kernels); parity is checked against the bfloat16 original at bfloat16 tolerances"
             )
+        applied = Applied()
         try:
             proto = _export_dynamo(model, args, list(feeds), out_names, opset, static)
+            rejected = repaired_rejection(proto, applied)
+            if rejected is not None:
+                raise _RefusedGraph(f"its graph is refused: {rejected}")
             tool = f"torch.onnx.export dynamo=True (torch {torch.__version__})"
             notes.append("exporter: dynamo (torch.export)")
         except Exception as exc:
             first = _one_line(exc)
+            if isinstance(exc, _RefusedGraph):
+                applied.add(EXPORTER_FALLBACK, f"dynamo: {first}")
             if requested and requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
                 raise OpsetError(
                     f"the dynamo exporter failed ({first}) and the TorchScript fallback supports opset <= "
@@ -186,8 +198,15 @@ class TorchConverter(Converter):
                     f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: {_one_line(exc2)}",
                     "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
                 ) from exc2
+            rejected = repaired_rejection(proto, applied)
+            if rejected is not None:
+                raise UnsupportedModelError(
+                    f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: its graph is refused: {rejected}",
+                    "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
+                )
             tool = f"torch.onnx.export dynamo=False (TorchScript fallback, torch {torch.__version__})"
             notes.append(f"exporter: torchscript fallback; the dynamo exporter failed: {first}")
+        notes.extend(applied.notes)
         if model.kind == "exported" and not static and not _has_dynamic_dims(model.obj):
             notes.append("the ExportedProgram has static input shapes; the ONNX graph keeps them")
         got = [i.name for i in proto.graph.input]

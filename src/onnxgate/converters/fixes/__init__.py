@@ -36,6 +36,13 @@ class Applied:
             self.names.append(fix.name)
             self.notes.append(fix.note(detail))
 
+    def merge(self, other: "Applied") -> None:
+        """The fixes of ``other`` (an attempt that was kept) not already here, in order."""
+        for name, note in zip(other.names, other.notes):
+            if name not in self.names:
+                self.names.append(name)
+                self.notes.append(note)
+
 
 DECLARED_BATCH = Fix(
     "declared_batch",

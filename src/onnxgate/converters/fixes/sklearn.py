@@ -88,6 +88,39 @@ DENSE_REFERENCE = Fix(
     "the reference output is densified",
 )
 
+SELECTOR_FIRST_COLUMN = Fix(
+    "sklearn.selector_first_column",
+    "skl2onnx tests `index.any()` on the selected column indices, so a selector that keeps only column 0 "
+    "becomes ConstantOfShape(X), a graph onnx.checker refuses (a float shape)",
+    "the ConstantOfShape is replaced by the column lookup skl2onnx meant (ArrayFeatureExtractor of column 0)",
+    "skl2onnx/operator_converters/feature_selection.py: `if index.any():`",
+)
+CONSTANT_SOLVE = Fix(
+    "sklearn.constant_solve",
+    "skl2onnx's GaussianProcessClassifier solves a triangular system with com.microsoft:Solve, an op ONNX "
+    "Runtime does not register ('Could not find an implementation'); its matrix is a constant of the model",
+    "Solve(A, B) becomes MatMul(inv(A), B), the triangular inverse computed once in float64 at conversion",
+)
+SELECTOR_TRANSFORM = Fix(
+    "sklearn.selector_transform",
+    "skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel) as its transform(), the selected "
+    "columns [N, k]; scikit-learn's tags call RFE(regressor) a regressor, so the reference ran predict() [N, 1]",
+    "the reference of a feature selector is its transform(), what the graph computes",
+)
+RADIUS_NEGATIVE_INDEX = Fix(
+    "sklearn.radius_neighbors_negative_index",
+    "skl2onnx's RadiusNeighborsClassifier marks neighbours outside the radius with index -1 and looks their "
+    "labels up with ArrayFeatureExtractor before masking them out; ONNX Runtime refuses an index of -1 "
+    "('index is out of range'), numpy would wrap it",
+    "the indices are wrapped into range, (i + N) mod N, before the lookup, as numpy does (the mask is unchanged)",
+)
+RADIUS_INCLUSIVE = Fix(
+    "sklearn.radius_neighbors_inclusive",
+    "skl2onnx keeps neighbours with distance < radius; scikit-learn keeps distance <= radius, so a neighbour "
+    "exactly at the radius counts in the original and not in the graph",
+    "the radius comparison is LessOrEqual",
+)
+
 _UUID_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -248,8 +281,94 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
+    _select_first_column(onx, model, applied)
+    _constant_solve(onx, applied)
+    if type(final).__name__.startswith("RadiusNeighbors"):
+        _wrap_lookup_indices(onx, applied)
+        _inclusive_radius(onx, getattr(final, "radius", None), applied)
     free_declared_batch(onx, applied)
     return onx
+
+
+def _constant_solve(onx: Any, applied: Applied) -> None:
+    """com.microsoft:Solve(A, B) with a constant A -> MatMul(inv(A), B) (``lower``/``transposed`` honoured)."""
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: i for i in onx.graph.initializer}
+    for node in onx.graph.node:
+        if node.op_type != "Solve" or node.domain != "com.microsoft" or node.input[0] not in constants:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        a = numpy_helper.to_array(constants[node.input[0]])
+        if attrs.get("transposed", 0):
+            a = a.T
+        inverse = f"{node.input[0]}_inverse"
+        onx.graph.initializer.append(numpy_helper.from_array(np.linalg.inv(a.astype(np.float64)).astype(a.dtype), inverse))
+        node.op_type, node.domain = "MatMul", ""
+        node.input[0] = inverse
+        del node.attribute[:]
+        applied.add(CONSTANT_SOLVE)
+    if not any(n.domain == "com.microsoft" for n in onx.graph.node):
+        kept = [i for i in onx.opset_import if i.domain != "com.microsoft"]
+        if len(kept) != len(onx.opset_import):
+            del onx.opset_import[:]
+            onx.opset_import.extend(kept)
+
+
+def _select_first_column(onx: Any, model: Any, applied: Applied) -> None:
+    """ConstantOfShape fed a float tensor (skl2onnx's selector keeping only column 0) -> the column-0 lookup."""
+    from onnx import TensorProto, helper, shape_inference
+    from sklearn.feature_selection import SelectorMixin
+
+    first_only = [m for m in walk(model) if isinstance(m, SelectorMixin) and list(m.get_support(indices=True)) == [0]]
+    if not first_only:
+        return
+    inferred = shape_inference.infer_shapes(onx)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.input, *inferred.graph.value_info]}
+    for node in onx.graph.node:
+        if node.op_type == "ConstantOfShape" and types.get(node.input[0]) in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            columns = f"{node.name or node.output[0]}_columns"
+            onx.graph.initializer.append(helper.make_tensor(columns, TensorProto.INT64, [1], [0]))
+            node.op_type, node.domain = "ArrayFeatureExtractor", "ai.onnx.ml"
+            node.input.append(columns)
+            applied.add(SELECTOR_FIRST_COLUMN, ", ".join(type(m).__name__ for m in first_only))
+    uses_ml = any(n.domain == "ai.onnx.ml" for n in onx.graph.node)
+    if uses_ml and not any(i.domain == "ai.onnx.ml" for i in onx.opset_import):
+        onx.opset_import.add(domain="ai.onnx.ml", version=1)
+
+
+def _wrap_lookup_indices(onx: Any, applied: Applied) -> None:
+    """Indices of ArrayFeatureExtractor lookups into a constant, wrapped into range as numpy would."""
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: i for i in onx.graph.initializer}
+    nodes = []
+    for node in onx.graph.node:
+        if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
+            size = int(numpy_helper.to_array(constants[node.input[0]]).shape[-1])
+            n, shifted, wrapped = f"{node.name}_size", f"{node.input[1]}_shifted", f"{node.input[1]}_wrapped"
+            onx.graph.initializer.append(numpy_helper.from_array(np.array(size, dtype=np.int64), n))
+            nodes += [helper.make_node("Add", [node.input[1], n], [shifted], name=f"{node.name}_shift"),
+                      helper.make_node("Mod", [shifted, n], [wrapped], name=f"{node.name}_wrap")]
+            node.input[1] = wrapped
+            applied.add(RADIUS_NEGATIVE_INDEX)
+        nodes.append(node)
+    del onx.graph.node[:]
+    onx.graph.node.extend(nodes)
+
+
+def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
+    """``distance < radius`` (skl2onnx) made ``distance <= radius`` (scikit-learn)."""
+    from onnx import numpy_helper
+
+    if radius is None:
+        return
+    constants = {i.name: numpy_helper.to_array(i) for i in onx.graph.initializer}
+    for node in onx.graph.node:
+        value = constants.get(node.input[1]) if node.op_type == "Less" and len(node.input) == 2 else None
+        if value is not None and value.size == 1 and np.isclose(float(value.reshape(-1)[0]), float(radius)):
+            node.op_type = "LessOrEqual"
+            applied.add(RADIUS_INCLUSIVE)
 
 
 def _name_graph(onx: Any, model: Any, applied: Applied) -> None:
@@ -351,6 +470,17 @@ def estimator_kind(est: Any) -> str | None:
         return get_tags(est).estimator_type
     except (ImportError, AttributeError, TypeError, ValueError):
         return getattr(est, "_estimator_type", None)
+
+
+def converted_as_selector(final: Any, applied: Applied | None) -> bool:
+    """Whether skl2onnx converts ``final`` as a feature selector (its transform), whatever its tags say."""
+    from sklearn.feature_selection import SelectorMixin
+
+    if not isinstance(final, SelectorMixin):
+        return False
+    if applied is not None and estimator_kind(final) in ("regressor", "classifier"):
+        applied.add(SELECTOR_TRANSFORM, type(final).__name__)
+    return True
 
 
 def call_in_fitted_dtype(method: Callable[[Any], Any], X: Any, model: Any, applied: Applied | None) -> Any:
