@@ -67,7 +67,7 @@ class FrameworkBug(RuntimeError):
 # -- imports: a worker imports only what its model needs ---------------------------------------
 
 _HEAVY = ("torch", "tensorflow", "keras", "jax")
-_NEEDS: dict[str, tuple[str, ...]] = {"torch": _HEAVY, "tensorflow": _HEAVY, "keras": _HEAVY}  # the rest need none
+_NEEDS: dict[str, tuple[str, ...]] = {"torch": _HEAVY, "hf": _HEAVY, "tensorflow": _HEAVY, "keras": _HEAVY}  # the rest need none
 _BLOCKED_MARK = "not imported by onnxgate's framework worker"
 
 
