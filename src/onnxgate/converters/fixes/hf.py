@@ -39,3 +39,20 @@ def vmap_free_masks(model: Any) -> Iterator[Any]:
     finally:
         for c, value in zip(configs, before):
             c._attn_implementation = value
+
+
+ROTARY_BATCH = Fix(
+    "hf.rotary_opset",
+    "a LLaMA-style model exported at opset 23 fails in ONNX Runtime at any batch above 1: the exporter fuses "
+    "rotary embeddings into RotaryEmbedding-23 with cos/sin caches of batch 1, which the operator's "
+    "specification (and ONNX Runtime) require to match the input's batch",
+    "models with rotary embeddings are exported at opset 22 unless --opset is given (no fused RotaryEmbedding; "
+    "the same arithmetic in plain operators)",
+    "torch.onnx dynamo exporter's rotary-embedding fusion (onnxscript rewriter), seen with torch 2.13",
+)
+ROTARY_SAFE_OPSET = 22
+
+
+def uses_rotary_embeddings(module: Any) -> bool:
+    """Whether any submodule is a rotary embedding (``LlamaRotaryEmbedding`` and its kin)."""
+    return any(type(m).__name__.endswith("RotaryEmbedding") for m in module.modules())
