@@ -1,0 +1,281 @@
+"""The hf converter: tiny transformers models built from configs in code (no download), each
+from a ``save_pretrained`` directory, a ``module:callable`` factory and a ``.pt2`` program with
+keyword inputs; every one passes, and every one is caught when one weight tensor is scaled
+by 1.01 (the good ONNX file validated against the damaged original).
+
+Most cases run ``--in-process`` (the conversion and the comparison are the same; the worker
+only adds a second torch + transformers import); one runs through the framework worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_user_error
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+onnx = pytest.importorskip("onnx")
+
+os.environ.setdefault("USE_TF", "0")
+
+FACTORIES = '''
+"""Tiny random transformers models (hidden 32, 2 layers), seeded; NAME_broken has one weight x 1.01."""
+import torch
+import transformers as T
+
+
+def _seeded(build):
+    torch.manual_seed(0)
+    return build().eval()
+
+
+def bert():
+    return _seeded(lambda: T.BertForSequenceClassification(T.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, num_labels=3)))
+
+
+def distilbert():
+    return _seeded(lambda: T.DistilBertModel(T.DistilBertConfig(
+        vocab_size=99, dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64)))
+
+
+def t5():
+    return _seeded(lambda: T.T5EncoderModel(T.T5Config(vocab_size=99, d_model=32, d_kv=16, d_ff=37, num_layers=2, num_heads=2)))
+
+
+def whisper():
+    return _seeded(lambda: T.WhisperModel(T.WhisperConfig(
+        vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, num_mel_bins=16,
+        max_source_positions=32, max_target_positions=32, pad_token_id=1, bos_token_id=2, eos_token_id=2,
+        decoder_start_token_id=2)).get_encoder())
+
+
+def gpt2():
+    return _seeded(lambda: T.GPT2LMHeadModel(T.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=2, n_positions=64)))
+
+
+def llama():
+    return _seeded(lambda: T.LlamaForCausalLM(T.LlamaConfig(
+        vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64)))
+
+
+def vit():
+    return _seeded(lambda: T.ViTForImageClassification(T.ViTConfig(
+        image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, num_labels=5)))
+
+
+def damage(model):
+    """One weight tensor scaled by 1.01: the first of the largest 2-D non-embedding weights (an MLP's).
+
+    (A query or key weight would hardly show: random init at std 0.02 leaves attention near uniform.)
+    """
+    weights = [p for n, p in model.named_parameters() if p.dim() == 2 and not any(e in n for e in ("emb", "wte", "wpe", "shared"))]
+    with torch.no_grad():
+        max(weights, key=lambda p: p.numel()).mul_(1.01)
+    return model
+
+
+for _name in ("bert", "distilbert", "t5", "whisper", "gpt2", "llama", "vit"):
+    globals()[_name + "_broken"] = (lambda f: lambda: damage(f()))(globals()[_name])
+'''
+
+MODELS = ["bert", "distilbert", "t5", "whisper", "gpt2", "llama", "vit"]
+CAUSAL = {"gpt2", "llama"}
+OUTPUT = {"bert": "logits", "gpt2": "logits", "llama": "logits", "vit": "logits"}  # the rest: last_hidden_state
+# fast by default: one of each source kind; the rest of the 7 x 3 grid is marked slow
+FAST = {("bert", "dir"), ("gpt2", "factory"), ("vit", "pt2")}
+
+
+@pytest.fixture(scope="module")
+def hf_entry_point(tmp_path_factory):
+    """The ``hf`` entry point, also where the installed onnxgate metadata predates it (an
+    editable install made before pyproject.toml named it): a dist-info on sys.path/PYTHONPATH."""
+    from onnxgate.converters import base
+
+    if "hf" in base.Registry().names():
+        yield
+        return
+    root = tmp_path_factory.mktemp("hf_entry")
+    info = root / "onnxgate_hf_dev-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxgate-hf-dev\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[onnxgate.converters]\nhf = onnxgate.converters.hf:HFConverter\n")
+    old_path = os.environ.get("PYTHONPATH")
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([old_path] if old_path else []))
+    base._registry = None
+    yield
+    sys.path.remove(str(root))
+    if old_path is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old_path
+    base._registry = None
+
+
+@pytest.fixture(scope="module")
+def hfzoo(tmp_path_factory, hf_entry_point):
+    root = tmp_path_factory.mktemp("hfzoo")
+    pkg = root / "pkg"
+    pkg.mkdir()
+    (pkg / "hf_factories.py").write_text(FACTORIES)
+    sys.path.insert(0, str(pkg))
+    import hf_factories
+
+    yield Zoo(root, hf_factories)
+    sys.path.remove(str(pkg))
+    sys.modules.pop("hf_factories", None)
+
+
+class Zoo:
+    """Sources built on first use: ``zoo.source(name, kind, broken=False)`` -> CLI source string."""
+
+    def __init__(self, root: Path, factories):
+        self.root, self.factories = root, factories
+
+    def source(self, name: str, kind: str, broken: bool = False) -> str:
+        fn = name + ("_broken" if broken else "")
+        if kind == "factory":
+            return f"hf_factories:{fn}"
+        path = self.root / (fn + (".pt2" if kind == "pt2" else ""))
+        if not path.exists():
+            model = getattr(self.factories, fn)()
+            if kind == "dir":
+                model.save_pretrained(path)
+            else:
+                save_program(model, path)
+        return str(path)
+
+
+def save_program(model, path: Path) -> None:
+    """``torch.export`` with keyword inputs (task-aware ones from the hf converter), dynamic batch/sequence."""
+    from onnxgate.converters.fixes.hf import vmap_free_masks
+    from onnxgate.converters.hf import input_specs, model_inputs
+    from onnxgate.inputs.synthesize import synthesize_inputs
+
+    names = model_inputs(model)
+    feeds = synthesize_inputs(input_specs(names, model.config), dims={"batch": 3, "sequence": 33})
+    kwargs = {n: torch.from_numpy(a) for n, a in feeds.items()}
+    batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=64)
+    shapes = {n: ({0: batch, 1: sequence} if a.dim() == 2 else {0: batch}) for n, a in kwargs.items()}
+    model.config.use_cache = False
+    with vmap_free_masks(model):
+        program = torch.export.export(model, (), kwargs=kwargs, dynamic_shapes=shapes)
+    torch.export.save(program, path)
+
+
+def _run(cli, zoo, name, kind, tmp_path, *extra):
+    out, rep = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+    args = ["-q", "run", zoo.source(name, kind), "-o", out, "--report", rep, *extra]
+    if kind == "factory":
+        args.append("--trust-code")
+    r = cli(*args)
+    return r, out, (json.loads(rep.read_text()) if rep.exists() else None)
+
+
+def _grid():
+    for name in MODELS:
+        for kind in ("dir", "factory", "pt2"):
+            marks = () if (name, kind) in FAST else (pytest.mark.slow,)
+            yield pytest.param(name, kind, id=f"{name}-{kind}", marks=marks)
+
+
+@pytest.mark.parametrize("name,kind", list(_grid()))
+def test_passes_and_a_weight_scaled_by_1_01_is_caught(cli, hfzoo, tmp_path, name, kind):
+    extra = ["--in-process"] + (["--topk", "5"] if name in CAUSAL else [])
+    r, out, report = _run(cli, hfzoo, name, kind, tmp_path, *extra)
+    assert r.code == 0, r.out + r.err
+    assert report["status"] == "passed"
+    cases = {c["name"] for c in report["cases"]}
+    assert {"batch=3", "batch=1"} <= cases
+    if name not in ("vit", "whisper"):  # text: the sequence axis is swept too
+        assert "sequence=17" in cases
+    assert OUTPUT.get(name, "last_hidden_state") in {o["name"] for c in report["cases"] for o in c["outputs"]}
+    broken = hfzoo.source(name, kind, broken=True)
+    args = ["-q", "validate", broken, out, *extra] + (["--trust-code"] if kind == "factory" else [])
+    caught = cli(*args)
+    assert caught.code == 1, caught.out + caught.err
+
+
+def test_directory_through_the_framework_worker_names_axes_and_inputs(cli, hfzoo, tmp_path):
+    r, out, report = _run(cli, hfzoo, "bert", "dir", tmp_path)
+    assert r.code == 0, r.out + r.err
+    model = onnx.load(out)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert inputs == {n: ["batch", "sequence"] for n in ("input_ids", "attention_mask", "token_type_ids")}
+    assert report["framework"] == "hf" and report["versions"]["transformers"].startswith("4.")
+    assert "dynamo=True" in report["conversion"]["converter"]
+
+
+def test_llama_is_exported_below_the_fused_rotary_opset(cli, hfzoo, tmp_path):
+    r, out, report = _run(cli, hfzoo, "llama", "dir", tmp_path, "--in-process")
+    assert r.code == 0, r.out + r.err
+    assert any("hf.rotary_opset" in n for n in report["conversion"]["notes"])
+    assert {o.domain or "ai.onnx": o.version for o in onnx.load(out).opset_import}["ai.onnx"] == 22
+
+
+def test_explicit_task_loads_that_head(cli, hfzoo, tmp_path):
+    """A BERT classifier directory loaded as feature extraction: the base model's outputs."""
+    r, _, report = _run(cli, hfzoo, "bert", "dir", tmp_path, "--in-process", "--task", "feature-extraction")
+    assert r.code == 0, r.out + r.err
+    assert {"last_hidden_state", "pooler_output"} <= {o["name"] for c in report["cases"] for o in c["outputs"]}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def test_unknown_task_is_a_user_error(cli, hfzoo):
+    r = cli("run", hfzoo.source("bert", "dir"), "--in-process", "--task", "summarise")
+    assert_user_error(r, "summarise", "text-classification")
+
+
+def test_pickled_weights_are_refused(cli, hfzoo, tmp_path):
+    path = tmp_path / "pickled"
+    hfzoo.factories.distilbert().save_pretrained(path, safe_serialization=False)
+    assert not list(path.glob("*.safetensors"))
+    assert_user_error(cli("run", path, "--in-process"), "pytorch_model.bin", "safetensors only")
+
+
+def test_remote_code_needs_trust_code(cli, hfzoo, tmp_path):
+    import shutil
+
+    path = tmp_path / "remote"
+    shutil.copytree(hfzoo.source("distilbert", "dir"), path)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (path / "config.json").write_text(json.dumps(config))
+    assert_user_error(cli("run", path, "--in-process"), "refusing to load", "--trust-code")
+
+
+class Pair:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+class PairModel(torch.nn.Module):
+    def forward(self, x):
+        return Pair(x + 1, x * 2)
+
+
+def test_pt2_returning_an_unregistered_pytree_type_names_it(cli, tmp_path):
+    """A program whose outputs are a type from a module onnxgate will not import is named in one line."""
+    import torch.utils._pytree as pytree
+
+    path = tmp_path / "pair.pt2"
+    pytree.register_pytree_node(Pair, lambda p: ([p.a, p.b], None), lambda xs, _: Pair(*xs), serialized_type_name="mylib.outputs.Pair")
+    try:
+        torch.export.save(torch.export.export(PairModel(), (torch.randn(3, 4),)), path)
+    finally:
+        pytree._deregister_pytree_node(Pair)
+    assert_user_error(cli("run", path, "--in-process"), "mylib.outputs.Pair", "module:callable")
