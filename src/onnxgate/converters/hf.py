@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion, ConverterSettings
+from onnxgate.converters.base import ConverterSettings
 from onnxgate.converters.torch import TorchConverter, TorchModel, is_transformers_model
 from onnxgate.errors import FrameworkMissingError, SourceError
 from onnxgate.trust import Trust, require_code
@@ -96,19 +96,6 @@ class HFConverter(TorchConverter):
             if task is not None and task.encoder and hasattr(pretrained, "get_encoder"):
                 pretrained = pretrained.get_encoder()
         return wrap_pretrained(pretrained.eval(), origin)
-
-    def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
-        """The torch converter's export, at an opset that avoids a known exporter breakage (see fixes.hf)."""
-        from onnxgate.converters.fixes import Applied
-        from onnxgate.converters.fixes.hf import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
-
-        applied = Applied()
-        if opset is None and uses_rotary_embeddings(model.obj):
-            opset = ROTARY_SAFE_OPSET
-            applied.add(ROTARY_BATCH, f"opset {opset}")
-        conversion = super().convert(model, feeds, opset=opset, options=options)
-        conversion.notes += applied.notes
-        return conversion
 
     def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Task-aware inputs: ids below the vocabulary, masks with padded rows, segments, pixels, audio features."""

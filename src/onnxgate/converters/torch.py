@@ -156,13 +156,20 @@ class TorchConverter(Converter):
     def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import torch
 
+        from onnxgate.converters.fixes import Applied
+        from onnxgate.converters.fixes.hf import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
+
         static = self.settings(options).static
         requested = opset
         check_requested(requested, exporter_max_opset(), f"torch.onnx.export (torch {torch.__version__})")
+        applied = Applied()
+        if opset is None and uses_rotary_embeddings(model.obj):
+            opset = min(default_opset(), ROTARY_SAFE_OPSET)
+            applied.add(ROTARY_BATCH, f"opset {opset}")
         opset = opset or default_opset()
         args = call_inputs(model, feeds)
         out_names = _output_names(model, args)
-        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}"]
+        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}", *applied.notes]
         if model.upcast_bf16:
             model = _float32_copy(model)
             args = call_inputs(model, feeds)
@@ -258,7 +265,9 @@ def _wrap(obj: Any, origin: str) -> TorchModel:
 def program_keywords(program: Any) -> list[str]:
     """The inputs an ExportedProgram takes by keyword, in its in_spec's order (``[]`` if all positional)."""
     spec = getattr(getattr(program, "call_spec", None), "in_spec", None)
-    children = getattr(spec, "children_specs", None) or []
+    if spec is None:
+        return []
+    children = list(spec.children()) if hasattr(spec, "children") else list(getattr(spec, "children_specs", None) or [])
     if len(children) == 2 and isinstance(children[1].context, list):
         return [str(k) for k in children[1].context]
     return []

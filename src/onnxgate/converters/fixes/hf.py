@@ -1,4 +1,4 @@
-"""Known transformers breakages around torch.export (STYLE 11)."""
+"""Known transformers and torch-exporter breakages (STYLE 11); torch and transformers are imported inside."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ ROTARY_BATCH = Fix(
 ROTARY_SAFE_OPSET = 22
 
 
-def uses_rotary_embeddings(module: Any) -> bool:
-    """Whether any submodule is a rotary embedding (``LlamaRotaryEmbedding`` and its kin)."""
-    return any(type(m).__name__.endswith("RotaryEmbedding") for m in module.modules())
+def uses_rotary_embeddings(model: Any) -> bool:
+    """Whether a module, or the module an ExportedProgram was traced from, has a rotary embedding
+    (``LlamaRotaryEmbedding`` and its kin), judged by class names."""
+    if hasattr(model, "graph_signature"):  # an ExportedProgram: the classes its nodes came from
+        names = {str(entry[1]) for node in model.graph.nodes for entry in (node.meta.get("nn_module_stack") or {}).values()}
+    else:
+        names = {type(m).__name__ for m in model.modules()}
+    return any(n.endswith("RotaryEmbedding") for n in names)
