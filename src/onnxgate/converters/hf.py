@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import ConverterSettings
-from onnxgate.converters.torch import TorchConverter, TorchModel, is_transformers_model
+from onnxgate.converters.base import Conversion
+from onnxgate.converters.torch import TorchConverter, TorchModel, TorchSettings, has_bf16, is_transformers_model
 from onnxgate.errors import FrameworkMissingError, SourceError
 from onnxgate.trust import Trust, require_code
 
@@ -66,11 +66,10 @@ _TEXT, _IMAGE, _AUDIO = "input_ids", "pixel_values", ("input_features", "input_v
 
 
 @dataclass(frozen=True)
-class HFSettings(ConverterSettings):
-    """``--task``: which head to load; ``--static``: no dynamic axes (the torch converter's)."""
+class HFSettings(TorchSettings):
+    """``--task``: which head to load; the torch converter's ``--static`` and ``--upcast-bf16``."""
 
     task: str | None = None
-    static: bool = False
 
 
 class HFConverter(TorchConverter):
@@ -87,7 +86,8 @@ class HFConverter(TorchConverter):
 
     def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> TorchModel:
         _require_transformers(self.install_hint)
-        task = task_by_name(self.settings(options).task)
+        settings = self.settings(options)
+        task = task_by_name(settings.task)
         if isinstance(source, (str, Path)):
             pretrained, task = load_pretrained(str(source), task, trust)
             origin = str(source)
@@ -95,7 +95,16 @@ class HFConverter(TorchConverter):
             pretrained, origin = source, f"<{type(source).__name__} object>"
             if task is not None and task.encoder and hasattr(pretrained, "get_encoder"):
                 pretrained = pretrained.get_encoder()
-        return wrap_pretrained(pretrained.eval(), origin)
+        model = wrap_pretrained(pretrained.eval(), origin)
+        model.obj.task = (task or task_of(type(pretrained).__name__, getattr(pretrained, "main_input_name", _TEXT))).name
+        model.upcast_bf16 = settings.upcast_bf16 and has_bf16(model)
+        return model
+
+    def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
+        conversion = super().convert(model, feeds, opset=opset, options=options)
+        inner = model.obj.model
+        conversion.notes.insert(0, f"transformers {type(inner).__name__}, task {model.obj.task}, use_cache={model.obj.fixed.get('use_cache', 'n/a')}")
+        return conversion
 
     def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Task-aware inputs: ids below the vocabulary, masks with padded rows, segments, pixels, audio features."""
@@ -275,6 +284,7 @@ def _outputs_module() -> type:
             super().__init__()
             self.model = model
             self.fixed = fixed
+            self.task = ""
 
         def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None,
                     input_features=None, input_values=None):

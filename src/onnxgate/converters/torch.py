@@ -106,7 +106,7 @@ class TorchConverter(Converter):
             if not path.is_file():
                 raise SourceError(f"source {str(path)!r} does not exist", "check the path")
             model = _wrap(_load_exported(path, trust) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
-        model.upcast_bf16 = self.settings(options).upcast_bf16 and _has_bf16(model)
+        model.upcast_bf16 = self.settings(options).upcast_bf16 and has_bf16(model)
         return model
 
     # -- inputs ---------------------------------------------------------------------------
@@ -572,7 +572,7 @@ def _tensor(model: TorchModel, arr: np.ndarray) -> Any:
     return torch.from_numpy(np.array(arr, copy=True))
 
 
-def _has_bf16(model: TorchModel) -> bool:
+def has_bf16(model: TorchModel) -> bool:
     import torch
 
     if model.kind == "exported":
