@@ -31,6 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["bert", "distilbert", "t5", "whisper", "gpt2", "llama", "vit"]
 OPTIMUM_SHAPES = {"vit": "2x3x32x32", "whisper": "2x16x64"}  # the rest: input_ids etc. at 2x16
+# optimum cannot infer the task of a local directory: the task each model was saved for
+OPTIMUM_TASKS = {
+    "bert": "text-classification", "distilbert": "feature-extraction", "t5": "feature-extraction",
+    "whisper": "automatic-speech-recognition", "gpt2": "text-generation", "llama": "text-generation",
+    "vit": "image-classification",
+}
 
 
 @dataclass
@@ -50,11 +56,11 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Comple
 
 def optimum_row(name: str, source: Path, out: Path, env: dict[str, str]) -> Row:
     cli = shutil.which("optimum-cli") or str(Path(sys.executable).with_name("optimum-cli"))
-    seconds, proc = timed([cli, "export", "onnx", "-m", str(source), str(out)], env)
+    seconds, proc = timed([cli, "export", "onnx", "-m", str(source), "--task", OPTIMUM_TASKS[name], str(out)], env)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         lines = [l for l in log.splitlines() if l.strip()]
-        verdict = "error: " + (lines[-1][:70] if lines else "?")
+        verdict = "error: " + (lines[-1][:90] if lines else "?")
     elif "not within" in log or "mismatch" in log.lower():
         verdict = "mismatch (warned, exit 0)"
     else:
