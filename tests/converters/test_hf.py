@@ -134,8 +134,8 @@ def test_passes_and_a_weight_scaled_by_1_01_is_caught(cli, hfzoo, tmp_path, name
     if name not in ("vit", "whisper"):  # text: the sequence axis is swept too (a .pt2 names it by its symbol)
         assert "sequence=17" in cases if kind != "pt2" else any(c.endswith("=17") for c in cases), cases
     assert OUTPUT.get(name, "last_hidden_state") in {o["name"] for c in report["cases"] for o in c["outputs"]}
-    if name == "llama":  # fix hf.rotary_opset: without it, batch 3 fails in ONNX Runtime
-        assert any("hf.rotary_opset" in n for n in report["conversion"]["notes"])
+    if name == "llama":  # fix torch.rotary_opset: without it, batch 3 fails in ONNX Runtime
+        assert any("torch.rotary_opset" in n for n in report["conversion"]["notes"])
         assert {o.domain or "ai.onnx": o.version for o in onnx.load(out).opset_import}["ai.onnx"] == 22
     broken = hfzoo.source(name, kind, broken=True)
     args = ["-q", "validate", broken, out, *extra] + (["--trust-code"] if kind == "factory" else [])
@@ -214,3 +214,10 @@ def test_hub_name_without_a_cache_or_network_is_a_user_error(cli, hf_entry_point
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     r = cli("run", "hf:onnxgate-tests/no-such-model", "--in-process")
     assert_user_error(r, "hf:onnxgate-tests/no-such-model")
+
+
+def test_rotary_fix_recognises_rotary_models_only(hfzoo):
+    from onnxgate.converters.fixes.torch import uses_rotary_embeddings
+
+    assert uses_rotary_embeddings(hfzoo.factories.llama())
+    assert not uses_rotary_embeddings(hfzoo.factories.bert())

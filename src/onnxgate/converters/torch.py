@@ -157,7 +157,7 @@ class TorchConverter(Converter):
         import torch
 
         from onnxgate.converters.fixes import Applied
-        from onnxgate.converters.fixes.hf import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
+        from onnxgate.converters.fixes.torch import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
 
         static = self.settings(options).static
         requested = opset

@@ -1,4 +1,4 @@
-"""Known transformers and torch-exporter breakages (STYLE 11); torch and transformers are imported inside."""
+"""Known transformers breakages around torch.export (STYLE 11); transformers is imported inside."""
 
 from __future__ import annotations
 
@@ -40,24 +40,3 @@ def vmap_free_masks(model: Any) -> Iterator[Any]:
         for c, value in zip(configs, before):
             c._attn_implementation = value
 
-
-ROTARY_BATCH = Fix(
-    "hf.rotary_opset",
-    "a LLaMA-style model exported at opset 23 fails in ONNX Runtime at any batch above 1: the exporter fuses "
-    "rotary embeddings into RotaryEmbedding-23 with cos/sin caches of batch 1, which the operator's "
-    "specification (and ONNX Runtime) require to match the input's batch",
-    "models with rotary embeddings are exported at opset 22 unless --opset is given (no fused RotaryEmbedding; "
-    "the same arithmetic in plain operators)",
-    "torch.onnx dynamo exporter's rotary-embedding fusion (onnxscript rewriter), seen with torch 2.13",
-)
-ROTARY_SAFE_OPSET = 22
-
-
-def uses_rotary_embeddings(model: Any) -> bool:
-    """Whether a module, or the module an ExportedProgram was traced from, has a rotary embedding
-    (``LlamaRotaryEmbedding`` and its kin), judged by class names."""
-    if hasattr(model, "graph_signature"):  # an ExportedProgram: the classes its nodes came from
-        names = {str(entry[1]) for node in model.graph.nodes for entry in (node.meta.get("nn_module_stack") or {}).values()}
-    else:
-        names = {type(m).__name__ for m in model.modules()}
-    return any(n.endswith("RotaryEmbedding") for n in names)
