@@ -210,7 +210,10 @@ def test_pt2_returning_an_unregistered_pytree_type_names_it(cli, tmp_path):
 
 
 def test_hub_name_without_a_cache_or_network_is_a_user_error(cli, hf_entry_point, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network attempt, in this process or a worker
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     r = cli("run", "hf:onnxgate-tests/no-such-model", "--in-process")
     assert_user_error(r, "hf:onnxgate-tests/no-such-model")
