@@ -232,6 +232,7 @@ class LoadSettings:
     trust_code: bool = option(False, "allow module:callable sources and untrusted types", kind="flag", toml=False, example=True)
     trust_types: tuple[str, ...] = option((), "trust one type in a .skops file (repeatable)", kind="list", metavar="T", flag="--trust-type", example=("numpy.float64",))
     signature: str | None = option(None, "SavedModel signature to convert (default: serving_default)", metavar="NAME", parse=_text, example="serving_default")
+    task: str | None = option(None, "Hugging Face task to load a save_pretrained directory for (default: from config.architectures)", metavar="TASK", parse=_text, example="text-classification")
 
     def trust(self, environ: Mapping[str, str] | None = None) -> Any:
         from onnxgate.trust import from_flags
@@ -484,6 +485,7 @@ class Settings:
             "static": self.convert.static,
             "upcast_bf16": self.convert.upcast_bf16,
             "signature": self.load.signature,
+            "task": self.load.task,
             "seed": self.inputs.seed,
             "dims": self.inputs.dim_map(),
             "input_ranges": self.inputs.range_map(),

@@ -245,7 +245,7 @@ class PluginInfo:
 
 
 def _install_hint(name: str) -> str:
-    known = {"sklearn": "sklearn", "torch": "torch", "tensorflow": "tensorflow", "keras": "tensorflow", "catboost": "catboost"}
+    known = {"sklearn": "sklearn", "torch": "torch", "hf": "hf", "tensorflow": "tensorflow", "keras": "tensorflow", "catboost": "catboost"}
     extra = known.get(name)
     return f"pip install 'onnxgate[{extra}]'" if extra else f"reinstall the package that provides {name!r}"
 

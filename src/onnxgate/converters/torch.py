@@ -64,6 +64,9 @@ class TorchModel:
     required: list[str]  # input names without a default value
     origin: str
     upcast_bf16: bool = False  # --upcast-bf16: export a float32 copy, compare with the bfloat16 original
+    keywords: list[str] = field(default_factory=list)  # inputs a program takes by keyword (its in_spec's kwargs)
+    axes: dict[str, dict[int, str]] = field(default_factory=dict)  # named dynamic axes, {input: {axis: "batch"}}
+    axis_max: dict[str, int] = field(default_factory=dict)  # the largest size a named axis may take ({"sequence": 512})
     _callable: Any = field(default=None, repr=False)
 
     def callable(self) -> Any:
@@ -98,7 +101,7 @@ class TorchConverter(Converter):
             return False
         import torch
 
-        return isinstance(source, (torch.nn.Module, torch.export.ExportedProgram))
+        return isinstance(source, (torch.nn.Module, torch.export.ExportedProgram)) and not is_transformers_model(source)
 
     def load(self, source: Any, *, trust: Trust, options: dict[str, Any]) -> TorchModel:
         _require_torch(self.install_hint)
@@ -109,7 +112,7 @@ class TorchConverter(Converter):
             if not path.is_file():
                 raise SourceError(f"source {str(path)!r} does not exist", "check the path")
             model = _wrap(_load_exported(path, trust) if path.suffix.lower() == ".pt2" else _load_pt(path, trust), str(path))
-        model.upcast_bf16 = self.settings(options).upcast_bf16 and _has_bf16(model)
+        model.upcast_bf16 = self.settings(options).upcast_bf16 and has_bf16(model)
         return model
 
     # -- inputs ---------------------------------------------------------------------------
@@ -159,16 +162,23 @@ class TorchConverter(Converter):
     def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import torch
 
+        from onnxgate.converters.fixes import Applied
+        from onnxgate.converters.fixes.torch import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
+
         static = self.settings(options).static
         requested = opset
         check_requested(requested, exporter_max_opset(), f"torch.onnx.export (torch {torch.__version__})")
+        applied = Applied()
+        if opset is None and uses_rotary_embeddings(model.obj):
+            opset = min(default_opset(), ROTARY_SAFE_OPSET)
+            applied.add(ROTARY_BATCH, f"opset {opset}")
         opset = opset or default_opset()
-        args = _tensors(model, feeds)
+        args = call_inputs(model, feeds)
         out_names = _output_names(model, args)
-        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}"]
+        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}", *applied.notes]
         if model.upcast_bf16:
             model = _float32_copy(model)
-            args = _tensors(model, feeds)
+            args = call_inputs(model, feeds)
             notes.append(
                 "--upcast-bf16: exported a float32 copy of the bfloat16 model (ONNX Runtime's CPU provider has no "
                 "bfloat16 kernels); parity is checked against the bfloat16 original at bfloat16 tolerances"
@@ -223,8 +233,9 @@ class TorchConverter(Converter):
     def reference(self, model: TorchModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         import torch
 
+        args, kwargs = call_inputs(model, feeds)
         with torch.no_grad():
-            flat = flatten_outputs(model.callable()(*_tensors(model, feeds)))
+            flat = flatten_outputs(model.callable()(*args, **kwargs))
         arrays = {n: _to_numpy(t) for n, t in flat}
         if set(output_names) <= set(arrays):
             return {n: arrays[n] for n in output_names}
@@ -253,7 +264,9 @@ def _wrap(obj: Any, origin: str) -> TorchModel:
     if isinstance(obj, torch.export.ExportedProgram):
         specs = obj.graph_signature.input_specs
         names = [s.arg.name for s in specs if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]
-        return TorchModel("exported", obj, names, list(names), origin)
+        keywords = program_keywords(obj)
+        names = names[: len(names) - len(keywords)] + keywords  # a keyword input is named by its keyword
+        return TorchModel("exported", obj, names, list(names), origin, keywords=keywords)
     if isinstance(obj, torch.jit.ScriptModule):
         args = obj.forward.schema.arguments[1:]
         names = [a.name for a in args]
@@ -265,6 +278,24 @@ def _wrap(obj: Any, origin: str) -> TorchModel:
     raise SourceError(
         f"{origin} gave a {type(obj).__name__}, not a torch.nn.Module or ExportedProgram",
         "make the factory return the model itself (an nn.Module or torch.export.ExportedProgram)",
+    )
+
+
+def program_keywords(program: Any) -> list[str]:
+    """The inputs an ExportedProgram takes by keyword, in its in_spec's order (``[]`` if all positional)."""
+    spec = getattr(getattr(program, "call_spec", None), "in_spec", None)
+    if spec is None:
+        return []
+    children = list(spec.children()) if hasattr(spec, "children") else list(getattr(spec, "children_specs", None) or [])
+    if len(children) == 2 and isinstance(children[1].context, list):
+        return [str(k) for k in children[1].context]
+    return []
+
+
+def is_transformers_model(obj: Any) -> bool:
+    """A ``transformers`` PreTrainedModel (the hf converter's), judged without importing transformers."""
+    return "transformers" in sys.modules and any(
+        c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers.") for c in type(obj).__mro__
     )
 
 
@@ -304,6 +335,7 @@ def _load_exported(path: Path, trust: Trust) -> Any:
         raise SourceError(f"{str(path)!r}: {exc.message}", exc.hint) from None
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise SourceError(f"{str(path)!r} is not a saved ExportedProgram: {_one_line(exc)}", "save it with torch.export.save") from None
+    _register_pytree_types(path, data)
     if pickled:
         require_pickle(trust, f"{str(path)!r}: {pickled[0]}" + (f" (and {len(pickled) - 1} more)" if len(pickled) > 1 else ""),
                        alternative="re-export it so that weights, constants and sample inputs are plain tensors")
@@ -319,6 +351,49 @@ def _load_exported(path: Path, trust: Trust) -> Any:
             "a torch.save()d module belongs in a .pt file with --trust-pickle",
         ) from None
     return program
+
+
+_SERIALIZED_TYPE = re.compile(r'\\?"type\\?": \\?"([A-Za-z_][\w.]*)\\?"')
+
+
+def pytree_types(data: bytes) -> set[str]:
+    """The pytree container types a ``.pt2`` archive's input and output specs name (serialized names)."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        texts = [z.read(n).decode("utf-8", "replace") for n in z.namelist() if "/models/" in n and n.endswith(".json")]
+    return {m for text in texts for m in _SERIALIZED_TYPE.findall(text)}
+
+
+def _register_pytree_types(path: Path, data: bytes) -> None:
+    """Make the archive's output types known to torch's pytree before loading, or say what is missing.
+
+    A program whose outputs are transformers ``ModelOutput`` objects loads only once the
+    module defining them is imported (importing it registers them). onnxgate imports such
+    modules from the installed transformers package (library code, not the file's); a type
+    from any other module is named in a one-line error instead of the loader's
+    "check the warnings above".
+    """
+    import importlib
+
+    import torch.utils._pytree as pytree
+
+    missing = sorted(t for t in pytree_types(data) if t not in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE and "." in t)
+    for type_name in missing:
+        module = type_name.rpartition(".")[0]
+        if not module.startswith("transformers."):
+            raise SourceError(
+                f"{str(path)!r} returns {type_name}, a pytree type registered by the module {module!r}, "
+                "which onnxgate does not import for a file",
+                f"pass a module:callable factory (with --trust-code) that imports {module} and returns torch.export.load({str(path)!r})",
+            )
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise FrameworkMissingError(
+                f"{str(path)!r} returns {type_name}; loading it needs transformers, which cannot be imported ({exc})",
+                "pip install 'onnxgate[hf]'",
+            ) from None
 
 
 def pickled_members(data: bytes) -> list[str]:
@@ -486,24 +561,37 @@ def _as_feed(arr: np.ndarray, want: Any, name: str, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _tensors(model: TorchModel, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
+def call_inputs(model: TorchModel, feeds: dict[str, np.ndarray]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)`` that bind each feed to the parameter of its name.
+
+    A module takes every feed by keyword (``forward``'s order does not matter, and a
+    parameter the feeds skip keeps its default); a program takes the inputs its in_spec
+    declares as keywords by keyword and the rest positionally; TorchScript takes a
+    positional prefix, then keywords.
+    """
+    present = [n for n in model.input_names if n in feeds]
+    if model.kind == "module":
+        return (), {n: _tensor(model, feeds[n]) for n in present}
+    if model.kind == "exported":
+        positional = [n for n in present if n not in model.keywords]
+        return tuple(_tensor(model, feeds[n]) for n in positional), {n: _tensor(model, feeds[n]) for n in present if n in model.keywords}
+    prefix = 0
+    while prefix < len(present) and present[prefix] == model.input_names[prefix]:
+        prefix += 1
+    return tuple(_tensor(model, feeds[n]) for n in present[:prefix]), {n: _tensor(model, feeds[n]) for n in present[prefix:]}
+
+
+def _tensor(model: TorchModel, arr: np.ndarray) -> Any:
     import torch
 
-    out = []
-    for name in model.input_names:
-        if name not in feeds:
-            continue
-        arr = feeds[name]
-        if model.upcast_bf16 and arr.dtype == np.float32:  # the bfloat16 original takes bfloat16
-            out.append(torch.from_numpy(arr).to(torch.bfloat16))
-        elif arr.dtype.name == "bfloat16":
-            out.append(torch.from_numpy(arr.astype(np.float32)).to(torch.bfloat16))
-        else:
-            out.append(torch.from_numpy(np.array(arr, copy=True)))
-    return tuple(out)
+    if model.upcast_bf16 and arr.dtype == np.float32:  # the bfloat16 original takes bfloat16
+        return torch.from_numpy(arr).to(torch.bfloat16)
+    if arr.dtype.name == "bfloat16":
+        return torch.from_numpy(arr.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(np.array(arr, copy=True))
 
 
-def _has_bf16(model: TorchModel) -> bool:
+def has_bf16(model: TorchModel) -> bool:
     import torch
 
     if model.kind == "exported":
@@ -525,7 +613,8 @@ def _float32_copy(model: TorchModel) -> TorchModel:
     for t in list(module.parameters()) + list(module.buffers()):
         if t.dtype == torch.bfloat16:
             t.data = t.data.float()
-    return TorchModel("module", module.eval(), model.input_names, model.required, model.origin + " (float32 copy)")
+    return TorchModel("module", module.eval(), model.input_names, model.required, model.origin + " (float32 copy)",
+                      axes=model.axes, axis_max=model.axis_max)
 
 
 def _float32_feeds(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -618,30 +707,45 @@ def _has_dynamic_dims(program: Any) -> bool:
     return False
 
 
-def _export_dynamo(model: TorchModel, args: tuple, input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
+def _export_dynamo(model: TorchModel, call: tuple[tuple, dict], input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
     import torch
 
-    kwargs: dict[str, Any] = dict(dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names, verbose=False)
+    args, kwargs = call
+    options: dict[str, Any] = dict(dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names, verbose=False)
     if model.kind == "exported" and not static:
-        target, call_args = model.obj, None  # the program's own dims become the ONNX axes
-    elif model.kind == "exported":
-        target, call_args = model.callable(), args
+        target, args, kwargs = model.obj, (), None  # the program's own dims become the ONNX axes
     else:
-        target, call_args = model.obj, args
-        if not static:
-            kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim.AUTO} if a.dim() else None for a in args)
+        target = model.callable() if model.kind == "exported" else model.obj
+        if model.kind == "module" and not static:
+            options["dynamic_shapes"] = _dynamic_shapes(model, kwargs)
     with _quiet():
-        program = torch.onnx.export(target, call_args, **kwargs)
+        program = torch.onnx.export(target, args, kwargs=kwargs or None, **options)
     return program.model_proto
 
 
-def _export_torchscript(model: TorchModel, args: tuple, input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
+def _dynamic_shapes(model: TorchModel, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Per keyword input: the model's named axes (``batch``, ``sequence``), else an automatic batch axis."""
+    import torch
+
+    dims: dict[str, Any] = {}
+
+    def dim(name: str) -> Any:
+        return dims.setdefault(name, torch.export.Dim(name, min=1, **({"max": model.axis_max[name]} if name in model.axis_max else {})))
+
+    if model.axes:
+        return {n: ({a: dim(d) for a, d in model.axes.get(n, {}).items()} or None) for n in kwargs}
+    return {n: ({0: torch.export.Dim.AUTO} if t.dim() else None) for n, t in kwargs.items()}
+
+
+def _export_torchscript(model: TorchModel, call: tuple[tuple, dict], input_names: list[str], output_names: list[str], opset: int, static: bool) -> Any:
     import onnx
     import torch
 
+    args, kwargs = call
     dynamic = None
     if not static:
-        dynamic = {n: {0: "batch"} for n, a in zip(input_names, args) if a.dim()}
+        ranks = {n: a.dim() for n, a in zip(input_names, list(args) + list(kwargs.values()))}
+        dynamic = {n: dict(model.axes.get(n, {0: "batch"})) for n, rank in ranks.items() if rank}
         dynamic.update({n: {0: "batch"} for n in output_names})
     buf = io.BytesIO()
     with _quiet():
@@ -649,6 +753,7 @@ def _export_torchscript(model: TorchModel, args: tuple, input_names: list[str], 
             model.callable(),
             args,
             buf,
+            kwargs=kwargs or None,
             dynamo=False,
             opset_version=opset,
             input_names=input_names,
@@ -658,7 +763,7 @@ def _export_torchscript(model: TorchModel, args: tuple, input_names: list[str], 
     return onnx.load_from_string(buf.getvalue())
 
 
-def _output_names(model: TorchModel, args: tuple) -> list[str]:
+def _output_names(model: TorchModel, call: tuple[tuple, dict]) -> list[str]:
     """A program's names come from its output spec; a module's from one forward pass."""
     import torch
     import torch.utils._pytree as pytree
@@ -668,31 +773,49 @@ def _output_names(model: TorchModel, args: tuple) -> list[str]:
         outputs = pytree.tree_unflatten([torch.empty(0) for _ in range(spec.num_leaves)], spec)
     else:
         with torch.no_grad():
-            outputs = model.callable()(*args)
+            outputs = model.callable()(*call[0], **call[1])
     return [n for n, _ in flatten_outputs(outputs)]
 
 
 def flatten_outputs(out: Any) -> list[tuple[str, Any]]:
-    """(name, tensor) pairs in pytree order -- the order the exporters give the ONNX outputs."""
+    """(name, tensor) pairs in pytree order -- the order the exporters give the ONNX outputs.
+
+    Mappings (dicts, transformers' ``ModelOutput``) are walked here by key, since a pytree
+    node registered without a flatten_with_keys_fn (every ``ModelOutput`` subclass in
+    transformers 4.57) cannot be flattened with paths; other containers go to pytree.
+    """
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [("output", out)]
+    named = []
+    for path, leaf in _leaves_with_path(out, ()):
+        name = "_".join(path)
+        named.append((f"output_{name}" if path and path[0].isdigit() else name, leaf))
+    return named
+
+
+def _leaves_with_path(out: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
+    import collections.abc
+
     import torch
     import torch.utils._pytree as pytree
 
     if isinstance(out, torch.Tensor):
-        return [("output", out)]
+        return [(path, out)]
+    if isinstance(out, collections.abc.Mapping):
+        return [leaf for k, v in out.items() for leaf in _leaves_with_path(v, path + (_key_name(k),))]
+    if isinstance(out, (list, tuple)) and type(out) in (list, tuple):
+        return [leaf for i, v in enumerate(out) for leaf in _leaves_with_path(v, path + (str(i),))]
+    if out is None or pytree._get_node_type(out) not in pytree.SUPPORTED_NODES:
+        return []
     leaves, _ = pytree.tree_flatten_with_path(out)
-    named = []
-    for path, leaf in leaves:
-        if not isinstance(leaf, torch.Tensor):
-            continue
-        parts = [_key_name(k) for k in path]
-        name = "_".join(parts)
-        if isinstance(path[0], pytree.SequenceKey):
-            name = f"output_{name}"
-        named.append((name, leaf))
-    return named
+    return [(path + tuple(_key_name(k) for k in p), leaf) for p, leaf in leaves if isinstance(leaf, torch.Tensor)]
 
 
 def _key_name(key: Any) -> str:
+    if isinstance(key, (str, int)):
+        return re.sub(r"\W", "_", str(key))
     for attr in ("key", "idx", "name"):
         if hasattr(key, attr):
             return re.sub(r"\W", "_", str(getattr(key, attr)))

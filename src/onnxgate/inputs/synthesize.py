@@ -13,6 +13,11 @@ graph's declared inputs. Values follow the dtype and the input's role:
   or [0, 10); ``uint8`` defaults to [0, 256) (pixels);
 * names that say what an input is: ``*mask*`` -> ones / True (nothing masked), ``*type_ids``
   -> zeros, ``position_ids`` -> 0..L-1 along the last axis;
+* task-aware kinds a converter asks for (the hf converter does): ``kind="padded-mask"`` ->
+  an attention mask with real padding (row 0 full, row i shorter by i/B of the length, so a
+  batch holds padded and unpadded rows and stays so when a sweep shortens it),
+  ``kind="segments"`` -> token type ids, 0 over the first half of each row's tokens and 1
+  after (0 on padding), ``kind="ids"`` with ``high`` = the vocabulary size;
 * bool -- fair coin; strings -- drawn from the spec's ``choices`` or ``"a".."e"``.
 
 Dynamic dimensions resolve from ``--dim NAME=SIZE`` (``NAME`` is a symbolic dim such
@@ -211,10 +216,39 @@ def _role(spec: InputSpec) -> str | None:
     return None
 
 
+STRUCTURAL = ("mask", "padded-mask", "segments", "zeros", "positions")  # roles whose values are structure, not data
+
+
+def padded_lengths(rows: int, length: int) -> np.ndarray:
+    """Tokens per row: row 0 is full, row i is shorter by ``i * length // rows`` (at least 1)."""
+    return np.maximum(1, length - (np.arange(rows) * length) // max(rows, 1))
+
+
+def padding_mask(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """1 on each row's tokens, 0 on its right padding (``padded_lengths``)."""
+    rows, length = (shape[0], shape[-1]) if len(shape) >= 2 else (1, shape[-1] if shape else 1)
+    mask = np.arange(length)[None, :] < padded_lengths(rows, length)[:, None]
+    return np.broadcast_to(mask.reshape((rows,) + (1,) * max(len(shape) - 2, 0) + (length,)), shape).astype(dtype)
+
+
+def segment_ids(shape: tuple[int, ...], dtype: Any, types: int) -> np.ndarray:
+    """Token type ids: 0 on the first half of each row's tokens, then 1 (0 where padded, or if one type)."""
+    mask = padding_mask(shape, np.int64)
+    if types < 2:
+        return np.zeros(shape, dtype=dtype)
+    position = np.cumsum(mask, axis=-1)
+    second = position > np.maximum(1, mask.sum(axis=-1, keepdims=True) // 2)
+    return (second & (mask > 0)).astype(dtype)
+
+
 def _values(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, user: tuple[float, float] | None) -> np.ndarray:
     dt = spec.np_dtype
     role = _role(spec)
     bounds = _bounds(spec, user)
+    if user is None and role == "padded-mask" and len(shape):
+        return padding_mask(shape, dt)
+    if user is None and role == "segments" and len(shape):
+        return segment_ids(shape, dt, int(spec.high or 1))
     if user is None and role == "mask":
         return np.ones(shape, dtype=dt) if dt.kind != "O" else np.full(shape, "1", dtype=object)
     if user is None and role == "zeros" and dt.kind in "iuf":
@@ -259,7 +293,7 @@ def _large(spec: InputSpec, arr: np.ndarray, user: tuple[float, float] | None) -
 
 
 def _with_edge_rows(spec: InputSpec, arr: np.ndarray, user: tuple[float, float] | None) -> np.ndarray:
-    if _role(spec) in ("mask", "zeros", "positions") and user is None:
+    if _role(spec) in STRUCTURAL and user is None:
         return arr
     out = arr.copy()
     if out.dtype.kind in "fiub":
@@ -285,7 +319,7 @@ def edge_cases(
     for name, value in feeds.items():
         arr = np.asarray(value)
         spec = by_name.get(name) or InputSpec(name, arr.dtype, tuple(arr.shape))
-        structural = _role(spec) in ("mask", "zeros", "positions") and name not in ranges
+        structural = _role(spec) in STRUCTURAL and name not in ranges
         if structural or arr.dtype.kind not in "fiub":
             zeros[name], large[name] = arr, arr
             continue

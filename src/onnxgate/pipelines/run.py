@@ -80,7 +80,8 @@ def load_source(source: Any, settings: Settings | None = None, *, specs: list[An
     from onnxgate.runtime.framework import open_reference, raise_feeds_error, send_feeds
 
     s = resolve_settings(settings, options)
-    if isinstance(source, (str, Path)) and not _FACTORY.match(str(source)) and not Path(source).exists():
+    hub = isinstance(source, str) and source.startswith("hf:")  # a Hugging Face hub name, resolved by the hf converter
+    if isinstance(source, (str, Path)) and not hub and not _FACTORY.match(str(source)) and not Path(source).exists():
         raise SourceError(f"source {str(source)!r} does not exist", "check the path")
     if not s.runtime.in_process:
         from onnxgate.runtime.isolation import default_pool

@@ -67,7 +67,7 @@ class FrameworkBug(RuntimeError):
 # -- imports: a worker imports only what its model needs ---------------------------------------
 
 _HEAVY = ("torch", "tensorflow", "keras", "jax")
-_NEEDS: dict[str, tuple[str, ...]] = {"torch": _HEAVY, "tensorflow": _HEAVY, "keras": _HEAVY}  # the rest need none
+_NEEDS: dict[str, tuple[str, ...]] = {"torch": _HEAVY, "hf": _HEAVY, "tensorflow": _HEAVY, "keras": _HEAVY}  # the rest need none
 _BLOCKED_MARK = "not imported by onnxgate's framework worker"
 
 
@@ -146,9 +146,10 @@ class _Host:
 
         trust = Trust(**load["trust"]) if isinstance(load["trust"], dict) else load["trust"]
         obj = source
-        if isinstance(source, str) and _FACTORY.match(source) and not Path(source).exists():
+        hub = isinstance(source, str) and source.startswith("hf:")  # a Hugging Face hub name, resolved by the hf converter
+        if not hub and isinstance(source, str) and _FACTORY.match(source) and not Path(source).exists():
             obj = _guarded(None, _call_factory, source, trust)
-        elif isinstance(source, (str, Path)) and not Path(source).exists():
+        elif not hub and isinstance(source, (str, Path)) and not Path(source).exists():
             raise SourceError(f"source {str(source)!r} does not exist", "check the path")
         converter = registry().select(obj, load.get("framework"))
         from onnxgate.checks.audits import recording

@@ -1,0 +1,226 @@
+"""The hf converter: tiny transformers models built from configs in code (no download), each
+from a ``save_pretrained`` directory, a ``module:callable`` factory and a ``.pt2`` program with
+keyword inputs; every one passes, and every one is caught when one weight tensor is scaled
+by 1.01 (the good ONNX file validated against the damaged original).
+
+Most cases run ``--in-process`` (the conversion and the comparison are the same; the worker
+only adds a second torch + transformers import); one runs through the framework worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_user_error
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+onnx = pytest.importorskip("onnx")
+
+os.environ.setdefault("USE_TF", "0")
+
+
+FACTORY_MODULE = "tests.converters.hf_tiny"
+MODELS = ["bert", "distilbert", "t5", "whisper", "gpt2", "llama", "vit"]
+CAUSAL = {"gpt2", "llama"}
+OUTPUT = {"bert": "logits", "gpt2": "logits", "llama": "logits", "vit": "logits"}  # the rest: last_hidden_state
+# fast by default: a factory and a .pt2 here, a directory through the worker below; the rest
+# of the 7 x 3 grid is marked slow
+FAST = {("gpt2", "factory"), ("vit", "pt2")}
+
+
+@pytest.fixture(scope="module")
+def hf_entry_point(tmp_path_factory):
+    """The ``hf`` entry point, also where the installed onnxgate metadata predates it (an
+    editable install made before pyproject.toml named it): a dist-info on sys.path/PYTHONPATH."""
+    from onnxgate.converters import base
+
+    if "hf" in base.Registry().names():
+        yield
+        return
+    root = tmp_path_factory.mktemp("hf_entry")
+    info = root / "onnxgate_hf_dev-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxgate-hf-dev\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[onnxgate.converters]\nhf = onnxgate.converters.hf:HFConverter\n")
+    old_path = os.environ.get("PYTHONPATH")
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([old_path] if old_path else []))
+    base._registry = None
+    yield
+    sys.path.remove(str(root))
+    if old_path is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old_path
+    base._registry = None
+
+
+@pytest.fixture(scope="module")
+def hfzoo(tmp_path_factory, hf_entry_point):
+    from tests.converters import hf_tiny
+
+    return Zoo(tmp_path_factory.mktemp("hfzoo"), hf_tiny)
+
+
+class Zoo:
+    """Sources built on first use: ``zoo.source(name, kind, broken=False)`` -> CLI source string."""
+
+    def __init__(self, root: Path, factories):
+        self.root, self.factories = root, factories
+
+    def source(self, name: str, kind: str, broken: bool = False) -> str:
+        fn = name + ("_broken" if broken else "")
+        if kind == "factory":
+            return f"{FACTORY_MODULE}:{fn}"
+        path = self.root / (fn + (".pt2" if kind == "pt2" else ""))
+        if not path.exists():
+            model = getattr(self.factories, fn)()
+            if kind == "dir":
+                model.save_pretrained(path)
+            else:
+                save_program(model, path)
+        return str(path)
+
+
+def save_program(model, path: Path) -> None:
+    """``torch.export`` with keyword inputs (task-aware ones from the hf converter), dynamic batch/sequence."""
+    from onnxgate.converters.fixes.hf import vmap_free_masks
+    from onnxgate.converters.hf import input_specs, model_inputs
+    from onnxgate.inputs.synthesize import synthesize_inputs
+
+    names = model_inputs(model)
+    feeds = synthesize_inputs(input_specs(names, model.config), dims={"batch": 3, "sequence": 33})
+    kwargs = {n: torch.from_numpy(a) for n, a in feeds.items()}
+    batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=64)
+    shapes = {n: ({0: batch, 1: sequence} if a.dim() == 2 else {0: batch}) for n, a in kwargs.items()}
+    model.config.use_cache = False
+    with vmap_free_masks(model) if model.can_generate() else contextlib.nullcontext():
+        program = torch.export.export(model, (), kwargs=kwargs, dynamic_shapes=shapes)
+    torch.export.save(program, path)
+
+
+def _run(cli, zoo, name, kind, tmp_path, *extra):
+    out, rep = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+    args = ["-q", "run", zoo.source(name, kind), "-o", out, "--report", rep, *extra]
+    if kind == "factory":
+        args.append("--trust-code")
+    r = cli(*args)
+    return r, out, (json.loads(rep.read_text()) if rep.exists() else None)
+
+
+def _grid():
+    for name in MODELS:
+        for kind in ("dir", "factory", "pt2"):
+            marks = () if (name, kind) in FAST else (pytest.mark.slow,)
+            yield pytest.param(name, kind, id=f"{name}-{kind}", marks=marks)
+
+
+@pytest.mark.parametrize("name,kind", list(_grid()))
+def test_passes_and_a_weight_scaled_by_1_01_is_caught(cli, hfzoo, tmp_path, name, kind):
+    extra = ["--in-process"] + (["--topk", "5"] if name in CAUSAL else [])
+    r, out, report = _run(cli, hfzoo, name, kind, tmp_path, *extra)
+    assert r.code == 0, r.out + r.err
+    assert report["status"] == "passed"
+    cases = {c["name"] for c in report["cases"]}
+    assert {"batch=3", "batch=1"} <= cases
+    if name not in ("vit", "whisper"):  # text: the sequence axis is swept too (a .pt2 names it by its symbol)
+        assert "sequence=17" in cases if kind != "pt2" else any(c.endswith("=17") for c in cases), cases
+    assert OUTPUT.get(name, "last_hidden_state") in {o["name"] for c in report["cases"] for o in c["outputs"]}
+    if name == "llama":  # fix torch.rotary_opset: without it, batch 3 fails in ONNX Runtime
+        assert any("torch.rotary_opset" in n for n in report["conversion"]["notes"])
+        assert {o.domain or "ai.onnx": o.version for o in onnx.load(out).opset_import}["ai.onnx"] == 22
+    broken = hfzoo.source(name, kind, broken=True)
+    args = ["-q", "validate", broken, out, *extra] + (["--trust-code"] if kind == "factory" else [])
+    caught = cli(*args)
+    assert caught.code == 1, caught.out + caught.err
+
+
+def test_directory_through_the_framework_worker_names_axes_and_inputs(cli, hfzoo, tmp_path):
+    r, out, report = _run(cli, hfzoo, "bert", "dir", tmp_path)
+    assert r.code == 0, r.out + r.err
+    model = onnx.load(out)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert inputs == {n: ["batch", "sequence"] for n in ("input_ids", "attention_mask", "token_type_ids")}
+    assert report["framework"] == "hf" and report["versions"]["transformers"].startswith("4.")
+    assert "dynamo=True" in report["conversion"]["converter"]
+
+
+def test_explicit_task_loads_that_head(cli, hfzoo, tmp_path):
+    """A BERT classifier directory loaded as feature extraction: the base model's outputs."""
+    r, _, report = _run(cli, hfzoo, "bert", "dir", tmp_path, "--in-process", "--task", "feature-extraction")
+    assert r.code == 0, r.out + r.err
+    assert {"last_hidden_state", "pooler_output"} <= {o["name"] for c in report["cases"] for o in c["outputs"]}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def test_unknown_task_is_a_user_error(cli, hfzoo):
+    r = cli("run", hfzoo.source("bert", "dir"), "--in-process", "--task", "summarise")
+    assert_user_error(r, "summarise", "text-classification")
+
+
+def test_pickled_weights_are_refused(cli, hfzoo, tmp_path):
+    path = tmp_path / "pickled"
+    hfzoo.factories.distilbert().save_pretrained(path, safe_serialization=False)
+    assert not list(path.glob("*.safetensors"))
+    assert_user_error(cli("run", path, "--in-process"), "pytorch_model.bin", "safetensors only")
+
+
+def test_remote_code_needs_trust_code(cli, hfzoo, tmp_path):
+    import shutil
+
+    path = tmp_path / "remote"
+    shutil.copytree(hfzoo.source("distilbert", "dir"), path)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (path / "config.json").write_text(json.dumps(config))
+    assert_user_error(cli("run", path, "--in-process"), "refusing to load", "--trust-code")
+
+
+class Pair:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+class PairModel(torch.nn.Module):
+    def forward(self, x):
+        return Pair(x + 1, x * 2)
+
+
+def test_pt2_returning_an_unregistered_pytree_type_names_it(cli, tmp_path):
+    """A program whose outputs are a type from a module onnxgate will not import is named in one line."""
+    import torch.utils._pytree as pytree
+
+    path = tmp_path / "pair.pt2"
+    pytree.register_pytree_node(Pair, lambda p: ([p.a, p.b], None), lambda xs, _: Pair(*xs), serialized_type_name="mylib.outputs.Pair")
+    try:
+        torch.export.save(torch.export.export(PairModel(), (torch.randn(3, 4),)), path)
+    finally:
+        pytree._deregister_pytree_node(Pair)
+    assert_user_error(cli("run", path, "--in-process"), "mylib.outputs.Pair", "module:callable")
+
+
+def test_hub_name_without_a_cache_or_network_is_a_user_error(cli, hf_entry_point, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network attempt, in this process or a worker
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    r = cli("run", "hf:onnxgate-tests/no-such-model", "--in-process")
+    assert_user_error(r, "hf:onnxgate-tests/no-such-model")
+
+
+def test_rotary_fix_recognises_rotary_models_only(hfzoo):
+    from onnxgate.converters.fixes.torch import uses_rotary_embeddings
+
+    assert uses_rotary_embeddings(hfzoo.factories.llama())
+    assert not uses_rotary_embeddings(hfzoo.factories.bert())
