@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +36,7 @@ FAST = {("gpt2", "factory"), ("vit", "pt2")}
 
 
 @pytest.fixture(scope="module")
-def hf_entry_point(tmp_path_factory):
-    """The ``hf`` entry point, also where the installed onnxgate metadata predates it (an
-    editable install made before pyproject.toml named it): a dist-info on sys.path/PYTHONPATH."""
-    from onnxgate.converters import base
-
-    if "hf" in base.Registry().names():
-        yield
-        return
-    root = tmp_path_factory.mktemp("hf_entry")
-    info = root / "onnxgate_hf_dev-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxgate-hf-dev\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[onnxgate.converters]\nhf = onnxgate.converters.hf:HFConverter\n")
-    old_path = os.environ.get("PYTHONPATH")
-    sys.path.insert(0, str(root))
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([old_path] if old_path else []))
-    base._registry = None
-    yield
-    sys.path.remove(str(root))
-    if old_path is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old_path
-    base._registry = None
-
-
-@pytest.fixture(scope="module")
-def hfzoo(tmp_path_factory, hf_entry_point):
+def hfzoo(tmp_path_factory):
     from tests.converters import hf_tiny
 
     return Zoo(tmp_path_factory.mktemp("hfzoo"), hf_tiny)
@@ -209,7 +181,7 @@ def test_pt2_returning_an_unregistered_pytree_type_names_it(cli, tmp_path):
     assert_user_error(cli("run", path, "--in-process"), "mylib.outputs.Pair", "module:callable")
 
 
-def test_hub_name_without_a_cache_or_network_is_a_user_error(cli, hf_entry_point, tmp_path, monkeypatch):
+def test_hub_name_without_a_cache_or_network_is_a_user_error(cli, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network attempt, in this process or a worker
