@@ -114,9 +114,9 @@ def test_validate_evidence_cli_stops_an_endless_loop_at_the_timeout(tmp_path):
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert time.monotonic() - start < 60
     assert "Traceback" not in proc.stdout + proc.stderr
-    failures = [line for line in proc.stderr.splitlines() if "failure:" in line]
-    assert failures and "did not finish running" in failures[0] and "within 5s" in failures[0], proc.stderr
-    assert "\n" not in failures[0]
+    # the terse terminal says a case error once, on stdout, collapsed over the cases it hit
+    failures = [line for line in proc.stdout.splitlines() if "did not finish running" in line]
+    assert failures and "within 5s" in failures[0], (proc.stdout, proc.stderr)
 
 
 def test_optimize_variants_stop_an_endless_loop_each_alone(tmp_path):
