@@ -44,10 +44,10 @@ from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from onnxgate.inputs.evidence import write_test_data_set
 from onnxgate.model_zoo.zoo import ZooReport, verify_zoo
+
+from bench_zoo_verify import write_tanh_chain  # benchmarks/ is on sys.path when run as a script
 
 SUITES = ("pytorch-converted", "pytorch-operator", "simple")
 ENGINES: dict[str, dict] = {"--jobs 1": {"jobs": 1}, "--jobs 2": {"jobs": 2}, "--engine ray": {"jobs": 2, "engine": "ray"}}
@@ -58,28 +58,8 @@ def heavy_zoo(root: Path, n: int, mb: float, layers: int = 4, rows: int = 64) ->
     width = int(np.sqrt(mb * 2**20 / 4 / layers))
     rng = np.random.default_rng(0)
     for m in range(n):
-        weights = [(rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32) for _ in range(layers)]
-        nodes, prev = [], "X"
-        for i in range(layers):
-            nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"M{i}"]), helper.make_node("Tanh", [f"M{i}"], [f"T{i}"])]
-            prev = f"T{i}"
-        nodes.append(helper.make_node("Identity", [prev], ["Y"]))
-        graph = helper.make_graph(
-            nodes, f"heavy{m}",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", width])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", width])],
-            [numpy_helper.from_array(w, f"W{i}") for i, w in enumerate(weights)],
-        )
-        d = root / f"heavy{m:03d}"
-        d.mkdir(parents=True)
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
-        (d / "data.json").write_text('{"atol": 1e-4, "rtol": 1e-3}')  # float32 MatMul sums differ near 0
-        for k in range(3):
-            x = rng.standard_normal((rows, width)).astype(np.float32)
-            y = x
-            for w in weights:
-                y = np.tanh(y @ w)
-            write_test_data_set(d / f"test_data_set_{k}", {"X": x}, {"Y": y.astype(np.float32)})
+        weights = {f"W{i}": (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32) for i in range(layers)}
+        write_tanh_chain(root / f"heavy{m:03d}", f"heavy{m}", weights, list(weights), rng, rows)
 
 
 def compare(label: str, root: Path, repeat: int) -> None:

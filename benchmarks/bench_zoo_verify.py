@@ -67,33 +67,39 @@ def bare_loop(dirs: list[Path]) -> int:
     return passed
 
 
+def write_tanh_chain(d: Path, name: str, weights: dict[str, np.ndarray], order: list[str], rng: np.random.Generator, rows: int) -> None:
+    """One zoo model in ``d``: ``Y = tanh(... tanh(X @ W) ...)`` applying the initializers named in
+    ``order`` (a name may repeat), with 3 data sets of ``rows`` random rows."""
+    width = next(iter(weights.values())).shape[0]
+    nodes, prev = [], "X"
+    for i, w in enumerate(order):
+        nodes += [helper.make_node("MatMul", [prev, w], [f"M{i}"]), helper.make_node("Tanh", [f"M{i}"], [f"T{i}"])]
+        prev = f"T{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["Y"]))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", width])],
+        [numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )
+    d.mkdir(parents=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
+    (d / "data.json").write_text('{"atol": 1e-4, "rtol": 1e-3}')  # float32 MatMul chains: sums differ near 0
+    for k in range(3):
+        x = rng.standard_normal((rows, width)).astype(np.float32)
+        y = x
+        for w in order:
+            y = np.tanh(y @ weights[w])
+        write_test_data_set(d / f"test_data_set_{k}", {"X": x}, {"Y": y.astype(np.float32)})
+
+
 def heavy_zoo(root: Path, n: int, layers: int = 192, width: int = 512, rows: int = 256) -> None:
     """N models: one shared ``width``-square weight applied ``layers`` times (MatMul + Tanh),
     so each data set costs ~2*layers*rows*width^2 FLOPs while the files stay small."""
     rng = np.random.default_rng(0)
     for m in range(n):
         w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
-        nodes, prev = [], "X"
-        for i in range(layers):
-            nodes += [helper.make_node("MatMul", [prev, "W"], [f"M{i}"]), helper.make_node("Tanh", [f"M{i}"], [f"T{i}"])]
-            prev = f"T{i}"
-        nodes.append(helper.make_node("Identity", [prev], ["Y"]))
-        graph = helper.make_graph(
-            nodes, f"heavy{m}",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", width])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", width])],
-            [numpy_helper.from_array(w, "W")],
-        )
-        d = root / f"heavy{m}"
-        d.mkdir(parents=True)
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
-        (d / "data.json").write_text('{"atol": 1e-4, "rtol": 1e-3}')  # float32 MatMul chains: sums differ near 0
-        for k in range(3):
-            x = rng.standard_normal((rows, width)).astype(np.float32)
-            y = x
-            for _ in range(layers):
-                y = np.tanh(y @ w)
-            write_test_data_set(d / f"test_data_set_{k}", {"X": x}, {"Y": y.astype(np.float32)})
+        write_tanh_chain(root / f"heavy{m}", f"heavy{m}", {"W": w}, ["W"] * layers, rng, rows)
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
