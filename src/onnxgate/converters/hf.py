@@ -19,9 +19,12 @@ feeds and reference are the torch converter's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +33,15 @@ import numpy as np
 
 from onnxgate._util import installed_versions
 from onnxgate.converters.base import Conversion
-from onnxgate.converters.torch import TorchConverter, TorchModel, TorchSettings, has_bf16, is_transformers_model
+from onnxgate.converters.torch import ExportJob, TorchConverter, TorchModel, TorchSettings, has_bf16, is_transformers_model
 from onnxgate.errors import FrameworkMissingError, SourceError
 from onnxgate.trust import Trust, require_code
 
 HUB_PREFIX = "hf:"
 DEFAULT_BATCH = 3  # rows of different lengths: padded and unpadded rows in one batch
 DEFAULT_SEQUENCE = 33  # the axis sweep adds an odd shorter length (17)
+PROBE_SEQUENCE = 8  # the TorchScript trace is checked at batch 2 and this length
+PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-5  # a shape-specific trace is off by far more (0.01-3 on the tiny models)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,44 @@ class HFConverter(TorchConverter):
         inner = model.obj.model
         conversion.notes.insert(0, f"transformers {type(inner).__name__}, task {model.obj.task}, use_cache={model.obj.fixed.get('use_cache', 'n/a')}")
         return conversion
+
+    def exporters(self, model: TorchModel) -> tuple[str, ...]:
+        """The TorchScript exporter first (what optimum uses: 0.5-2 s where dynamo takes 5-7 s on the tiny models;
+        benchmarks/bench_hf.py), its trace checked at a second shape; dynamo is the fallback."""
+        return ("torchscript", "dynamo")
+
+    def torchscript_context(self, model: TorchModel, applied: Any) -> Any:
+        """:data:`~onnxgate.converters.fixes.hf.TRACEABLE_MASKS` for models that build causal masks."""
+        from onnxgate.converters.fixes.hf import TRACEABLE_MASKS, vmap_free_masks
+
+        inner = model.obj.model
+        if not (hasattr(inner, "can_generate") and inner.can_generate()):
+            return contextlib.nullcontext()
+        applied.add(TRACEABLE_MASKS)
+        return vmap_free_masks(inner)
+
+    def trace_problem(self, job: ExportJob, proto: Any) -> str | None:
+        """A trace records one input's shapes and branches: the graph and the module must agree at a second
+        shape and mask (batch 2, sequence 8, another seed). A coarse screen (rtol 1e-3): the validation judges."""
+        probe = self._probe_feeds(job.model, job.feeds)
+        want = self.reference(job.model, probe, job.output_names)
+        got = _ort_outputs(proto, probe)
+        where = ", ".join(f"{n} {list(a.shape)}" for n, a in probe.items())
+        for name in job.output_names:
+            ref, out = np.asarray(want[name], dtype=np.float64), np.asarray(got[name], dtype=np.float64)
+            if ref.shape != out.shape:
+                return f"output {name!r} has shape {list(out.shape)}, the module's {list(ref.shape)} at {where}"
+            err = float(np.max(np.abs(ref - out))) if ref.size else 0.0
+            if not err <= PROBE_RTOL * float(np.max(np.abs(ref), initial=0.0)) + PROBE_ATOL:
+                return f"output {name!r} differs from the module's by {err:.3g} at {where}"
+        return None
+
+    def _probe_feeds(self, model: TorchModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from onnxgate.inputs.synthesize import synthesize_from_options
+
+        sequence = next((a.shape[1] for n, a in feeds.items() if n == _TEXT), None)
+        dims = {"batch": 2, "sequence": PROBE_SEQUENCE if sequence != PROBE_SEQUENCE else PROBE_SEQUENCE - 3}
+        return synthesize_from_options(input_specs(model.input_names, model.obj.model.config), {"seed": 1, "dims": dims})
 
     def synthesize(self, model: TorchModel, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         """Task-aware inputs: ids below the vocabulary, masks with padded rows, segments, pixels, audio features."""
@@ -221,9 +264,27 @@ def _load_hint(task: Task | None) -> str:
 def _require_transformers(hint: str) -> None:
     try:
         import torch  # noqa: F401
-        import transformers  # noqa: F401
+
+        _lean_transformers_import()
     except ImportError as exc:
         raise FrameworkMissingError(f"the hf converter needs torch and transformers, which cannot be imported ({exc})", hint) from None
+
+
+def _lean_transformers_import() -> None:
+    """Import transformers without what exporting a PyTorch model never uses.
+
+    Where TensorFlow is installed transformers imports it (10 s, unless ``USE_TF=0``), and
+    loading any model imports scikit-learn and SciPy for assisted generation's
+    ``roc_curve`` (1.4 s). Both are skipped when transformers is first imported here;
+    a process that imported it already keeps its choice.
+    """
+    if "transformers" in sys.modules:
+        return
+    os.environ.setdefault("USE_TF", "0")
+    import transformers.utils.import_utils as available
+
+    if "sklearn" not in sys.modules and hasattr(available, "_sklearn_available"):
+        available._sklearn_available = False
 
 
 # -- the module that is exported ------------------------------------------------------------
@@ -235,7 +296,7 @@ def wrap_pretrained(pretrained: Any, origin: str) -> TorchModel:
     fixed: dict[str, Any] = {"return_dict": True}
     if "use_cache" in _forward_parameters(pretrained):
         fixed["use_cache"] = False
-    module = _outputs_module()(pretrained, fixed)
+    module = _outputs_module()(pretrained, fixed).eval()  # eval itself: an exporter that restores train() mode must not turn dropout on
     text_axes = {0: "batch", 1: "sequence"}
     axes = {n: dict(text_axes) if n != _IMAGE and n not in _AUDIO else {0: "batch"} for n in names}
     if "input_values" in names:  # raw audio: any length
@@ -321,6 +382,17 @@ def input_specs(names: list[str], config: Any) -> list[Any]:
         else:  # input_values: raw audio
             specs.append(InputSpec(name, np.float32, ("batch", "samples")))
     return specs
+
+
+def _ort_outputs(proto: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``proto`` on ``feeds`` in ONNX Runtime, without graph optimisations (the quickest session to open)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
 
 
 def _pair(size: Any) -> tuple[int, int]:

@@ -85,7 +85,24 @@ class TorchSettings(ConverterSettings):
 
 
 class _RefusedGraph(Exception):
-    """The dynamo exporter returned a graph the checker or ORT's loader refuses (fix exporter_fallback)."""
+    """An exporter returned a graph the checker or ORT's loader refuses (fix exporter_fallback), or a trace that
+    does not generalise."""
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export: the model, its call (args, kwargs) on the feeds, names, and the ``--opset``/``--static`` asked for."""
+
+    model: TorchModel
+    call: tuple[tuple[Any, ...], dict[str, Any]]
+    feeds: dict[str, np.ndarray]
+    output_names: list[str]
+    requested: int | None
+    static: bool
+
+
+_EXPORTER_LABEL = {"dynamo": "dynamo exporter", "torchscript": "TorchScript exporter"}
+_TOOL_NAME = {"dynamo": "dynamo", "torchscript": "TorchScript"}
 
 
 class TorchConverter(Converter):
@@ -162,20 +179,11 @@ class TorchConverter(Converter):
     def convert(self, model: TorchModel, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import torch
 
-        from onnxgate.converters.fixes import Applied
-        from onnxgate.converters.fixes.torch import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
-
         static = self.settings(options).static
-        requested = opset
-        check_requested(requested, exporter_max_opset(), f"torch.onnx.export (torch {torch.__version__})")
-        applied = Applied()
-        if opset is None and uses_rotary_embeddings(model.obj):
-            opset = min(default_opset(), ROTARY_SAFE_OPSET)
-            applied.add(ROTARY_BATCH, f"opset {opset}")
-        opset = opset or default_opset()
+        check_requested(opset, exporter_max_opset(), f"torch.onnx.export (torch {torch.__version__})")
         args = call_inputs(model, feeds)
         out_names = _output_names(model, args)
-        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}", *applied.notes]
+        notes = [f"inputs: {[(n, str(a.dtype), list(a.shape)) for n, a in feeds.items()]}", f"outputs: {out_names}"]
         if model.upcast_bf16:
             model = _float32_copy(model)
             args = call_inputs(model, feeds)
@@ -183,39 +191,8 @@ class TorchConverter(Converter):
                 "--upcast-bf16: exported a float32 copy of the bfloat16 model (ONNX Runtime's CPU provider has no "
                 "bfloat16 kernels); parity is checked against the bfloat16 original at bfloat16 tolerances"
             )
-        applied = Applied()
-        try:
-            proto = _export_dynamo(model, args, list(feeds), out_names, opset, static)
-            rejected = repaired_rejection(proto, applied)
-            if rejected is not None:
-                raise _RefusedGraph(f"its graph is refused: {rejected}")
-            tool = f"torch.onnx.export dynamo=True (torch {torch.__version__})"
-            notes.append("exporter: dynamo (torch.export)")
-        except Exception as exc:
-            first = _one_line(exc)
-            if isinstance(exc, _RefusedGraph):
-                applied.add(EXPORTER_FALLBACK, f"dynamo: {first}")
-            if requested and requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
-                raise OpsetError(
-                    f"the dynamo exporter failed ({first}) and the TorchScript fallback supports opset <= "
-                    f"{TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {requested}",
-                    f"pass --opset {TORCHSCRIPT_EXPORTER_MAX_OPSET} or lower to allow the fallback",
-                ) from exc
-            try:
-                proto = _export_torchscript(model, args, list(feeds), out_names, min(opset, TORCHSCRIPT_EXPORTER_MAX_OPSET), static)
-            except Exception as exc2:
-                raise UnsupportedModelError(
-                    f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: {_one_line(exc2)}",
-                    "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
-                ) from exc2
-            rejected = repaired_rejection(proto, applied)
-            if rejected is not None:
-                raise UnsupportedModelError(
-                    f"torch.onnx.export failed: dynamo exporter: {first}; TorchScript exporter: its graph is refused: {rejected}",
-                    "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
-                )
-            tool = f"torch.onnx.export dynamo=False (TorchScript fallback, torch {torch.__version__})"
-            notes.append(f"exporter: torchscript fallback; the dynamo exporter failed: {first}")
+        job = ExportJob(model, args, feeds, out_names, opset, static)
+        proto, tool, applied = self._first_export(job, self.exporters(model))
         notes.extend(applied.notes)
         if model.kind == "exported" and not static and not _has_dynamic_dims(model.obj):
             notes.append("the ExportedProgram has static input shapes; the ONNX graph keeps them")
@@ -228,6 +205,82 @@ class TorchConverter(Converter):
                 "report this model to onnxgate; an input may be unused by forward",
             )
         return Conversion(proto, tool, notes)
+
+    # -- the exporters, in order ----------------------------------------------------------
+    def exporters(self, model: TorchModel) -> tuple[str, ...]:
+        """The exporters to try, in order: dynamo (torch.export) first, then the TorchScript exporter."""
+        return ("dynamo", "torchscript")
+
+    def torchscript_context(self, model: TorchModel, applied: Applied) -> Any:
+        """What surrounds a TorchScript trace (a converter's known fixes); nothing here."""
+        return contextlib.nullcontext()
+
+    def trace_problem(self, job: "ExportJob", proto: Any) -> str | None:
+        """Why a TorchScript graph does not generalise beyond the traced inputs; None: not checked here."""
+        return None
+
+    def _first_export(self, job: "ExportJob", order: tuple[str, ...]) -> tuple[Any, str, Applied]:
+        """The first exporter in ``order`` whose graph is accepted: (proto, tool, fixes and exporter notes).
+
+        An exporter that raises, whose graph the checker or ORT's loader refuses, or whose trace
+        does not generalise (:meth:`trace_problem`) is recorded and the next one tried.
+        """
+        import torch
+
+        failures: list[str] = []
+        kept = Applied()
+        for name in order:
+            if name == "torchscript" and job.requested and job.requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
+                failures.append(f"TorchScript exporter: writes opset <= {TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {job.requested}")
+                continue
+            applied = Applied()
+            try:
+                proto = self._export_with(name, job, applied)
+            except Exception as exc:  # noqa: BLE001 - every exporter failure is recorded, the next one tried
+                failures.append(f"{_EXPORTER_LABEL[name]}: {_one_line(exc)}")
+                if isinstance(exc, _RefusedGraph):
+                    kept.add(EXPORTER_FALLBACK, failures[-1])
+                continue
+            kept.merge(applied)
+            first = not failures and name == order[0]
+            role = "" if first else " fallback"
+            kept.notes.append(
+                f"exporter: {_EXPORTER_LABEL[name]}" + ("" if first else " (fallback; " + "; ".join(failures) + ")")
+                + (f"; the {_EXPORTER_LABEL[order[1]]} is the fallback" if first and len(order) > 1 else "")
+            )
+            tool = f"torch.onnx.export dynamo={name == 'dynamo'} ({_TOOL_NAME[name]}{role}, torch {torch.__version__})"
+            return proto, tool, kept
+        if job.requested and job.requested > TORCHSCRIPT_EXPORTER_MAX_OPSET and "torchscript" in order:
+            raise OpsetError(
+                f"torch.onnx.export failed: {'; '.join(failures)}",
+                f"pass --opset {TORCHSCRIPT_EXPORTER_MAX_OPSET} or lower to allow the TorchScript exporter",
+            )
+        raise UnsupportedModelError(
+            f"torch.onnx.export failed: {'; '.join(failures)}",
+            "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
+        )
+
+    def _export_with(self, name: str, job: "ExportJob", applied: Applied) -> Any:
+        """One exporter's graph, repaired and checked (:class:`_RefusedGraph` when it is not fit to return)."""
+        from onnxgate.converters.fixes.torch import ROTARY_BATCH, ROTARY_SAFE_OPSET, uses_rotary_embeddings
+
+        if name == "dynamo":
+            opset = job.requested
+            if opset is None and uses_rotary_embeddings(job.model.obj):
+                opset = min(default_opset(), ROTARY_SAFE_OPSET)
+                applied.add(ROTARY_BATCH, f"opset {opset}")
+            proto = _export_dynamo(job.model, job.call, list(job.feeds), job.output_names, opset or default_opset(), job.static)
+        else:
+            opset = min(job.requested or default_opset(), TORCHSCRIPT_EXPORTER_MAX_OPSET)
+            with self.torchscript_context(job.model, applied):
+                proto = _export_torchscript(job.model, job.call, list(job.feeds), job.output_names, opset, job.static)
+        rejected = repaired_rejection(proto, applied)
+        if rejected is not None:
+            raise _RefusedGraph(f"its graph is refused: {rejected}")
+        problem = self.trace_problem(job, proto) if name == "torchscript" else None
+        if problem is not None:
+            raise _RefusedGraph(f"the trace does not generalise: {problem}")
+        return proto
 
     # -- reference ------------------------------------------------------------------------
     def reference(self, model: TorchModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:

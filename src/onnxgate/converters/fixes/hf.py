@@ -40,3 +40,12 @@ def vmap_free_masks(model: Any) -> Iterator[Any]:
         for c, value in zip(configs, before):
             c._attn_implementation = value
 
+
+
+TRACEABLE_MASKS = Fix(
+    "hf.traceable_masks",
+    "the TorchScript exporter fails on a causal LM with 'RuntimeError: unordered_map::at' (transformers 4.57 "
+    "builds its SDPA masks with torch.vmap, which tracing cannot record)",
+    "the masks are built by transformers' own vmap-free sdpa_mask_without_vmap while tracing",
+    "optimum's ModelPatcher registers a vmap-free sdpa mask for the same reason",
+)
