@@ -117,6 +117,10 @@ class Converter(abc.ABC):
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""
 
+    def default_topk(self, model: Any) -> int | None:
+        """The top-k agreement this model's outputs call for without ``--topk`` (a language model's logits); None: none."""
+        return None
+
 
 METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions")
 ATTRIBUTES = ("name", "install_hint", "settings_class")

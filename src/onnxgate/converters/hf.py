@@ -39,7 +39,9 @@ from onnxgate.trust import Trust, require_code
 
 HUB_PREFIX = "hf:"
 DEFAULT_BATCH = 3  # rows of different lengths: padded and unpadded rows in one batch
-DEFAULT_SEQUENCE = 33  # the axis sweep adds an odd shorter length (17)
+DEFAULT_SEQUENCE = 64  # capped at the model's positions; the axis sweep adds 33 and 8 (inputs/sweep.py)
+LM_TOPK = 5  # top-k token agreement reported for language models' logits (unless --topk)
+LM_TASKS = ("text-generation", "fill-mask")
 PROBE_SEQUENCE = 8  # the TorchScript trace is checked at batch 2 and this length
 PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-5  # a shape-specific trace is off by far more (0.01-3 on the tiny models)
 
@@ -163,6 +165,10 @@ class HFConverter(TorchConverter):
 
     def versions(self) -> dict[str, str]:
         return installed_versions("torch", "onnxscript", "transformers", "safetensors")
+
+    def default_topk(self, model: TorchModel) -> int | None:
+        """Language models' logits are also judged by their top-k tokens (what decoding reads), k = :data:`LM_TOPK`."""
+        return LM_TOPK if getattr(model.obj, "task", "") in LM_TASKS else None
 
 
 # -- recognise and load ---------------------------------------------------------------------

@@ -6,7 +6,8 @@ odd size in between). Here: the other axes the ONNX graph declares dynamic (a sy
 move together (``input_ids`` and ``attention_mask`` on ``sequence``). The new size is
 an odd size below the current one, reached by slicing the inputs, so real samples
 (token ids, time series) stay valid; an exporter that traced the example's length
-into a Reshape then fails at the new size, and the error names the axis.
+into a Reshape then fails at the new size, and the error names the axis. An axis of
+:data:`SHORT_FROM` or more also runs at :data:`SHORT` (a short sentence: 64 -> 33 and 8).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ class AxisCase:
         )
 
 
+SHORT = 8  # a short length, below the odd size, for long axes
+SHORT_FROM = 4 * SHORT
+
+
+def sweep_sizes(n: int) -> list[int]:
+    """The sizes an axis of size ``n`` is swept at: the odd size below it, and :data:`SHORT` for a long axis."""
+    odd = odd_smaller(n)
+    if odd is None:
+        return []
+    return [odd, SHORT] if n >= SHORT_FROM and SHORT < odd else [odd]
+
+
 def odd_smaller(n: int) -> int | None:
     """An odd size below ``n`` (n//2 rounded up to odd), or None when n is too small to shrink."""
     if n < 3:
@@ -71,18 +84,21 @@ def axis_cases(feeds: dict[str, np.ndarray], inputs: list[dict[str, Any]]) -> li
         if len(sizes) != 1:
             continue  # inputs disagree on a shared dim: the sample is odd already; leave it
         (current,) = sizes
-        new = odd_smaller(current)
-        if new is None:
-            continue
-        out = dict(feeds)
-        for n, a in members:
-            index = [slice(None)] * out[n].ndim
-            index[a] = slice(0, new)
-            out[n] = np.ascontiguousarray(out[n][tuple(index)])
         axes = sorted({a for _, a in members})
         label = f"axis {axes[0]}" if len(axes) == 1 else f"axes {axes}"
         named = f" ({key!r})" if ":" not in key else ""
         who = ", ".join(repr(n) for n in dict.fromkeys(n for n, _ in members))
         case_key = key if ":" not in key else key.replace(":", ".axis")
-        cases.append(AxisCase(f"{case_key}={new}", out, f"{label}{named} of input(s) {who}", new, current))
+        for new in sweep_sizes(current):
+            cases.append(AxisCase(f"{case_key}={new}", _sliced(feeds, members, new), f"{label}{named} of input(s) {who}", new, current))
     return cases
+
+
+def _sliced(feeds: dict[str, np.ndarray], members: list[tuple[str, int]], size: int) -> dict[str, np.ndarray]:
+    """``feeds`` with each (input, axis) in ``members`` cut to its first ``size`` entries."""
+    out = dict(feeds)
+    for n, a in members:
+        index = [slice(None)] * out[n].ndim
+        index[a] = slice(0, size)
+        out[n] = np.ascontiguousarray(out[n][tuple(index)])
+    return out

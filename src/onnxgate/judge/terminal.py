@@ -25,6 +25,7 @@ class OutputSummary:
     where: str  # "batch=30 on CPU" of the worst comparison
     failed: int  # cases in which this output failed
     cases: int  # cases in which this output was compared
+    topk: str = ""  # ", top-5 agreement 100%" (the lowest over the cases) when top-k was checked
 
     def line(self) -> str:
         o = self.worst
@@ -35,7 +36,7 @@ class OutputSummary:
         err = "" if o.max_abs_error is None else f"max abs err {o.max_abs_error:.3g}"
         limit = _limit(o)
         parts = [p for p in (err + (f" (limit {limit})" if limit and err else ""), f"worst at {self.where}", f"{self.cases} cases") if p]
-        return f"  ok   {self.name:<16} {', '.join(parts)}{ties}"
+        return f"  ok   {self.name:<16} {', '.join(parts)}{self.topk}{ties}"
 
 
 def _limit(o: Any) -> str:
@@ -72,8 +73,16 @@ def output_summaries(report: Any) -> list[OutputSummary]:
     for name, pairs in seen.items():
         case, worst = max(pairs, key=lambda p: _badness(p[1]))
         failed = sum(1 for _, o in pairs if not o.passed)
-        summaries.append(OutputSummary(name, worst, where(case), failed, len(pairs)))
+        summaries.append(OutputSummary(name, worst, where(case), failed, len(pairs), _topk([o for _, o in pairs])))
     return summaries
+
+
+def _topk(outputs: list[Any]) -> str:
+    checked = [o for o in outputs if getattr(o, "topk_agreement", None) is not None]
+    if not checked:
+        return ""
+    low = min(checked, key=lambda o: o.topk_agreement)
+    return f", top-{low.topk} agreement {100 * low.topk_agreement:.4g}%"
 
 
 def collapsed(lines: list[str]) -> list[str]:

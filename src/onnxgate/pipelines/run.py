@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -306,6 +306,8 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     provider_names = resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins)
     _check_inputs_fit(target.info, reference.feeds)
     policy = s.compare.policy()
+    if policy.topk is None and reference.topk:  # a language model's logits: top-k token agreement too
+        policy = replace(policy, topk=reference.topk)
     report = _new_report(source, target, reference, policy, conversion)
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
     cases, axes = _cases(reference.feeds, target, s)

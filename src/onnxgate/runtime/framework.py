@@ -166,6 +166,7 @@ class _Host:
             "versions": _versions(converter),
             "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
             "audited": list(audited),
+            "topk": converter.default_topk(model),
         }
         try:
             if smp is None:
@@ -416,6 +417,7 @@ class ReferenceRunner:
     label: str = ""
     feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
     audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
+    topk: int | None = None  # the converter's top-k agreement for this model when --topk is not given (LM logits)
     _handle: str = ""
     _host: _Host | None = None  # in-process
     _worker: Any = None
@@ -559,7 +561,7 @@ def open_reference(
         info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": framework, "trust": trust}, options)
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
                                timeout=timeout, label=label, feeds_error=info.get("feeds_error"), audited=info.get("audited", []),
-                               _handle=info["handle"], _host=host)
+                               topk=info.get("topk"), _handle=info["handle"], _host=host)
     from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
 
     pool = framework_pool()
@@ -582,6 +584,7 @@ def open_reference(
     info = reply["info"]
     runner._handle, runner.converter, runner.versions, runner.sample = info["handle"], info["converter"], info["versions"], info["sample"]
     runner.audited = list(info.get("audited", []))
+    runner.topk = info.get("topk")
     runner.feeds = _unpack_arrays(reply, out)
     runner.feeds_error = info.get("feeds_error")
     return runner
