@@ -83,3 +83,26 @@ def test_pt2_with_keyword_inputs_gets_them_by_keyword(cli, bindzoo, tmp_path):
     assert r.code == 0, r.out + r.err
     r = cli("-q", "validate", bindzoo / "skip_middle_broken.pt2", out, "--in-process", "--sample", bindzoo / "sample.npz")
     assert r.code == 1, r.out + r.err
+
+
+class _Pair(torch.nn.Module):
+    def forward(self, x, y):
+        return x.sum(-1), y.sum(-1)
+
+
+def test_program_symbols_are_named_batch_and_sequence_where_clear():
+    """A program's dims come as symbols (s0, s1): the shared axis 0 is ``batch``, the token inputs' axis 1
+    ``sequence``; independent first axes (two batches) keep their symbols."""
+    from onnxgate.converters.torch import program_axis_names
+
+    ids = torch.zeros(3, 7, dtype=torch.long)
+    batch, seq = torch.export.Dim("b", min=2), torch.export.Dim("t", min=2)
+    program = torch.export.export(_Pair(), (ids, ids), dynamic_shapes={"x": {0: batch, 1: seq}, "y": {0: batch, 1: seq}})
+    x_dims = [str(d) for d in next(n for n in program.graph.nodes if n.op == "placeholder").meta["val"].shape]
+    assert program_axis_names(program, ["x", "y"]) == {x_dims[0]: "batch"}  # x, y are not token inputs: t stays
+    tokens = torch.export.export(_Pair(), (), kwargs={"x": ids, "y": ids},
+                                 dynamic_shapes={"x": {0: batch, 1: seq}, "y": {0: batch, 1: seq}})
+    assert sorted(program_axis_names(tokens, ["x", "y"]).values()) == ["batch"]
+    two = torch.export.export(_Pair(), (torch.zeros(3, 4), torch.zeros(5, 4)),
+                              dynamic_shapes={"x": {0: torch.export.Dim("n")}, "y": {0: torch.export.Dim("m")}})
+    assert program_axis_names(two, ["x", "y"]) == {}

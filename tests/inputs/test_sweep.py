@@ -11,13 +11,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxgate.converters.base import Converter
 from onnxgate.inputs.evidence import write_evidence
-from onnxgate.inputs.sweep import axis_cases, odd_smaller
+from onnxgate.inputs.sweep import axis_cases, odd_smaller, sweep_sizes
 
 W = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
 
 
 def test_odd_smaller():
     assert [odd_smaller(n) for n in (1, 2, 3, 4, 16, 32)] == [None, None, 1, 3, 9, 17]
+
+
+def test_long_axes_also_run_short():
+    assert [sweep_sizes(n) for n in (2, 16, 31, 32, 33, 64)] == [[], [9], [15], [17, 8], [17, 8], [33, 8]]
 
 
 def test_axis_cases_move_shared_dims_together_and_leave_fixed_ones():

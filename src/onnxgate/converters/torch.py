@@ -270,6 +270,8 @@ class TorchConverter(Converter):
                 opset = min(default_opset(), ROTARY_SAFE_OPSET)
                 applied.add(ROTARY_BATCH, f"opset {opset}")
             proto = _export_dynamo(job.model, job.call, list(job.feeds), job.output_names, opset or default_opset(), job.static)
+            if job.model.kind == "exported":
+                rename_dims(proto, program_axis_names(job.model.obj, job.model.input_names))
         else:
             opset = min(job.requested or default_opset(), TORCHSCRIPT_EXPORTER_MAX_OPSET)
             with self.torchscript_context(job.model, applied):
@@ -748,6 +750,49 @@ def _ort_max_opset() -> int:
     except Exception:
         return 21
     return 23 if (major, minor) >= (1, 20) else 21 if (major, minor) >= (1, 18) else 20
+
+
+_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "decoder_input_ids", "decoder_attention_mask")
+
+
+def program_axis_names(program: Any, input_names: list[str]) -> dict[str, str]:
+    """Readable names for a program's dim symbols (``s18`` -> ``batch``), where the mapping is clear.
+
+    ``batch``: the one symbol that is axis 0 of every input it appears in (and of at least one
+    input). ``sequence``: the one symbol at axis 1 of the 2-D token inputs (``input_ids``,
+    ``attention_mask``, ...) that is not the batch. Anything else keeps its symbol.
+    """
+    shapes = {n: [str(d) for d in _placeholder_shape(program, n)] for n in input_names}
+    symbols = {d for dims in shapes.values() for d in dims if not d.isdigit()}
+    first = {dims[0] for dims in shapes.values() if dims and dims[0] in symbols}
+    batch = [s for s in first if all(s not in dims[1:] for dims in shapes.values())]
+    names = {batch[0]: "batch"} if len(batch) == 1 else {}
+    text = {dims[1] for n, dims in shapes.items() if n in _TEXT_INPUTS and len(dims) == 2 and dims[1] in symbols}
+    text -= set(names)
+    if len(text) == 1:
+        names[text.pop()] = "sequence"
+    return names
+
+
+def _placeholder_shape(program: Any, name: str) -> tuple[Any, ...]:
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name == name:
+            return tuple(getattr(node.meta.get("val"), "shape", ()))
+    return ()
+
+
+def rename_dims(proto: Any, names: dict[str, str]) -> None:
+    """Symbolic dims of the graph's inputs, outputs and value infos renamed (``s18*2`` -> ``batch*2``)."""
+    if not names:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    graph = proto.graph
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if not value.type.HasField("tensor_type"):
+            continue
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.dim_param = pattern.sub(lambda m: names[m.group(1)], dim.dim_param)
 
 
 def _has_dynamic_dims(program: Any) -> bool:
