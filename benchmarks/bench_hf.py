@@ -1,8 +1,9 @@
 """The same saved transformers directories through ``optimum-cli export onnx`` (optimum's
 exporter, which exports and validates at one dummy shape) and through ``onnxgate run``.
 
-Per model: whole-process wall time of each tool (run one after the other, so the machine's
-load hits both alike), the input shapes each one checked, and its verdict. optimum only
+Per model: whole-process wall time of each tool (run one after the other, the order
+alternating from model to model and repeat to repeat, so the machine's load hits both
+alike; with ``--repeat N`` the median), the input shapes each one checked, and its verdict. optimum only
 *warns* on a value mismatch, so its verdict is read from its log: "error" when it exits
 non-zero, "mismatch" when it logs that values differ beyond its atol, else "passed".
 onnxgate's shapes come from its JSON report (every case it ran); optimum's are its one
@@ -11,7 +12,7 @@ validation shape (its defaults: batch 2, sequence 16; images and audio at the co
 The models are the tests' tiny ones (tests/converters/hf_tiny.py: hidden 32, 2 layers),
 saved with save_pretrained in a temp dir; nothing is downloaded.
 
-Run: ``.venv/bin/python benchmarks/bench_hf.py [--models bert,gpt2]``. Without optimum-onnx
+Run: ``.venv/bin/python benchmarks/bench_hf.py [--models bert,gpt2] [--repeat 3]``. Without optimum-onnx
 installed (``pip install 'onnxgate[bench]'``) the optimum column is skipped.
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("USE_TF", "0")  # building the tiny models here needs no TensorFlow
 MODELS = ["bert", "distilbert", "t5", "whisper", "gpt2", "llama", "vit"]
 OPTIMUM_SHAPES = {"vit": "2x3x32x32", "whisper": "2x16x64"}  # the rest: input_ids etc. at 2x16
 # optimum cannot infer the task of a local directory: the task each model was saved for
@@ -79,6 +81,11 @@ def onnxgate_row(name: str, source: Path, out: Path, env: dict[str, str]) -> Row
     return Row("onnxgate run", name, seconds, ", ".join(shapes), data["status"])
 
 
+def _median(runs: list[Row]) -> Row:
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    return ordered[len(ordered) // 2]
+
+
 def _first_input_shapes(case: dict) -> list[list[int]]:
     shapes = case.get("input_shapes") or case.get("shapes") or {}
     return [shapes[k] for k in list(shapes)[:1]] if isinstance(shapes, dict) else []
@@ -98,6 +105,7 @@ def build(root: Path, names: list[str]) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool and model; the median is reported")
     args = parser.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     env = dict(os.environ, USE_TF="0", PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -107,10 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for name, source in build(root, names).items():
+        for i, (name, source) in enumerate(build(root, names).items()):
+            tools = [lambda k: onnxgate_row(name, source, root / f"{name}-{k}.onnx", env)]
             if have_optimum:
-                rows.append(optimum_row(name, source, root / f"{name}-optimum", env))
-            rows.append(onnxgate_row(name, source, root / f"{name}.onnx", env))
+                tools.append(lambda k: optimum_row(name, source, root / f"{name}-optimum-{k}", env))
+            runs: list[list[Row]] = [[] for _ in tools]
+            for k in range(args.repeat):
+                order = list(range(len(tools)))[:: 1 if (i + k) % 2 else -1]  # alternate who goes first
+                for t in order:
+                    runs[t].append(tools[t](k))
+            rows += [_median(r) for r in runs[::-1]]
     print(f"| model | tool | wall s | shapes tested (first input) | verdict |\n|---|---|---:|---|---|")
     for r in rows:
         print(f"| {r.model} | {r.tool} | {r.seconds:.1f} | {r.shapes} | {r.verdict} |")

@@ -567,6 +567,7 @@ def open_reference(
     pool = framework_pool()
     lease = pool.worker()
     worker = lease.__enter__()
+    _import_while_waiting("onnx")  # read the worker's ONNX bytes: 1-1.5 s of import (ml_dtypes) off the critical path
     runner = ReferenceRunner(source, "framework", {}, options, trust, None, timeout=timeout, label=label, _worker=worker, _lease=lease)
     import sys
 
@@ -588,6 +589,23 @@ def open_reference(
     runner.feeds = _unpack_arrays(reply, out)
     runner.feeds_error = info.get("feeds_error")
     return runner
+
+
+def _import_while_waiting(module: str) -> None:
+    """Import ``module`` in a thread while this process waits on its worker (the wait releases the GIL).
+
+    Not a daemon thread: an interpreter that exits mid-import would tear the module down half-built.
+    """
+    if module in sys.modules:
+        return
+
+    def run() -> None:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the import that needs it raises again, in the caller's thread
+            pass
+
+    threading.Thread(target=run, name=f"onnxgate-import-{module}").start()
 
 
 def raise_feeds_error(runner: ReferenceRunner) -> None:
