@@ -231,13 +231,13 @@ class TorchConverter(Converter):
         kept = Applied()
         for name in order:
             if name == "torchscript" and job.requested and job.requested > TORCHSCRIPT_EXPORTER_MAX_OPSET:
-                failures.append(f"TorchScript exporter: writes opset <= {TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {job.requested}")
+                failures.append(f"the TorchScript exporter writes opset <= {TORCHSCRIPT_EXPORTER_MAX_OPSET}, not {job.requested}")
                 continue
             applied = Applied()
             try:
                 proto = self._export_with(name, job, applied)
             except Exception as exc:  # noqa: BLE001 - every exporter failure is recorded, the next one tried
-                failures.append(f"{_EXPORTER_LABEL[name]}: {_one_line(exc)}")
+                failures.append(f"the {_EXPORTER_LABEL[name]} failed: {_one_line(exc)}")
                 if isinstance(exc, _RefusedGraph):
                     kept.add(EXPORTER_FALLBACK, failures[-1])
                 continue
@@ -245,18 +245,18 @@ class TorchConverter(Converter):
             first = not failures and name == order[0]
             role = "" if first else " fallback"
             kept.notes.append(
-                f"exporter: {_EXPORTER_LABEL[name]}" + ("" if first else " (fallback; " + "; ".join(failures) + ")")
+                f"exporter: {_EXPORTER_LABEL[name]}" + ("" if first else ", the fallback; " + "; ".join(failures))
                 + (f"; the {_EXPORTER_LABEL[order[1]]} is the fallback" if first and len(order) > 1 else "")
             )
             tool = f"torch.onnx.export dynamo={name == 'dynamo'} ({_TOOL_NAME[name]}{role}, torch {torch.__version__})"
             return proto, tool, kept
         if job.requested and job.requested > TORCHSCRIPT_EXPORTER_MAX_OPSET and "torchscript" in order:
             raise OpsetError(
-                f"torch.onnx.export failed: {'; '.join(failures)}",
+                f"torch.onnx.export: {'; '.join(failures)}",
                 f"pass --opset {TORCHSCRIPT_EXPORTER_MAX_OPSET} or lower to allow the TorchScript exporter",
             )
         raise UnsupportedModelError(
-            f"torch.onnx.export failed: {'; '.join(failures)}",
+            f"torch.onnx.export: {'; '.join(failures)}",
             "see https://pytorch.org/docs/stable/onnx.html for what the exporters support",
         )
 
