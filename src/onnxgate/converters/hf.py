@@ -280,9 +280,9 @@ def _lean_transformers_import() -> None:
     """Import transformers without what exporting a PyTorch model never uses.
 
     Where TensorFlow is installed transformers imports it (10 s, unless ``USE_TF=0``), and
-    loading any model imports scikit-learn and SciPy for assisted generation's
-    ``roc_curve`` (1.4 s). Both are skipped when transformers is first imported here;
-    a process that imported it already keeps its choice.
+    loading any model imports scikit-learn for assisted generation's ``roc_curve`` (1.4 s
+    with the SciPy modules it pulls in). Both are skipped when transformers is first
+    imported here; a process that imported it already keeps its choice.
     """
     if "transformers" in sys.modules:
         return
