@@ -106,6 +106,7 @@ def test_expected_signatures():
         "convert(self, model, feeds, *, opset, options)",
         "reference(self, model, feeds, output_names)",
         "versions(self)",
+        "model_versions(self, model)",
     ]
 
 

@@ -117,8 +117,15 @@ class Converter(abc.ABC):
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""
 
+    def model_versions(self, model: Any) -> dict[str, str]:
+        """Versions of the packages this loaded ``model`` involves: what the report records and
+        the gate's drift check compares. The default is :meth:`versions`; a converter whose
+        models can hold another framework's objects (a scikit-learn pipeline with an xgboost
+        step) adds those packages only for the models that hold them."""
+        return self.versions()
 
-METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions")
+
+METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions", "model_versions")
 ATTRIBUTES = ("name", "install_hint", "settings_class")
 
 

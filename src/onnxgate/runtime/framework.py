@@ -163,7 +163,7 @@ class _Host:
         info: dict[str, Any] = {
             "handle": handle,
             "converter": converter.name,
-            "versions": _versions(converter),
+            "versions": _versions(converter, model),
             "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
             "audited": list(audited),
         }
@@ -242,9 +242,9 @@ def _call_factory(ref: str, trust: Any) -> Any:
         raise SourceError(f"factory {ref!r} raised {type(exc).__name__}: {text}", "fix the factory (run it in Python to see the traceback, or pass --debug)") from exc
 
 
-def _versions(converter: Any) -> dict[str, str]:
+def _versions(converter: Any, model: Any) -> dict[str, str]:
     try:
-        return dict(converter.versions())
+        return dict(converter.model_versions(model))
     except OnnxgateError:
         return {}
 
