@@ -107,6 +107,7 @@ def test_expected_signatures():
         "reference(self, model, feeds, output_names)",
         "versions(self)",
         "model_versions(self, model)",
+        "speed_calls(self, model, feeds)",
     ]
 
 

@@ -53,6 +53,7 @@ class TensorflowSettings(ConverterSettings):
 
 class TensorflowConverter(Converter):
     name = "tensorflow"
+    reference_call = "serving signature (a concrete tf.function)"
     install_hint = _tf.INSTALL_HINT
     settings_class = TensorflowSettings
 

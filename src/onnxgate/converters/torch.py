@@ -90,6 +90,7 @@ class _RefusedGraph(Exception):
 
 class TorchConverter(Converter):
     name = "torch"
+    reference_call = "eager forward under torch.no_grad()"
     install_hint = "pip install 'onnxgate[torch]'"
     settings_class = TorchSettings
 

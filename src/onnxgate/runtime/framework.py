@@ -212,7 +212,10 @@ class _Host:
         for batch, feeds in batches:
             with matched_threads(threads, m.model, m.converter.name) as applied:
                 timing = time_calls(lambda: m.converter.reference(m.model, feeds, output_names), batch=batch, budget_s=budget_s)
-                rows.append({"timing": timing.as_dict(), "controls": dict(applied)})
+                others = _guarded(m.converter.name, m.converter.speed_calls, m.model, feeds)
+                alternatives = {label: time_calls(call, batch=batch, budget_s=budget_s).as_dict() for label, call in others.items()}
+                rows.append({"timing": timing.as_dict(), "controls": dict(applied), "call": m.converter.reference_call,
+                             "alternatives": alternatives})
         return rows
 
     def close(self, handle: str) -> None:
