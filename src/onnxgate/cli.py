@@ -526,6 +526,17 @@ def _write_error_reports(args: argparse.Namespace, message: str) -> None:
         write_atomic(path, junit_xml([(suite_name_for(source), error_report(message, source))]))
 
 
+def _write_error_html(args: argparse.Namespace, message: str) -> None:
+    """On exit 2, ``--html`` still gets a page: the ERROR verdict with the message and its fix at the
+    top, so a CI job's report artefact exists and says why nothing was checked."""
+    if getattr(args, "html", None) is None:
+        return
+    from onnxgate.judge.report import error_report
+
+    source = getattr(args, "source", None) or getattr(args, "model", None) or getattr(args, "manifest", None) or getattr(args, "config", None)
+    _write_html(_html_path(args), "render_report", error_report(message, None if source is None else str(source)))
+
+
 # -- zoo -------------------------------------------------------------------------------
 
 
@@ -675,10 +686,11 @@ def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
             raise
         print(f"onnxgate: error: {error}", file=sys.stderr)
         if error.exit_code == EXIT_USAGE:
-            try:
-                _write_error_reports(args, str(error))
-            except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
-                pass
+            for write in (_write_error_reports, _write_error_html):
+                try:
+                    write(args, str(error))
+                except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
+                    pass
         return error.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)
