@@ -245,3 +245,21 @@ def test_progress_names_the_model_and_keeps_the_start_line_of_a_step_that_holds_
     assert lines[0] == "onnxgate: [model.keras] converting with keras ...", lines
     assert lines[1].startswith("onnxgate: [model.keras] converting with keras done in")
     assert labelled(progress, "other") is progress  # a labelled progress keeps its label
+
+
+def test_a_real_run_names_the_model_in_every_progress_line(cli, iris, monkeypatch):
+    """Through the CLI, with the announce delay at zero so that every step shows: each progress
+    line on stderr carries the model's file name and the step, stdout keeps none of them."""
+    import functools
+
+    from onnxgate import _progress
+
+    monkeypatch.setattr(_progress, "StderrProgress", functools.partial(_progress.StderrProgress, delay=0.0))
+    src, sample, good, _ = iris
+    result = cli("validate", src, good, "--sample", sample)
+    assert result.code == 0, result.err
+    progress = [line for line in result.err.splitlines() if line.startswith("onnxgate: ")]
+    assert progress and all(line.startswith("onnxgate: [iris.skops] ") for line in progress), result.err
+    steps = {line.removeprefix("onnxgate: [iris.skops] ").split(" ...")[0].split(" done in")[0] for line in progress}
+    assert any(step.startswith("loading") for step in steps) and len(steps) >= 3, steps
+    assert "onnxgate: " not in result.out

@@ -122,10 +122,12 @@ def test_zoo_verify_from_a_url_on_ray_fetches_each_blob_once_into_the_nodes_cach
     node_cache = tmp_path / "node-cache"
     monkeypatch.setenv("ONNXGATE_CACHE", str(node_cache))
     try:
-        report = verify_zoo(server.url + "twins.json", engine="ray", jobs=2)
+        streamed: list[tuple[str, int, int]] = []
+        report = verify_zoo(server.url + "twins.json", engine="ray", jobs=2, on_result=lambda r, i, n: streamed.append((r.name, i, n)))
     finally:
         stop(server)
     assert _statuses(report) == {"vision/linear": "passed", "vision/linear-twin": "passed"}
+    assert sorted((i, n) for _, i, n in streamed) == [(1, 2), (2, 2)]  # each result as its task finished
     assert sorted(r.cache_hit for r in report.results) == [False, True]  # one downloaded, the other waited and reused it
     assert [r[2] for r in server.requests_for(archive)] == [200]
     assert [r[2] for r in server.requests_for(linear["model_path"])] == [200]
