@@ -331,8 +331,9 @@ def _attach_warnings(report: Any, args: argparse.Namespace) -> None:
 
 def _warning_lines(args: argparse.Namespace) -> list[str]:
     caught = getattr(args, "_warnings", None) or []
-    lines = [f"{w.category.__name__}: {str(w.message).strip()} ({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
-    return list(dict.fromkeys(lines))
+    from onnxgate._util import warning_line
+
+    return list(dict.fromkeys(warning_line(w) for w in caught))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,6 +301,17 @@ def _worker_main() -> None:
         sys.meta_path.insert(0, _guard)
 
     def handle(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """One request, with the warnings the framework raised on it sent back (the report keeps them)."""
+        from onnxgate._util import warning_line
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            reply, out = answer(header, frames)
+        if caught:
+            reply["warnings"] = list(dict.fromkeys(warning_line(w) for w in caught))
+        return reply, out
+
+    def answer(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         op = header.get("op")
         try:
             if op == "open":
@@ -407,6 +419,7 @@ class ReferenceRunner:
     label: str = ""
     feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
     audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
+    warnings: list[str] = field(default_factory=list)  # what the framework warned in its worker, one line each
     _handle: str = ""
     _host: _Host | None = None  # in-process
     _worker: Any = None
@@ -426,6 +439,7 @@ class ReferenceRunner:
             self._dead = _crash(exc, step, self.label, self.converter, self.timeout)
             self.close()
             raise self._dead from None
+        self.warnings += [w for w in reply.get("warnings") or [] if w not in self.warnings]
         if not reply.get("ok"):
             error = reply.get("error") or {}
             if error.get("memory"):
