@@ -284,3 +284,34 @@ def test_an_xgboost_upgrade_selects_the_model_holding_xgboost_but_not_a_plain_sk
             path.write_text(json.dumps(report))
     selected = select_models(load_config(repo / "onnxgate.toml"), changed_since="HEAD")
     assert selected == {"boosted": f"dependencies changed since published 1.0.0: xgboost 1.7.0 → {metadata.version('xgboost')}"}
+
+
+def test_each_converter_records_only_the_packages_its_model_involves():
+    """The versions a report records are those the gate's drift check compares (no framework runs here
+    beyond building three small scikit-learn estimators)."""
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from xgboost import XGBClassifier
+
+    from onnxgate.converters.keras import KerasConverter, KerasModel
+    from onnxgate.converters.sklearn import SklearnConverter
+    from onnxgate.converters.tensorflow import TensorflowConverter
+
+    sk = SklearnConverter()
+    plain = sk.model_versions(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert {"scikit-learn", "skl2onnx"} <= set(plain) and not {"xgboost", "lightgbm", "onnxmltools"} & set(plain)
+    boosted = sk.model_versions(make_pipeline(StandardScaler(), XGBClassifier()))
+    assert {"xgboost", "onnxmltools"} <= set(boosted) and "lightgbm" not in boosted
+    stacked = sk.model_versions(StackingClassifier([("gbm", LGBMClassifier()), ("lr", LogisticRegression())]))
+    assert {"lightgbm", "onnxmltools"} <= set(stacked) and "xgboost" not in stacked
+
+    def keras_model(legacy: bool) -> KerasModel:
+        return KerasModel(None, "m", [], "single", [], "single", legacy=legacy)
+
+    assert "keras" in KerasConverter().model_versions(keras_model(False))
+    assert "tf-keras" not in KerasConverter().model_versions(keras_model(False))
+    assert "keras" not in KerasConverter().model_versions(keras_model(True))
+    assert "keras" not in TensorflowConverter().versions() and "tf2onnx" in TensorflowConverter().versions()

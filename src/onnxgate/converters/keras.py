@@ -153,6 +153,11 @@ class KerasConverter(Converter):
     def versions(self) -> dict[str, str]:
         return _tf.versions(("tf-keras", "h5py"))
 
+    def model_versions(self, model: KerasModel) -> dict[str, str]:
+        """tf-keras for a legacy (Keras 2) model, keras for a Keras 3 one: never both."""
+        other = "keras" if model.legacy else "tf-keras"
+        return {k: v for k, v in self.versions().items() if k != other}
+
 
 def _model_input(model: KerasModel, values: dict[str, Any]) -> Any:
     """``values`` (by ONNX input name) in the structure ``model()`` takes: one, a list or a dict."""
