@@ -166,3 +166,21 @@ def test_keras_speed_times_the_compiled_paths_beside_the_eager_call(tmp_path):
         assert f"| 16 | {label} |" in md, md
     text = "\n".join(speed.text())
     assert "vs keras tf.function(model)(x)" in text and "vs keras eager model(x, training=False)" in text
+
+
+def test_an_alternative_call_that_fails_is_reported_not_fatal():
+    """A converter's extra call path that raises is listed as not timed; the others are timed."""
+    from onnxgate.converters.sklearn import SklearnConverter
+    from onnxgate.runtime.framework import _Model, time_alternatives
+
+    class WithPaths(SklearnConverter):
+        def speed_calls(self, model, feeds):
+            return {"predict": lambda: model.predict(feeds["X"]), "broken": lambda: model.predict(feeds["X"][:, :3])}
+
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    m = _Model(WithPaths(), LinearRegression().fit(x, x[:, 0]), None, {})
+    timed, failed = time_alternatives(m, {"X": x}, 8, 0.01)
+    assert list(timed) == ["predict"] and timed["predict"]["repetitions"] >= 10
+    assert list(failed) == ["broken"] and failed["broken"].startswith("ValueError: X has 3 features")

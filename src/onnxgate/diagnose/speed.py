@@ -81,6 +81,7 @@ class SpeedReport:
     rows: list[SpeedRow] = field(default_factory=list)
     budget_s: float = DEFAULT_BUDGET_S
     reference_call: str = "reference()"  # what the original's main figure times, in words
+    unavailable: dict[str, str] = field(default_factory=dict)  # other call paths that could not be timed: why
     method: str = (
         "per-call wall time with time.perf_counter_ns after warm-up; median and p90 of the timed "
         "repetitions; original = the converter's reference() computing the same outputs; "
@@ -102,6 +103,7 @@ class SpeedReport:
             "controls": self.controls,
             "budget_s": self.budget_s,
             "reference_call": self.reference_call,
+            "unavailable": self.unavailable,
             "method": self.method,
             "rows": [r.as_dict() for r in self.rows],
         }
@@ -120,7 +122,7 @@ class SpeedReport:
             for label, t in [*self.original_timings(r), (ORT_CALL, r.onnxruntime)]:
                 speedup = "—" if t is r.onnxruntime else f"{r.speedup_over(t):.2f}x"
                 lines.append(f"| {r.batch} | {label} | {t.median_ms:.3f} | {t.p90_ms:.3f} | {t.repetitions} | {speedup} |")
-        return lines
+        return lines + ["", *self._unavailable_lines("- ")] if self.unavailable else lines
 
     def text(self) -> list[str]:
         """Lines for the terminal summary: per batch, ONNX Runtime against each labelled call of the original."""
@@ -130,7 +132,10 @@ class SpeedReport:
             out.append(f"  batch={r.batch:<5} onnxruntime {x.median_ms:.3f} ms (N={x.repetitions})")
             for label, t in self.original_timings(r):
                 out.append(f"    vs {label} {t.median_ms:.3f} ms (N={t.repetitions}): speedup {r.speedup_over(t):.2f}x")
-        return out
+        return out + self._unavailable_lines("  ")
+
+    def _unavailable_lines(self, prefix: str) -> list[str]:
+        return [f"{prefix}not timed: {self.framework} {label}: {why}" for label, why in self.unavailable.items()]
 
     def original_timings(self, row: SpeedRow) -> list[tuple[str, Timing]]:
         """The original's timed calls at one batch, labelled: the reference call, then the alternatives."""
@@ -186,6 +191,7 @@ def measure_speed(
     for (batch, feeds), original in zip(batches, originals):
         report.controls[framework] = original["controls"]
         report.reference_call = original.get("call") or report.reference_call
+        report.unavailable.update(original.get("unavailable") or {})
         ort_timing = runner.time(feeds, batch=batch, budget_s=budget_s)
         alternatives = {label: Timing(**t) for label, t in (original.get("alternatives") or {}).items()}
         report.rows.append(SpeedRow(batch, Timing(**original["timing"]), ort_timing, alternatives))

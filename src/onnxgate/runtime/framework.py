@@ -213,14 +213,32 @@ class _Host:
         for batch, feeds in batches:
             with matched_threads(threads, m.model, m.converter.name) as applied:
                 timing = time_calls(lambda: m.converter.reference(m.model, feeds, output_names), batch=batch, budget_s=budget_s)
-                others = _guarded(m.converter.name, m.converter.speed_calls, m.model, feeds)
-                alternatives = {label: time_calls(call, batch=batch, budget_s=budget_s).as_dict() for label, call in others.items()}
+                alternatives, unavailable = time_alternatives(m, feeds, batch, budget_s)
                 rows.append({"timing": timing.as_dict(), "controls": dict(applied), "call": m.converter.reference_call,
-                             "alternatives": alternatives})
+                             "alternatives": alternatives, "unavailable": unavailable})
         return rows
 
     def close(self, handle: str) -> None:
         self.models.pop(handle, None)
+
+
+def time_alternatives(m: _Model, feeds: dict[str, np.ndarray], batch: int, budget_s: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """The converter's other call paths (``speed_calls``) timed: ``({label: timing}, {label: why not})``.
+    A path that fails is reported beside the others, never fatal: the reference call was timed."""
+    from onnxgate._util import one_line
+    from onnxgate.runtime.timing import time_calls
+
+    try:
+        calls = _guarded(m.converter.name, m.converter.speed_calls, m.model, feeds)
+    except Exception as exc:  # noqa: BLE001 - a plugin's failure is a line in the speed report
+        return {}, {"speed_calls()": f"{type(exc).__name__}: {one_line(exc)}"}
+    timed, failed = {}, {}
+    for label, call in calls.items():
+        try:
+            timed[label] = time_calls(call, batch=batch, budget_s=budget_s).as_dict()
+        except Exception as exc:  # noqa: BLE001
+            failed[label] = f"{type(exc).__name__}: {one_line(exc)}"
+    return timed, failed
 
 
 def _call_factory(ref: str, trust: Any) -> Any:
