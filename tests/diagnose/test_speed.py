@@ -136,6 +136,7 @@ def test_torch_reference_is_labelled_as_the_eager_forward():
     assert TorchConverter.reference_call == "eager forward under torch.no_grad()"
 
 
+@pytest.mark.slow  # 8-20 s on 2 shared cores: TensorFlow's import and a tf2onnx conversion
 def test_keras_speed_times_the_compiled_paths_beside_the_eager_call(tmp_path):
     """The Keras reference is an eager ``model(x)``: mostly call overhead at small batches. The
     compiled ``predict`` path and a ``tf.function`` are timed too, each with its own speedup."""
