@@ -123,10 +123,10 @@ def test_sklearn_speed_is_labelled_with_the_calls_it_times(forest):
     model, sample = forest
     report, _ = run(model, sample=sample, benchmark=True, benchmark_seconds=0.02)
     speed = report.speed
-    assert speed.reference_call == "predict/predict_proba/transform, one call per ONNX output"
+    assert speed.reference_call == "predict/predict_proba/transform per output"
     assert all(r.alternatives == {} for r in speed.rows)
     md = "\n".join(speed.markdown())
-    assert "| 1 | sklearn predict/predict_proba/transform, one call per ONNX output |" in md
+    assert "| 1 | sklearn predict/predict_proba/transform per output |" in md
     assert "| 1 | onnxruntime InferenceSession.run |" in md
 
 

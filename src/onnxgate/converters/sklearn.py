@@ -44,7 +44,7 @@ class SklearnConverter(Converter):
     name = "sklearn"
     install_hint = "pip install 'onnxgate[sklearn]'"
     settings_class = SklearnSettings
-    reference_call = "predict/predict_proba/transform, one call per ONNX output"
+    reference_call = "predict/predict_proba/transform per output"
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
