@@ -84,8 +84,9 @@ class SpeedReport:
     unavailable: dict[str, str] = field(default_factory=dict)  # other call paths that could not be timed: why
     method: str = (
         "per-call wall time with time.perf_counter_ns after warm-up; median and p90 of the timed "
-        "repetitions; original = the converter's reference() computing the same outputs; "
-        "onnxruntime = InferenceSession.run with pre-cast feeds"
+        "repetitions; original = the converter's reference() computing the same outputs, labelled with "
+        "the call it makes, and the original's other call paths where it has them (Keras: predict, "
+        "tf.function), each with its own speedup; onnxruntime = InferenceSession.run with pre-cast feeds"
     )
 
     @property
