@@ -70,3 +70,22 @@ def _broken(build):
 
 bert_broken, distilbert_broken, t5_broken = _broken(bert), _broken(distilbert), _broken(t5)
 whisper_broken, gpt2_broken, llama_broken, vit_broken = _broken(whisper), _broken(gpt2), _broken(llama), _broken(vit)
+
+
+class _LengthScaled(T.PreTrainedModel):
+    """Embeddings times the sequence length read as a Python float: a TorchScript trace keeps the export length."""
+
+    config_class = T.BertConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.emb = torch.nn.Embedding(config.vocab_size, config.hidden_size)
+
+    def forward(self, input_ids=None, attention_mask=None, return_dict=True):
+        length = float(input_ids.shape[1])
+        hidden = self.emb(input_ids) * attention_mask[..., None] * length
+        return T.modeling_outputs.BaseModelOutput(last_hidden_state=hidden)
+
+
+def length_scaled():
+    return _seeded(lambda: _LengthScaled(T.BertConfig(vocab_size=99, hidden_size=8, max_position_embeddings=64)))

@@ -255,3 +255,14 @@ def test_causal_masks_need_the_traceable_masks_fix():
     with converter.torchscript_context(job.model, applied):
         _export_torchscript(*args)
     assert applied.names == ["hf.traceable_masks"]
+
+
+def test_a_trace_that_keeps_the_export_length_falls_back_to_dynamo(cli, tmp_path):
+    """A model that reads the sequence length as a Python float: the TorchScript graph is right at 64 tokens
+    only, the trace check at 8 tokens catches it, and the dynamo exporter writes the file that passes."""
+    rep = tmp_path / "r.json"
+    r = cli("-q", "run", f"{FACTORY_MODULE}:length_scaled", "--trust-code", "--in-process", "--report", rep)
+    assert r.code == 0, r.out + r.err
+    conversion = json.loads(rep.read_text())["conversion"]
+    assert "dynamo=True (dynamo fallback," in conversion["converter"], conversion
+    assert any("the trace does not generalise: output 'last_hidden_state' differs" in n for n in conversion["notes"]), conversion
