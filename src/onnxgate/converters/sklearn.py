@@ -22,6 +22,7 @@ from onnxgate.converters.opsets import check_requested, skl2onnx_max_opset
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
+from onnxgate.converters.fixes import sklearn_precision as precision
 from onnxgate.trust import Trust
 from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
@@ -140,6 +141,9 @@ class SklearnConverter(Converter):
 
         _register_boosters(model)
         types = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType, np.dtype(np.int64): Int64TensorType}
+        core64 = precision.needs_float64_core(_final(model), self.settings(options).dtype)
+        if core64:  # converted in float64, given a float32 interface after conversion
+            types[np.dtype(np.float32)] = DoubleTensorType
         initial = []
         for name, arr in feeds.items():
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
@@ -156,9 +160,11 @@ class SklearnConverter(Converter):
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
                 "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
             ) from exc
+        if core64:
+            precision.float64_core(onx, applied)
         fixes.repair_graph(onx, model, _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
-        notes = [f"inputs: {[(n, str(t)) for n, t in initial]}", *applied.notes]
+        notes = [f"inputs: {[(n, str(t)) for n, t in _interface(initial, core64)]}", *applied.notes]
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
@@ -188,6 +194,15 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
         options=options or None,
     )
+
+
+def _interface(initial: list[Any], core64: bool) -> list[Any]:
+    """The declared input types as the published graph takes them (float32 where a float64 core was wrapped)."""
+    if not core64:
+        return initial
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    return [(n, FloatTensorType(t.shape) if isinstance(t, DoubleTensorType) else t) for n, t in initial]
 
 
 def default_opset() -> int:

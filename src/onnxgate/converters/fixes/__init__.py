@@ -4,11 +4,17 @@ A :class:`Fix` names the breakage: the symptom that shows it, the workaround onn
 applies and the upstream issue when there is one. A fix runs only when its symptom is
 present; each one applied is recorded in :class:`Applied`, whose notes reach the
 report's conversion section as ``fix NAME: WORKAROUND (UPSTREAM)``.
+
+``ONNXGATE_DISABLE_FIXES=NAME,NAME`` switches fixes off (:func:`enabled`): to see a breakage
+as the upstream converter leaves it, and in the tests that show each fix is needed.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+DISABLE_ENV = "ONNXGATE_DISABLE_FIXES"
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,11 @@ class Fix:
         where = f" ({self.upstream})" if self.upstream else ""
         extra = f" [{detail}]" if detail else ""
         return f"fix {self.name}: {self.workaround}{extra}{where}"
+
+
+def enabled(fix: Fix) -> bool:
+    """Whether ``fix`` may run: not named in ``ONNXGATE_DISABLE_FIXES`` (comma-separated fix names)."""
+    return fix.name not in {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")}
 
 
 @dataclass

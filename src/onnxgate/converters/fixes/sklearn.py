@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxgate.converters.fixes import Applied, Fix, free_declared_batch
+from onnxgate.converters.fixes import sklearn_precision as precision
 
 HGB_BOOL_ATTRIBUTE = Fix(
     "sklearn.hgb_bool_attribute",
@@ -56,7 +57,8 @@ PIPELINE_ZIPMAP = Fix(
 LABEL_SHAPE = Fix(
     "sklearn.label_shape",
     "skl2onnx declares and emits some outputs with another rank than the estimator kind's "
-    "(OneVsOneClassifier labels (N, 1), QuadraticDiscriminantAnalysis (1, N), SGDOneClassSVM (N,))",
+    "(OneVsOneClassifier labels (N, 1), QuadraticDiscriminantAnalysis (1, N), SGDOneClassSVM (N,)); "
+    "GaussianProcessClassifier declares (N,) and returns (N, 1)",
     "a Reshape to onnxgate's convention: classifier labels (N,), outlier-detector labels and scores (N, 1)",
 )
 MULTIOUTPUT_PROBABILITIES = Fix(
@@ -283,6 +285,10 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _reshape_outputs(onx, final, applied)
     _select_first_column(onx, model, applied)
     _constant_solve(onx, applied)
+    estimators = list(walk(model))
+    precision.round_down_hgb_thresholds(onx, estimators, applied)
+    precision.center_naive_bayes_log_probabilities(onx, estimators, applied)
+    precision.float64_erf(onx, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)
@@ -436,6 +442,8 @@ def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
             continue
         if kind == "classifier" and out.name == "label" and len(dims) == 2 and any(d.dim_value == 1 for d in dims):
             target, shape = [-1], [None]
+        elif kind == "classifier" and out.name == "label" and len(dims) == 1 and _transposed_label(onx, final):
+            target, shape = [-1], [None]
         elif kind == "outlier_detector" and out.name in ("label", "scores") and len(dims) == 1:
             target, shape = [-1, 1], [None, 1]
         else:
@@ -446,6 +454,13 @@ def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
         onx.graph.node.append(helper.make_node("Reshape", [raw, const], [out.name], name=f"onnxgate_reshape_{out.name}"))
         out.type.CopyFrom(helper.make_tensor_type_proto(out.type.tensor_type.elem_type, shape))
         applied.add(LABEL_SHAPE, f"{out.name} of {type(final).__name__}")
+
+
+def _transposed_label(onx: Any, final: Any) -> bool:
+    """A one-column classifier's label declared (N,) but made by a Transpose, which keeps its input's rank:
+    GaussianProcessClassifier's Transpose(ArrayFeatureExtractor(classes, (N, 1) index)) returns (N, 1)."""
+    producer = next((n for n in onx.graph.node if "label" in n.output), None)
+    return producer is not None and producer.op_type == "Transpose" and np.ndim(getattr(final, "classes_", None)) == 1
 
 
 def _rename_producer(onx: Any, old: str, new: str) -> None:
