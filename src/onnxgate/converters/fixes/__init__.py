@@ -66,6 +66,8 @@ DECLARED_BATCH = Fix(
 
 def free_declared_batch(onx: object, applied: Applied) -> None:
     """:data:`DECLARED_BATCH`, where its symptom shows."""
+    if not enabled(DECLARED_BATCH):
+        return
     graph = onx.graph  # type: ignore[attr-defined]
     batch_free = any(
         i.type.tensor_type.shape.dim and not i.type.tensor_type.shape.dim[0].HasField("dim_value") for i in graph.input
