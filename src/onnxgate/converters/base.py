@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import inspect
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, Mapping
@@ -116,6 +117,10 @@ class Converter(abc.ABC):
     @abc.abstractmethod
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""
+
+    def reference_context(self, feeds: dict[str, np.ndarray]) -> AbstractContextManager[Any]:
+        """The context :meth:`reference` runs in for validation (never when timed): none by default."""
+        return nullcontext()
 
 
 METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions")
