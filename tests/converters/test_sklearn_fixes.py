@@ -278,3 +278,15 @@ def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path, monkey
     np.testing.assert_allclose(proba, est.predict_proba(X), atol=1e-3)
     assert np.abs(proba - est.predict_proba(X)).max() > 0  # a real computation, not a copy
     assert _status_without("sklearn.constant_solve", est, X, tmp_path, monkeypatch) != "passed"
+
+
+def test_declared_batch_is_freed_and_fails_without(tmp_path, monkeypatch):
+    """skl2onnx declares TfidfTransformer's output [1, k]; ORT returns one row per input row, so without
+    the fix the published signature lies (an error finding) and the run fails."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    X, _ = _data("digits")
+    est = TfidfTransformer().fit(X)
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed" and "declared_batch" in _fixes(report), report.to_markdown()[:2000]
+    assert _status_without("declared_batch", est, X, tmp_path, monkeypatch) == "failed"

@@ -80,3 +80,24 @@ def free_declared_batch(onx: object, applied: Applied) -> None:
             dims[0].dim_param = "N"
             applied.add(DECLARED_BATCH, f"output {o.name!r}")
 
+
+
+METADATA_ORDER = Fix(
+    "metadata_order",
+    "the exporter writes the model's metadata_props in an order that changes with how the model was loaded "
+    "(CatBoost: an estimator in memory against the same estimator loaded from skops), so the same model "
+    "converts to different bytes",
+    "metadata_props are sorted by key",
+)
+
+
+def sort_metadata(onx: object, applied: Applied) -> None:
+    """:data:`METADATA_ORDER`, where the metadata is not already in key order."""
+    props = onx.metadata_props  # type: ignore[attr-defined]
+    ordered = sorted(props, key=lambda p: p.key)
+    if not enabled(METADATA_ORDER) or [p.key for p in props] == [p.key for p in ordered]:
+        return
+    copies = [type(p)(key=p.key, value=p.value) for p in ordered]
+    del props[:]
+    props.extend(copies)
+    applied.add(METADATA_ORDER)
