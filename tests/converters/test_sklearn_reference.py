@@ -21,7 +21,9 @@ def _counted(est):
     return est
 
 
-def test_the_conversion_reference_answers_the_same_feeds_once():
+def test_one_predict_answers_the_sample_and_its_first_rows():
+    """The reference computed during conversion answers the sample again and any prefix of its rows
+    (the batch cases); other rows, or the same rows moved by an ulp (calibration), run the original."""
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -29,17 +31,20 @@ def test_the_conversion_reference_answers_the_same_feeds_once():
 
     X, y = load_iris(return_X_y=True)
     est = _counted(LogisticRegression(max_iter=500).fit(X, y))
-    feeds = {"X": X[:8].astype(np.float32)}
+    rows = X[::10].astype(np.float32)
     converter = SklearnConverter()
-    conv = converter.convert(est, feeds, opset=None, options={})
-    names = [o.name for o in conv.model.graph.output]
-    before = est.calls
-    kept = converter.reference(est, {"X": feeds["X"].copy()}, names)  # same values, another array
-    assert est.calls == before
-    np.testing.assert_array_equal(kept["probabilities"], est.predict_proba(X[:8].astype(np.float32).astype(np.float64)))
-    converter.reference(est, feeds, names)  # kept once only
-    other = converter.reference(est, {"X": X[8:16].astype(np.float32)}, names)
-    assert est.calls == before + 3 and other["probabilities"].shape == (8, 3)
+    names = [o.name for o in converter.convert(est, {"X": rows}, opset=None, options={}).model.graph.output]
+    assert est.calls == 1
+    whole = converter.reference(est, {"X": rows.copy()}, names)  # the same values, another array
+    first = converter.reference(est, {"X": rows[:3].copy()}, names)
+    assert est.calls == 1
+    np.testing.assert_array_equal(first["probabilities"], whole["probabilities"][:3])
+    np.testing.assert_array_equal(whole["probabilities"], est.predict_proba(rows.astype(np.float64)))
+    assert est.calls == 2
+    moved = np.nextafter(rows, np.float32(np.inf))
+    later = converter.reference(est, {"X": rows[1:4].copy()}, names)
+    nudged = converter.reference(est, {"X": moved}, names)
+    assert est.calls == 4 and later["probabilities"].shape == (3, 3) and nudged["probabilities"].shape == (15, 3)
 
 
 def test_a_few_rows_run_on_one_thread_and_many_rows_as_configured():

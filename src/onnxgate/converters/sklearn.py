@@ -170,21 +170,23 @@ class SklearnConverter(Converter):
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
         """Which reference-side fixes this model needs, for the conversion notes (a failure shows later).
 
-        The outputs are kept for the first reference request on the same feeds (the sample's own
-        case), which then costs nothing: a forest's predict is most of a run's time."""
+        The outputs are kept (:class:`_KeptReference`): the sample's own case then costs nothing."""
         try:
             with _one_thread_for_few_rows(feeds):
                 outputs = _reference_outputs(model, feeds, names, applied)
         except Exception:  # noqa: BLE001 - the reference stage reports it with its context
             return
-        self._kept = _KeptReference(model, tuple(names), _feeds_digest(feeds), outputs)
+        self._kept = _KeptReference.of(model, names, feeds, outputs)
 
     # -- reference ------------------------------------------------------------------------
     def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        kept, self._kept = getattr(self, "_kept", None), None
-        if kept is not None and kept.model is model and kept.names == tuple(output_names) and kept.digest == _feeds_digest(feeds):
-            return kept.outputs
-        return _reference_outputs(model, feeds, output_names, None)
+        kept = getattr(self, "_kept", None)
+        answer = kept.answer(model, output_names, feeds) if kept is not None else None
+        if answer is not None:
+            return answer
+        outputs = _reference_outputs(model, feeds, output_names, None)
+        self._kept = _KeptReference.of(model, output_names, feeds, outputs)
+        return outputs
 
     def reference_context(self, feeds: dict[str, np.ndarray]) -> Any:
         return _one_thread_for_few_rows(feeds)
@@ -198,12 +200,40 @@ class SklearnConverter(Converter):
 
 @dataclass(frozen=True)
 class _KeptReference:
-    """The original's outputs computed during conversion, for the one reference request they answer."""
+    """The original's latest outputs, for a request on the same rows or on their first rows.
+
+    scikit-learn predicts row by row, so the outputs for the first n rows are the first n rows of
+    the outputs: the batch cases (the sample, its first row, its first half) cost one predict, as
+    a hand-written check does, instead of three (a forest's predict is most of a run's time)."""
 
     model: Any
     names: tuple[str, ...]
-    digest: str
+    feeds: dict[str, np.ndarray]
+    rows: int
     outputs: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, model: Any, names: list[str], feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> "_KeptReference":
+        return cls(model, tuple(names), {k: np.array(v) for k, v in feeds.items()}, _rows(feeds), outputs)
+
+    def answer(self, model: Any, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The kept outputs for ``feeds`` when they are this model's kept rows or their first rows, else None."""
+        n = _rows(feeds)
+        if model is not self.model or tuple(names) != self.names or set(feeds) != set(self.feeds) or not 0 < n <= self.rows:
+            return None
+        if any(np.shape(v)[0] != self.rows for v in self.outputs.values()):
+            return None
+        for name, arr in feeds.items():
+            kept = self.feeds[name][:n]
+            arr = np.asarray(arr)
+            if arr.shape != kept.shape or not np.array_equal(arr, kept, equal_nan=arr.dtype.kind == "f"):
+                return None
+        return {k: v[:n] for k, v in self.outputs.items()} if n < self.rows else dict(self.outputs)
+
+
+def _rows(feeds: dict[str, np.ndarray]) -> int:
+    sizes = {np.shape(v)[0] for v in feeds.values() if np.ndim(v)}
+    return sizes.pop() if len(sizes) == 1 else 0
 
 
 # up to this many rows the original runs on one thread: OpenMP's team start-up and spinning (HistGradientBoosting,
@@ -226,17 +256,6 @@ def _one_thread_for_few_rows(feeds: dict[str, np.ndarray]) -> Any:
 
         _controller = ThreadpoolController()  # inspects the loaded libraries once
     return _controller.limit(limits=1)
-
-
-def _feeds_digest(feeds: dict[str, np.ndarray]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, arr in feeds.items():
-        a = np.ascontiguousarray(arr)
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.astype(str).tobytes() if a.dtype == object else a.tobytes())
-    return h.hexdigest()
 
 
 def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]) -> Any:
