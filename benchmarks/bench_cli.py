@@ -76,15 +76,22 @@ def main() -> None:
         sio.dump(RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0).fit(X, y), d / "rf.skops")
         np.save(d / "x.npy", X[::2].astype(np.float32))
         (d / "baseline.py").write_text(BASELINE_RUN)
-        base_t = wall([py, str(d / "baseline.py"), str(d / "rf.skops"), str(d / "x.npy"), str(d / "b.onnx")], args.repeat)
+        script = [py, str(d / "baseline.py"), str(d / "rf.skops"), str(d / "x.npy"), str(d / "b.onnx")]
         run_cmd = onnxgate + ["-q", "run", str(d / "rf.skops"), "--sample", str(d / "x.npy"), "-o", str(d / "o.onnx"), "--trust-code"]
-        run_t = wall(run_cmd, args.repeat)
-        before_t = None
+        before_env = None
         if args.before:
             import os
 
-            env = dict(os.environ, PYTHONPATH=str(Path(args.before).resolve() / "src"))
-            before_t = wall(run_cmd, args.repeat, env)
+            before_env = dict(os.environ, PYTHONPATH=str(Path(args.before).resolve() / "src"))
+        # interleaved, one of each per round: a shared machine's load moves all three alike
+        rounds: dict[str, list[float]] = {"script": [], "run": [], "before": []}
+        for _ in range(args.repeat):
+            rounds["script"].append(wall(script, 1))
+            rounds["run"].append(wall(run_cmd, 1))
+            if before_env is not None:
+                rounds["before"].append(wall(run_cmd, 1, before_env))
+        base_t, run_t = statistics.median(rounds["script"]), statistics.median(rounds["run"])
+        before_t = statistics.median(rounds["before"]) if rounds["before"] else None
     print(
         f"(b) onnxgate run RandomForest(100 trees) {run_t:.2f} s; hand-written script {base_t:.2f} s; "
         f"ratio {run_t / base_t:.2f}x (goal <= 1.0x)"

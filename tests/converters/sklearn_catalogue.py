@@ -26,14 +26,7 @@ SKIPS: dict[str, str] = {
 }
 
 # name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
-KNOWN_FAILURES: dict[str, str] = {
-    "GaussianProcessClassifier": "runs since fix sklearn.constant_solve (skl2onnx's com.microsoft:Solve has no ORT "
-                                 "kernel); float32 probabilities off by up to 2e-4, and --double cannot run (ORT has no "
-                                 "float64 Erf)",
-    "ComplementNB": "float32 rounding: 1 of 160 probabilities off by 6e-5 (passes with --double)",
-    "NearestNeighbors": "iris has duplicate rows: equidistant neighbours are listed in another order",
-    "HistGradientBoostingRegressor": "float32 inputs cross float64 split thresholds (tree threshold flips)",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -119,6 +112,7 @@ def no_converter() -> dict[str, str]:
 def build(name: str, cls: type, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, np.ndarray]:
     """The fitted estimator and the rows (float64) to run it on."""
     from sklearn.base import is_classifier, is_regressor
+    from threadpoolctl import threadpool_limits
 
     make = _constructors().get(name, lambda c: c())
     est = make(cls)
@@ -131,7 +125,7 @@ def build(name: str, cls: type, data: dict[str, tuple[np.ndarray, np.ndarray]]) 
         y = np.column_stack([y, (y > np.median(y)).astype(int) if is_classifier(est) or "Classifier" in name else y * 0.5 + X[:, 0]])
     if name == "KernelCenterer":
         X = X[:40] @ X[:40].T
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):  # one thread: OpenMP on a shared, busy machine is 10x slower
         warnings.simplefilter("ignore")
         est.fit(X, y)
     rows = np.random.default_rng(0).permutation(len(X))[:16]

@@ -104,3 +104,32 @@ def test_a_graph_from_a_scaled_booster_fails(tmp_path, data, name, cli):
     assert done.code == 0, done.err
     result = cli("-q", "validate", tmp_path / "model.skops", tmp_path / "scaled.onnx", "--sample", tmp_path / "x.npy", *framework)
     assert result.code == 1, result.out + result.err
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_the_same_estimator_converts_to_the_same_bytes(tmp_path, data, name, monkeypatch):
+    """Deterministic conversion: two conversions of one estimator (and of a skops round trip of it) are
+    byte for byte the same ONNX file. CatBoost needs fix metadata_order for it."""
+    from onnxgate.converters.fixes import DISABLE_ENV
+
+    model, _ = _fitted(name, data)
+    path = tmp_path / "m.skops"
+    _save(model, path)
+    assert len(_digests([model, model, str(path)], tmp_path, name)) == 1
+    if name.startswith("CatBoost"):
+        monkeypatch.setenv(DISABLE_ENV, "metadata_order")
+        assert len(_digests([model, str(path)], tmp_path, name)) == 2
+
+
+def _digests(sources, tmp_path, name) -> set[str]:
+    import hashlib
+
+    from onnxgate.pipelines.run import convert
+
+    framework = {"framework": "catboost"} if name.startswith("CatBoost") else {}
+    digests = set()
+    for i, source in enumerate(sources):
+        out = tmp_path / f"m{i}.onnx"
+        convert(source, out, in_process=True, **framework).reference.close()
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    return digests

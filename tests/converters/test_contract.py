@@ -108,6 +108,7 @@ def test_expected_signatures():
         "versions(self)",
         "model_versions(self, model)",
         "speed_calls(self, model, feeds)",
+        "reference_context(self, feeds)",
         "default_topk(self, model)",
     ]
 

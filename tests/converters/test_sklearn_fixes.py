@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
+from onnxgate.converters.fixes import DISABLE_ENV
+
 warnings.filterwarnings("ignore")
 pytest.importorskip("skl2onnx")
 
@@ -104,11 +106,44 @@ def test_fix_makes_the_model_pass_and_is_named(key, tmp_path):
     report, _ = _run(est, X, tmp_path)
     fix = _EXPECT.get(key, key)
     assert fix in _fixes(report), report.conversion.notes
+    assert not any("differ only by unit axes" in f.message for f in report.findings)
     if key == "sklearn.fitted_dtype_reference":
         # the reference now runs (in float32, so its scores are not float64-exact): the labels must agree
         assert report.status != "error" and all(o.passed for c in report.cases for o in c.outputs if o.name == "label")
         return
     assert report.status == "passed", report.to_markdown()[:3000]
+
+
+def _status_without(fix: str, est, X, tmp_path, monkeypatch) -> str:
+    """The run's status with ``fix`` switched off; "signature" where it passes only by aligning unit axes
+    (the graph's label rank differs from the estimator's: a consumer of the published signature breaks)."""
+    monkeypatch.setenv(DISABLE_ENV, fix)
+    try:
+        report, _ = _run(est, X, tmp_path)
+    except Exception:  # noqa: BLE001 - a conversion refused without the fix
+        return "error"
+    assert fix not in _fixes(report)
+    if report.status == "passed" and any("differ only by unit axes" in f.message for f in report.findings):
+        return "signature"
+    return report.status
+
+
+@pytest.mark.parametrize("key", [k for k in _models() if k != "sklearn.deterministic_graph_name"])
+def test_the_model_does_not_pass_without_its_fix(key, tmp_path, monkeypatch):
+    """Each fix is needed: switched off (ONNXGATE_DISABLE_FIXES), the same model fails or errors."""
+    est, X = _fitted(key)
+    assert _status_without(_EXPECT.get(key, key), est, X, tmp_path, monkeypatch) != "passed"
+
+
+def test_without_the_name_fix_the_bytes_change(monkeypatch):
+    from onnxgate.converters.sklearn import SklearnConverter
+
+    est, X = _fitted("sklearn.deterministic_graph_name")
+    monkeypatch.setenv(DISABLE_ENV, "sklearn.deterministic_graph_name")
+    feeds = {"X": X[:4].astype(np.float32)}
+    digests = {hashlib.sha256(SklearnConverter().convert(est, feeds, opset=None, options={}).model.SerializeToString()).hexdigest()
+               for _ in range(2)}
+    assert len(digests) == 2
 
 
 def test_hgb_symptom_is_present_in_the_raw_converter():
@@ -173,7 +208,7 @@ def test_reference_method_from_scikit_learn_tags(name, tmp_path):
     assert report.status == "passed", report.to_markdown()[:3000]
 
 
-def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp_path):
+def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp_path, monkeypatch):
     """Without the fixes ORT refuses skl2onnx's -1 lookup index; with the index wrapped but the strict
     ``<``, the neighbour exactly at the radius (x=1 for x=0, radius 1) is dropped: probabilities
     [1, 0] where scikit-learn says [0.5, 0.5]."""
@@ -186,9 +221,11 @@ def test_radius_neighbors_lookup_runs_and_counts_the_neighbour_at_the_radius(tmp
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed", report.to_markdown()
     assert {"sklearn.radius_neighbors_negative_index", "sklearn.radius_neighbors_inclusive"} <= set(_fixes(report))
+    assert _status_without("sklearn.radius_neighbors_inclusive", est, X, tmp_path, monkeypatch) == "failed"
+    assert _status_without("sklearn.radius_neighbors_negative_index", est, X, tmp_path, monkeypatch) != "passed"
 
 
-def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_path):
+def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_path, monkeypatch):
     """skl2onnx converts RFE(regressor) as the selected columns [N, k]; without the fix the reference is
     predict() [N, 1] and every case fails on shape."""
     from sklearn.feature_selection import RFE
@@ -199,9 +236,10 @@ def test_feature_selector_around_a_regressor_is_compared_on_its_transform(tmp_pa
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed", report.to_markdown()
     assert "sklearn.selector_transform" in _fixes(report)
+    assert _status_without("sklearn.selector_transform", est, X, tmp_path, monkeypatch) != "passed"
 
 
-def test_selector_keeping_only_column_zero_converts(tmp_path):
+def test_selector_keeping_only_column_zero_converts(tmp_path, monkeypatch):
     """skl2onnx writes ConstantOfShape(X) when the only selected column is 0 (`index.any()` is False for
     [0]); the checker refuses it. With the fix: column 0 itself; a selector keeping column 1 needs no fix."""
     from sklearn.feature_selection import SelectKBest
@@ -214,12 +252,14 @@ def test_selector_keeping_only_column_zero_converts(tmp_path):
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed", report.to_markdown()
     assert "sklearn.selector_first_column" in _fixes(report)
+    assert _status_without("sklearn.selector_first_column", est, X, tmp_path, monkeypatch) != "passed"
+    monkeypatch.delenv(DISABLE_ENV)
     other = SelectKBest(k=1).fit(X[:, ::-1], y)
     report, _ = _run(other, X[:, ::-1], tmp_path)
     assert report.status == "passed" and "sklearn.selector_first_column" not in _fixes(report)
 
 
-def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path):
+def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path, monkeypatch):
     """skl2onnx's com.microsoft:Solve has no ONNX Runtime kernel (the graph does not load); with its constant
     matrix inverted at conversion the graph loads and matches predict_proba to float32 precision."""
     import onnxruntime as ort
@@ -237,3 +277,16 @@ def test_gaussian_process_classifier_solve_runs_in_onnx_runtime(tmp_path):
     _, proba = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
     np.testing.assert_allclose(proba, est.predict_proba(X), atol=1e-3)
     assert np.abs(proba - est.predict_proba(X)).max() > 0  # a real computation, not a copy
+    assert _status_without("sklearn.constant_solve", est, X, tmp_path, monkeypatch) != "passed"
+
+
+def test_declared_batch_is_freed_and_fails_without(tmp_path, monkeypatch):
+    """skl2onnx declares TfidfTransformer's output [1, k]; ORT returns one row per input row, so without
+    the fix the published signature lies (an error finding) and the run fails."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    X, _ = _data("digits")
+    est = TfidfTransformer().fit(X)
+    report, _ = _run(est, X, tmp_path)
+    assert report.status == "passed" and "declared_batch" in _fixes(report), report.to_markdown()[:2000]
+    assert _status_without("declared_batch", est, X, tmp_path, monkeypatch) == "failed"

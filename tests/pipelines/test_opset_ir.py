@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from onnxgate.converters.base import Converter
 from tests.conftest import assert_user_error
 from tests.pipelines.models import iris
 
@@ -100,16 +101,12 @@ class UnknownOpGraph:
     """A source whose converter (below) emits an op no opset defines: the checker must refuse it."""
 
 
-class UnknownOpConverter:
-    """A real plugin converter with a bug: its graph uses ``NoSuchOp``."""
+class UnknownOpConverter(Converter):
+    """A real plugin converter with a bug: its graph uses ``NoSuchOp`` (the contract's optional
+    methods come from the base class, as a plugin's would)."""
 
     name = "unknown-op-test"
     install_hint = ""
-
-    from onnxgate.converters.base import ConverterSettings as settings_class
-
-    def settings(self, options):
-        return self.settings_class.from_options(options)
 
     def accepts(self, source):
         return isinstance(source, UnknownOpGraph)

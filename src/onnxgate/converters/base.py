@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import inspect
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, ClassVar, Mapping
@@ -130,6 +131,10 @@ class Converter(abc.ABC):
         step) adds those packages only for the models that hold them."""
         return self.versions()
 
+    def reference_context(self, feeds: dict[str, np.ndarray]) -> AbstractContextManager[Any]:
+        """The context :meth:`reference` runs in for validation (never when timed): none by default."""
+        return nullcontext()
+
     def speed_calls(self, model: Any, feeds: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
         """Other ways a user calls the original, timed by --benchmark beside :meth:`reference`:
         ``{label: zero-argument call on feeds}``. Keras: the compiled ``predict`` path and a
@@ -137,7 +142,8 @@ class Converter(abc.ABC):
         return {}
 
 
-METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions", "model_versions", "speed_calls", "default_topk")
+METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions", "model_versions", "speed_calls",
+           "reference_context", "default_topk")
 ATTRIBUTES = ("name", "install_hint", "settings_class")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from onnxgate._util import installed_versions, one_line
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.fixes import Applied, sort_metadata
 from onnxgate.errors import OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 from onnxgate.trust import Trust
 
@@ -89,6 +90,9 @@ class CatBoostConverter(Converter):
         proto = _export(model)
         notes = [f"inputs: [('{INPUT}', 'float32', [N, {_num_features(model)}])]"]
         notes += _publish_probability_tensor(proto) + _declare_prediction_matrix(proto)
+        applied = Applied()
+        sort_metadata(proto, applied)
+        notes += applied.notes
         if opset is not None:
             notes.append(f"opset: CatBoost's ONNX writer has no opset option; it writes ai.onnx.ml opset {_ml_opset(proto)} only")
         return Conversion(proto, f"catboost {catboost.__version__} save_model(format='onnx')", notes)

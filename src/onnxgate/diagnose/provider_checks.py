@@ -186,7 +186,7 @@ def _beyond_noise(good: Case, bad: Case) -> bool:
         allowance = (o.atol or 0.0) + (o.k or 0.0) * (o.noise_floor or 0.0)
         if not np.isfinite(o.max_abs_error) or o.max_abs_error - good_err.get(o.name, 0.0) > allowance:
             return True
-        if o.kind in ("exact", "label"):
+        if o.kind in ("exact", "label", "neighbors"):
             return True  # integers and labels have no noise to hide in
     return False
 

@@ -19,12 +19,15 @@ from onnxgate.judge.tolerances import Tolerance, TolerancePolicy, dtype_name
 # top-two probabilities tie within tolerance (reported as ties, not hidden).
 LABEL_OUTPUTS = ("label", "output_label")
 PROBABILITY_OUTPUTS = ("probabilities", "output_probability")
+# Nearest-neighbour indices (skl2onnx's kneighbors graph): exact, except neighbours whose reference
+# distances tie within the distance tolerance, which either order lists correctly.
+NEIGHBOR_OUTPUTS = {"index": "distance"}
 
 
 @dataclass
 class OutputComparison:
     name: str
-    kind: str  # "float" | "exact" | "label" | "missing"
+    kind: str  # "float" | "exact" | "label" | "neighbors" | "missing"
     passed: bool
     reference_dtype: str | None = None
     onnx_dtype: str | None = None
@@ -233,6 +236,8 @@ def compare_outputs(
                     c.agreement = 1.0 - c.mismatched / c.total if c.total else 1.0
                     if c.mismatched:
                         _excuse_ties(c, bad, ref, got, reference, policy)
+                elif name in NEIGHBOR_OUTPUTS and c.mismatched:
+                    _excuse_neighbor_ties(c, bad, ref, got, reference.get(NEIGHBOR_OUTPUTS[name]), policy)
         c.passed = not c.problems
         results.append(c)
     extra = sorted(set(reference) - set(names))
@@ -286,6 +291,42 @@ def _excuse_ties(
         i = int(np.argmax(real))
         c.worst = {"index": [i], "reference": _scalar(ref[i]), "onnx": _scalar(got[i])}
         c.problems.append(f"{c.mismatched} of {c.total} labels differ on rows without a probability tie")
+
+
+def _excuse_neighbor_ties(
+    c: OutputComparison,
+    bad: np.ndarray,
+    ref: np.ndarray,
+    got: np.ndarray,
+    distances: np.ndarray | None,
+    policy: TolerancePolicy,
+) -> None:
+    """Neighbour indices that differ only among equidistant neighbours are ties, not mismatches.
+
+    At a differing (row, j), the ONNX neighbour is a tie when the reference lists it at j' with a
+    distance within tolerance of the distance at j, or, absent from the reference row, when the
+    distance at j ties with the row's last one (the (k+1)-th neighbour was as near as the k-th).
+    """
+    if distances is None or bad.ndim != 2 or np.shape(distances) != ref.shape:
+        return
+    d = np.asarray(distances, dtype=np.float64)
+    tol = policy.for_output(NEIGHBOR_OUTPUTS[c.name], np.dtype(np.float32))
+    close = lambda a, b: np.abs(a - b) <= tol.atol + tol.rtol * np.abs(a)  # noqa: E731
+    ties = np.zeros_like(bad)
+    for row, j in zip(*np.nonzero(bad)):
+        where = np.flatnonzero(ref[row] == got[row, j])
+        other = d[row, where[0]] if where.size else d[row, -1]
+        ties[row, j] = close(d[row, j], other)
+    real = bad & ~ties
+    c.kind = "neighbors"
+    c.ties = int(np.sum(bad & ties))
+    c.mismatched = int(real.sum())
+    c.problems.clear()
+    c.rule = f"exact except equidistant neighbours (distances within atol={tol.atol:g} rtol={tol.rtol:g})"
+    if c.mismatched:
+        idx = tuple(int(i) for i in np.argwhere(real)[0])
+        c.worst = {"index": list(idx), "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
+        c.problems.append(f"{c.mismatched} of {c.total} neighbour indices differ where the distances do not tie")
 
 
 def _check_topk(c: OutputComparison, ref: np.ndarray, got: np.ndarray, k: int, tol: Tolerance) -> None:

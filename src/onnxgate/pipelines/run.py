@@ -12,7 +12,6 @@ import platform
 import re
 import time
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +159,9 @@ def _versions(framework_versions: dict[str, str]) -> dict[str, str]:
 
 
 def _version(pkg: str) -> str:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    from onnxgate._util import installed_version
+
+    return installed_version(pkg) or "not installed"
 
 
 def batch_cases(feeds: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:

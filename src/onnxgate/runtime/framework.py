@@ -194,7 +194,8 @@ class _Host:
     def infer(self, handle: str, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         m = self.models[handle]
         try:
-            out = _guarded(m.converter.name, m.converter.reference, m.model, feeds, output_names)
+            with m.converter.reference_context(feeds):
+                out = _guarded(m.converter.name, m.converter.reference, m.model, feeds, output_names)
         except OnnxgateError:
             raise
         except Exception as exc:

@@ -4,11 +4,17 @@ A :class:`Fix` names the breakage: the symptom that shows it, the workaround onn
 applies and the upstream issue when there is one. A fix runs only when its symptom is
 present; each one applied is recorded in :class:`Applied`, whose notes reach the
 report's conversion section as ``fix NAME: WORKAROUND (UPSTREAM)``.
+
+``ONNXGATE_DISABLE_FIXES=NAME,NAME`` switches fixes off (:func:`enabled`): to see a breakage
+as the upstream converter leaves it, and in the tests that show each fix is needed.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+DISABLE_ENV = "ONNXGATE_DISABLE_FIXES"
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,11 @@ class Fix:
         where = f" ({self.upstream})" if self.upstream else ""
         extra = f" [{detail}]" if detail else ""
         return f"fix {self.name}: {self.workaround}{extra}{where}"
+
+
+def enabled(fix: Fix) -> bool:
+    """Whether ``fix`` may run: not named in ``ONNXGATE_DISABLE_FIXES`` (comma-separated fix names)."""
+    return fix.name not in {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")}
 
 
 @dataclass
@@ -55,6 +66,8 @@ DECLARED_BATCH = Fix(
 
 def free_declared_batch(onx: object, applied: Applied) -> None:
     """:data:`DECLARED_BATCH`, where its symptom shows."""
+    if not enabled(DECLARED_BATCH):
+        return
     graph = onx.graph  # type: ignore[attr-defined]
     batch_free = any(
         i.type.tensor_type.shape.dim and not i.type.tensor_type.shape.dim[0].HasField("dim_value") for i in graph.input
@@ -67,3 +80,24 @@ def free_declared_batch(onx: object, applied: Applied) -> None:
             dims[0].dim_param = "N"
             applied.add(DECLARED_BATCH, f"output {o.name!r}")
 
+
+
+METADATA_ORDER = Fix(
+    "metadata_order",
+    "the exporter writes the model's metadata_props in an order that changes with how the model was loaded "
+    "(CatBoost: an estimator in memory against the same estimator loaded from skops), so the same model "
+    "converts to different bytes",
+    "metadata_props are sorted by key",
+)
+
+
+def sort_metadata(onx: object, applied: Applied) -> None:
+    """:data:`METADATA_ORDER`, where the metadata is not already in key order."""
+    props = onx.metadata_props  # type: ignore[attr-defined]
+    ordered = sorted(props, key=lambda p: p.key)
+    if not enabled(METADATA_ORDER) or [p.key for p in props] == [p.key for p in ordered]:
+        return
+    copies = [type(p)(key=p.key, value=p.value) for p in ordered]
+    del props[:]
+    props.extend(copies)
+    applied.add(METADATA_ORDER)

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from onnxgate.converters.fixes import Applied, Fix, free_declared_batch
+from onnxgate.converters.fixes import Applied, Fix, enabled, free_declared_batch
+from onnxgate.converters.fixes import sklearn_precision as precision
 
 HGB_BOOL_ATTRIBUTE = Fix(
     "sklearn.hgb_bool_attribute",
@@ -56,7 +57,8 @@ PIPELINE_ZIPMAP = Fix(
 LABEL_SHAPE = Fix(
     "sklearn.label_shape",
     "skl2onnx declares and emits some outputs with another rank than the estimator kind's "
-    "(OneVsOneClassifier labels (N, 1), QuadraticDiscriminantAnalysis (1, N), SGDOneClassSVM (N,))",
+    "(OneVsOneClassifier labels (N, 1), QuadraticDiscriminantAnalysis (1, N), SGDOneClassSVM (N,)); "
+    "GaussianProcessClassifier declares (N,) and returns (N, 1)",
     "a Reshape to onnxgate's convention: classifier labels (N,), outlier-detector labels and scores (N, 1)",
 )
 MULTIOUTPUT_PROBABILITIES = Fix(
@@ -145,7 +147,7 @@ def walk(model: Any):
 
 def conversion_copy(model: Any, applied: Applied) -> Any:
     """A copy with the settings skl2onnx refuses changed to equivalent ones, or ``model`` itself."""
-    changes = [(m, attr, value, fix) for m in walk(model) for attr, value, fix in _refused_settings(m)]
+    changes = [(m, attr, value, fix) for m in walk(model) for attr, value, fix in _refused_settings(m) if enabled(fix)]
     if not changes:
         return model
     memo: dict[int, Any] = {}
@@ -185,7 +187,7 @@ def zipmap_options(model: Any, applied: Applied) -> dict[int, dict[str, Any]]:
         allowed = _allowed_options(m)
         if _takes_zipmap(m):
             options[id(m)] = {"zipmap": False}
-        elif _in_pipeline(model, m) and allowed and not getattr(m, "steps", None):
+        elif _in_pipeline(model, m) and allowed and not getattr(m, "steps", None) and enabled(PIPELINE_ZIPMAP):
             default = "nocl" if "nocl" in allowed else sorted(allowed)[0]
             options[id(m)] = {default: False}
             applied.add(PIPELINE_ZIPMAP, type(m).__name__)
@@ -237,6 +239,8 @@ def _in_pipeline(model: Any, m: Any) -> bool:
 
 def convert_with_int_attributes(convert: Callable[[], Any], applied: Applied) -> Any:
     """``convert()``; when onnx refuses a bool in an ints attribute, again with bools as 0/1."""
+    if not enabled(HGB_BOOL_ATTRIBUTE):
+        return convert()
     try:
         return convert()
     except (ValueError, TypeError) as exc:
@@ -283,6 +287,10 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     _reshape_outputs(onx, final, applied)
     _select_first_column(onx, model, applied)
     _constant_solve(onx, applied)
+    estimators = list(walk(model))
+    precision.round_down_hgb_thresholds(onx, estimators, applied)
+    precision.center_naive_bayes_log_probabilities(onx, estimators, applied)
+    precision.float64_erf(onx, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)
@@ -292,6 +300,8 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
 
 def _constant_solve(onx: Any, applied: Applied) -> None:
     """com.microsoft:Solve(A, B) with a constant A -> MatMul(inv(A), B) (``lower``/``transposed`` honoured)."""
+    if not enabled(CONSTANT_SOLVE):
+        return
     from onnx import helper, numpy_helper
 
     constants = {i.name: i for i in onx.graph.initializer}
@@ -317,6 +327,8 @@ def _constant_solve(onx: Any, applied: Applied) -> None:
 
 def _select_first_column(onx: Any, model: Any, applied: Applied) -> None:
     """ConstantOfShape fed a float tensor (skl2onnx's selector keeping only column 0) -> the column-0 lookup."""
+    if not enabled(SELECTOR_FIRST_COLUMN):
+        return
     from onnx import TensorProto, helper, shape_inference
     from sklearn.feature_selection import SelectorMixin
 
@@ -339,6 +351,8 @@ def _select_first_column(onx: Any, model: Any, applied: Applied) -> None:
 
 def _wrap_lookup_indices(onx: Any, applied: Applied) -> None:
     """Indices of ArrayFeatureExtractor lookups into a constant, wrapped into range as numpy would."""
+    if not enabled(RADIUS_NEGATIVE_INDEX):
+        return
     from onnx import helper, numpy_helper
 
     constants = {i.name: i for i in onx.graph.initializer}
@@ -359,6 +373,8 @@ def _wrap_lookup_indices(onx: Any, applied: Applied) -> None:
 
 def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
     """``distance < radius`` (skl2onnx) made ``distance <= radius`` (scikit-learn)."""
+    if not enabled(RADIUS_INCLUSIVE):
+        return
     from onnx import numpy_helper
 
     if radius is None:
@@ -372,12 +388,16 @@ def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
 
 
 def _name_graph(onx: Any, model: Any, applied: Applied) -> None:
+    if not enabled(DETERMINISTIC_NAME):
+        return
     if _UUID_NAME.match(onx.graph.name):
         onx.graph.name = f"onnxgate_{type(model).__name__}"
         applied.add(DETERMINISTIC_NAME)
 
 
 def _stack_sequence_probabilities(onx: Any, applied: Applied) -> None:
+    if not enabled(MULTIOUTPUT_PROBABILITIES):
+        return
     from onnx import TensorProto, helper
 
     for out in onx.graph.output:
@@ -404,6 +424,8 @@ def _shape_conflict(onx: Any) -> str | None:
 
 def _repair_declared_shapes(onx: Any, applied: Applied) -> None:
     """Drop declared shapes that inference contradicts: intermediate ones, then outputs' (set to the inferred)."""
+    if not enabled(DECLARED_SHAPES):
+        return
     from onnx import shape_inference
 
     if _shape_conflict(onx) is None:
@@ -427,6 +449,8 @@ def _repair_declared_shapes(onx: Any, applied: Applied) -> None:
 
 def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
     """Classifier labels to (N,), outlier-detector labels and scores to (N, 1)."""
+    if not enabled(LABEL_SHAPE):
+        return
     from onnx import helper
 
     kind = estimator_kind(final)
@@ -435,6 +459,8 @@ def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
         if dims is None or not out.type.tensor_type.HasField("shape"):
             continue
         if kind == "classifier" and out.name == "label" and len(dims) == 2 and any(d.dim_value == 1 for d in dims):
+            target, shape = [-1], [None]
+        elif kind == "classifier" and out.name == "label" and len(dims) == 1 and _transposed_label(onx, final):
             target, shape = [-1], [None]
         elif kind == "outlier_detector" and out.name in ("label", "scores") and len(dims) == 1:
             target, shape = [-1, 1], [None, 1]
@@ -446,6 +472,13 @@ def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
         onx.graph.node.append(helper.make_node("Reshape", [raw, const], [out.name], name=f"onnxgate_reshape_{out.name}"))
         out.type.CopyFrom(helper.make_tensor_type_proto(out.type.tensor_type.elem_type, shape))
         applied.add(LABEL_SHAPE, f"{out.name} of {type(final).__name__}")
+
+
+def _transposed_label(onx: Any, final: Any) -> bool:
+    """A one-column classifier's label declared (N,) but made by a Transpose, which keeps its input's rank:
+    GaussianProcessClassifier's Transpose(ArrayFeatureExtractor(classes, (N, 1) index)) returns (N, 1)."""
+    producer = next((n for n in onx.graph.node if "label" in n.output), None)
+    return producer is not None and producer.op_type == "Transpose" and np.ndim(getattr(final, "classes_", None)) == 1
 
 
 def _rename_producer(onx: Any, old: str, new: str) -> None:
@@ -474,6 +507,8 @@ def estimator_kind(est: Any) -> str | None:
 
 def converted_as_selector(final: Any, applied: Applied | None) -> bool:
     """Whether skl2onnx converts ``final`` as a feature selector (its transform), whatever its tags say."""
+    if not enabled(SELECTOR_TRANSFORM):
+        return False
     from sklearn.feature_selection import SelectorMixin
 
     if not isinstance(final, SelectorMixin):
@@ -485,6 +520,8 @@ def converted_as_selector(final: Any, applied: Applied | None) -> bool:
 
 def call_in_fitted_dtype(method: Callable[[Any], Any], X: Any, model: Any, applied: Applied | None) -> Any:
     """``method(X)``; when the estimator refuses float64 for float32 fitted arrays, again in float32."""
+    if not enabled(FITTED_DTYPE):
+        return method(X)
     try:
         return method(X)
     except ValueError as exc:
@@ -507,6 +544,8 @@ def fitted_float_dtype(model: Any) -> np.dtype | None:
 
 def dense_output(y: Any, applied: Applied | None) -> Any:
     """A scipy sparse matrix as a dense array; anything else unchanged."""
+    if not enabled(DENSE_REFERENCE):
+        return y
     if hasattr(y, "toarray") and hasattr(y, "nnz"):
         if applied is not None:
             applied.add(DENSE_REFERENCE)
@@ -516,6 +555,8 @@ def dense_output(y: Any, applied: Applied | None) -> Any:
 
 def stacked_probabilities(p: Any, applied: Applied | None) -> Any:
     """MultiOutputClassifier's list of probability arrays, concatenated along the columns as the graph does."""
+    if not enabled(MULTIOUTPUT_PROBABILITIES):
+        return p
     if isinstance(p, list):
         if applied is not None:
             applied.add(MULTIOUTPUT_PROBABILITIES)
