@@ -152,14 +152,14 @@ class TolerancePolicy:
         if self.atol is None and self.rtol is None:
             floor = self.floors.get(name)
             if floor is None:
-                return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat)
+                return Tolerance(d_atol, d_rtol, f"default for {key} ({source})", self.error_stat, floor_method="dtype default")
             value = float(getattr(floor, "value", 0.0))
             eps_atol = EPS_MULTIPLE * float(np.finfo(np.float32 if key == "bfloat16" else key).eps) * float(getattr(floor, "scale", 0.0))
             return Tolerance(
                 eps_atol, d_rtol,
-                f"calibrated: K={self.k:g} x the original's noise floor (typical {value:.3g}) "
+                f"calibrated: K={self.k:g} x the original's noise floor (typical {value:.3g}, from {getattr(floor, 'source', 'input perturbation')}) "
                 f"+ {EPS_MULTIPLE:g} {key} eps x the output's scale",
-                self.error_stat, value, self.k, getattr(floor, "method", None), floor,
+                self.error_stat, value, self.k, getattr(floor, "source", None), floor,
             )
         return Tolerance(
             d_atol if self.atol is None else self.atol,
