@@ -315,6 +315,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     if not s.compare.no_calibration:
         policy, wide = _calibrate(reference, cases[0][1], nominal, target.output_names, policy, progress)
         report.tolerances = policy.as_dict()
+        report.findings += _coarse_floor_findings(policy)
     report.evidence = EvidenceData(cases[0][1], nominal)
     if evidence_dir is not None:
         with progress.step(f"writing evidence to {evidence_dir}"):
@@ -400,6 +401,18 @@ def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal
         except SampleError:  # the original refuses inputs one ulp away (categories): no floor, dtype defaults
             return policy, None
     return policy.calibrated(combined(floors, nominal, wide)), wide
+
+
+def _coarse_floor_findings(policy: TolerancePolicy) -> list[Any]:
+    """A floor too coarse to catch small errors on this sample is said, with what to do."""
+    from onnxgate.judge.calibration import coarse_floors
+    from onnxgate.judge.report import Finding
+
+    return [Finding("warning", "noise-floor",
+                    f"output {name!r}: the original itself moves by {share:.0%} of the output's scale when its inputs move "
+                    f"by one float32 ulp (its values sit on thresholds or repeated quantiles), so errors below that go "
+                    f"unseen on this sample; validate on rows the model was not fitted on")
+            for name, share in coarse_floors(policy.floors, policy.k).items()]
 
 
 def _best_references(references: dict[str, dict[str, np.ndarray]], case: str,
