@@ -150,11 +150,11 @@ def combined(perturbation: dict[str, Floor], nominal: dict[str, np.ndarray], wid
 COARSE = 1e-2  # K x the typical floor above this share of an output's scale: small errors go unseen
 
 
-def coarse_floors(floors: dict[str, Floor], k: float) -> dict[str, float]:
-    """Outputs whose allowance (``k`` x the typical floor) exceeds ``COARSE`` of their scale, with
+def coarse_floors(floors: dict[str, Floor], k: Callable[[Floor], float]) -> dict[str, float]:
+    """Outputs whose allowance (``k(floor)`` x the typical floor) exceeds ``COARSE`` of their scale, with
     that share: most inputs sit on a discontinuity (trees, repeated quantiles) within one float32
     ulp, so this sample cannot detect an error below it (a detection limit, said, not hidden)."""
-    return {n: k * f.value / f.scale for n, f in floors.items() if f.scale > 0 and k * f.value > COARSE * f.scale}
+    return {n: k(f) * f.value / f.scale for n, f in floors.items() if f.scale > 0 and k(f) * f.value > COARSE * f.scale}
 
 
 def _own_error(narrow: Any, wide: Any) -> np.ndarray | None:

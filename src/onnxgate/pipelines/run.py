@@ -412,7 +412,7 @@ def _coarse_floor_findings(policy: TolerancePolicy) -> list[Any]:
                     f"output {name!r}: the original itself moves by {share:.0%} of the output's scale when its inputs move "
                     f"by one float32 ulp (its values sit on thresholds or repeated quantiles), so errors below that go "
                     f"unseen on this sample; validate on rows the model was not fitted on")
-            for name, share in coarse_floors(policy.floors, policy.k).items()]
+            for name, share in coarse_floors(policy.floors, policy.k_for).items()]
 
 
 def _best_references(references: dict[str, dict[str, np.ndarray]], case: str,
