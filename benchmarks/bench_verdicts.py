@@ -17,7 +17,8 @@ K is fine when max(need K) < K < min(catch K). The false-failure rate is the sha
 conversions that do not pass; the detection rate the share of broken ones that fail.
 
 ``--cost`` instead times ``onnxgate run`` on the demo models (``onnxgate demo``'s builders)
-with calibration and with ``--no-calibration``, interleaved, and reports the ratio per model.
+with calibration and with ``--no-calibration``, interleaved after a warm-up run, and reports the
+ratio per model.
 
 Run: ``.venv/bin/python benchmarks/bench_verdicts.py [--quick] [--cost]`` (minutes on 2 cores).
 """
@@ -146,17 +147,22 @@ def cost(rounds: int) -> None:
         ratios = []
         for m in models:
             times: dict[bool, list[float]] = {True: [], False: []}
-            for _ in range(rounds):
-                for calibrate in (False, True):
-                    start = time.perf_counter()
-                    run(str(m.source), output=root / f"{m.name}.onnx", sample=str(m.sample), framework=m.framework,
-                        trust=Trust(types=m.trusted_types), no_calibration=not calibrate)
-                    times[calibrate].append(time.perf_counter() - start)
+
+            def once(calibrate: bool) -> float:
+                start = time.perf_counter()
+                run(str(m.source), output=root / f"{m.name}.onnx", sample=str(m.sample), framework=m.framework,
+                    trust=Trust(types=m.trusted_types), no_calibration=not calibrate)
+                return time.perf_counter() - start
+
+            once(True)  # warm-up: imports and the framework worker, for neither side
+            for i in range(rounds):
+                for calibrate in ((False, True) if i % 2 == 0 else (True, False)):  # alternate who goes first
+                    times[calibrate].append(once(calibrate))
             plain, cal = float(np.median(times[False])), float(np.median(times[True]))
             ratios.append(cal / plain)
             print(f"| {m.name:<26} | {m.framework:<10} | {plain:8.2f} | {cal:12.2f} | {cal / plain:6.2f} |")
         print(f"\ncalibration cost: median {np.median(ratios):.2f}x, max {max(ratios):.2f}x of a --no-calibration run "
-              f"({rounds} interleaved rounds per model, median)")
+              f"({rounds} interleaved rounds per model after a warm-up, median)")
 
 
 def main() -> None:
