@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,20 @@ class KerasConverter(Converter):
         result = model.model(x, training=False)
         named = _name_outputs(model, result)
         return {n: np.asarray(named[n]) for n in output_names}
+
+    def reference64(self, model: KerasModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """The model rebuilt from its config under a float64 dtype policy, weights cast to float64;
+        None for tf-keras models and models that cannot be rebuilt (custom layers) or refuse float64."""
+        wide = _float64_model(model)
+        if wide is None:
+            return None
+        wide_feeds = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
+        try:
+            out = self.reference(wide, wide_feeds, output_names)
+        except Exception:  # noqa: BLE001 - a layer that refuses float64 keeps the perturbation floor
+            return None
+        floats = [a for a in out.values() if a.dtype.kind == "f"]
+        return out if floats and all(a.dtype == np.float64 for a in floats) else None
 
     def versions(self) -> dict[str, str]:
         return _tf.versions(("tf-keras", "h5py"))
@@ -340,6 +355,44 @@ def _name_outputs(model: KerasModel, result: Any) -> dict[str, Any]:
             "report this model to onnxgate",
         )
     return dict(zip(model.outputs, items))
+
+
+# -- the float64 reference ----------------------------------------------------------------
+
+_FLOAT64_MODELS: "weakref.WeakKeyDictionary[Any, KerasModel | None]" = weakref.WeakKeyDictionary()
+
+
+def _float64_model(model: KerasModel) -> KerasModel | None:
+    """``model`` rebuilt under a float64 dtype policy with its weights cast (cached per model)."""
+    try:
+        return _FLOAT64_MODELS[model.model]
+    except (KeyError, TypeError):
+        pass
+    wide = None
+    if not model.legacy:
+        try:
+            rebuilt = type(model.model).from_config(_float64_config(model.model.get_config()))
+            rebuilt.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.model.get_weights()])
+            wide = KerasModel(rebuilt, model.label + " (float64)", model.inputs, model.input_kind, model.outputs,
+                              model.output_kind, model.output_layers, model.token_high, model.legacy)
+        except Exception:  # noqa: BLE001 - custom or subclassed layers: no float64 reference
+            wide = None
+    try:
+        _FLOAT64_MODELS[model.model] = wide
+    except TypeError:
+        pass
+    return wide
+
+
+def _float64_config(config: Any) -> Any:
+    """A Keras config with every float32 dtype and dtype policy made float64."""
+    if isinstance(config, list):
+        return [_float64_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    if str(config.get("class_name", "")).endswith("DTypePolicy") and config.get("config", {}).get("name") == "float32":
+        return dict(config, config=dict(config["config"], name="float64"))
+    return {k: "float64" if k == "dtype" and v == "float32" else _float64_config(v) for k, v in config.items()}
 
 
 # -- the two conversion paths -------------------------------------------------------------

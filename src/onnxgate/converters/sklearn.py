@@ -172,6 +172,13 @@ class SklearnConverter(Converter):
     def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         return _reference_outputs(model, feeds, output_names, None)
 
+    def reference64(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """scikit-learn already computes in float64 on the (float64) input values: the reference
+        is its own float64 reference. None for a model fitted in float32 (it computes in float32)."""
+        if fixes.fitted_float_dtype(model) == np.dtype(np.float32):
+            return None
+        return self.reference(model, feeds, output_names)
+
     def versions(self) -> dict[str, str]:
         return installed_versions("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm")
 

@@ -312,13 +312,16 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     references, reference_errors = _reference_outputs(reference, cases, target.output_names, progress)
     nominal = references[cases[0][0]]
     _check_degenerate(report, cases[0][1], nominal, s)
+    wide = None
     if not s.compare.no_calibration:
-        policy = _calibrate(reference, cases[0][1], nominal, target.output_names, policy, progress)
+        policy, wide = _calibrate(reference, cases[0][1], nominal, target.output_names, policy, progress)
         report.tolerances = policy.as_dict()
+        report.findings += _coarse_floor_findings(policy)
     report.evidence = EvidenceData(cases[0][1], nominal)
     if evidence_dir is not None:
         with progress.step(f"writing evidence to {evidence_dir}"):
             report.inputs.evidence = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
+    references = _best_references(references, cases[0][0], wide)
     sessions = SessionCache(target, s.runtime.isolation())
     placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions, reference, progress)
     depth.axis_findings(report, axes)
@@ -386,17 +389,42 @@ def _flip_findings(report: Report) -> list[Any]:
     return out
 
 
-def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray],
-               output_names: list[str], policy: TolerancePolicy, progress: Any) -> TolerancePolicy:
-    """The original's own noise floor per output (judge/calibration.py), folded into the policy."""
-    from onnxgate.judge.calibration import noise_floors
+def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray], output_names: list[str],
+               policy: TolerancePolicy, progress: Any) -> tuple[TolerancePolicy, dict[str, np.ndarray] | None]:
+    """The original's own noise floor per output (judge/calibration.py), folded into the policy,
+    and its float64 outputs on the nominal case where its framework computes in float64."""
+    from onnxgate.judge.calibration import combined, noise_floors
 
     with progress.step("measuring the original's noise floor"):
+        wide = reference.infer64(feeds, output_names)
         try:
             floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal)
         except SampleError:  # the original refuses inputs one ulp away (categories): no floor, dtype defaults
-            return policy
-    return policy.calibrated(floors)
+            return policy, None
+    return policy.calibrated(combined(floors, nominal, wide)), wide
+
+
+def _coarse_floor_findings(policy: TolerancePolicy) -> list[Any]:
+    """A floor too coarse to catch small errors on this sample is said, with what to do."""
+    from onnxgate.judge.calibration import coarse_floors
+    from onnxgate.judge.report import Finding
+
+    return [Finding("warning", "noise-floor",
+                    f"output {name!r}: the original itself moves by {share:.0%} of the output's scale when its inputs move "
+                    f"by one float32 ulp (its values sit on thresholds or repeated quantiles), so errors below that go "
+                    f"unseen on this sample; validate on rows the model was not fitted on")
+            for name, share in coarse_floors(policy.floors, policy.k_for).items()]
+
+
+def _best_references(references: dict[str, dict[str, np.ndarray]], case: str,
+                     wide: dict[str, np.ndarray] | None) -> dict[str, dict[str, np.ndarray]]:
+    """The nominal case compared with the original's float64 outputs where there are any (float outputs only)."""
+    if not wide:
+        return references
+    narrow = references[case]
+    best = {n: wide[n] if n in wide and np.asarray(v).dtype.kind == "f" and np.shape(wide[n]) == np.shape(v) else v
+            for n, v in narrow.items()}
+    return dict(references, **{case: best})
 
 
 def _check_degenerate(report: Report, feeds: dict[str, np.ndarray], nominal: dict[str, np.ndarray], s: Settings) -> None:
