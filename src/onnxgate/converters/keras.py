@@ -359,29 +359,43 @@ def _name_outputs(model: KerasModel, result: Any) -> dict[str, Any]:
 
 # -- the float64 reference ----------------------------------------------------------------
 
-_FLOAT64_MODELS: "weakref.WeakKeyDictionary[Any, KerasModel | None]" = weakref.WeakKeyDictionary()
+_FLOAT64_SKELETONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def _float64_model(model: KerasModel) -> KerasModel | None:
-    """``model`` rebuilt under a float64 dtype policy with its weights cast (cached per model)."""
+    """``model`` rebuilt under a float64 dtype policy, carrying its weights as they are now, cast.
+
+    Only the rebuilt architecture is cached per model (rebuilding is the slow part); the weights
+    are copied on every call, so a model whose weights were changed in place since the last run
+    is never compared with a float64 copy of its old weights."""
+    if model.legacy:
+        return None
+    rebuilt = _float64_skeleton(model.model)
+    if rebuilt is None:
+        return None
     try:
-        return _FLOAT64_MODELS[model.model]
+        rebuilt.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.model.get_weights()])
+    except Exception:  # noqa: BLE001 - weights that do not fit the rebuilt model: no float64 reference
+        return None
+    return KerasModel(rebuilt, model.label + " (float64)", model.inputs, model.input_kind, model.outputs,
+                      model.output_kind, model.output_layers, model.token_high, model.legacy)
+
+
+def _float64_skeleton(keras_model: Any) -> Any:
+    """``keras_model``'s architecture rebuilt from its config under a float64 policy (cached); None if it cannot be."""
+    try:
+        return _FLOAT64_SKELETONS[keras_model]
     except (KeyError, TypeError):
         pass
-    wide = None
-    if not model.legacy:
-        try:
-            rebuilt = type(model.model).from_config(_float64_config(model.model.get_config()))
-            rebuilt.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.model.get_weights()])
-            wide = KerasModel(rebuilt, model.label + " (float64)", model.inputs, model.input_kind, model.outputs,
-                              model.output_kind, model.output_layers, model.token_high, model.legacy)
-        except Exception:  # noqa: BLE001 - custom or subclassed layers: no float64 reference
-            wide = None
     try:
-        _FLOAT64_MODELS[model.model] = wide
+        rebuilt = type(keras_model).from_config(_float64_config(keras_model.get_config()))
+    except Exception:  # noqa: BLE001 - custom or subclassed layers: no float64 reference
+        rebuilt = None
+    try:
+        _FLOAT64_SKELETONS[keras_model] = rebuilt
     except TypeError:
         pass
-    return wide
+    return rebuilt
 
 
 def _float64_config(config: Any) -> Any:
