@@ -46,6 +46,7 @@ TRIALS = 3
 FLOAT64 = "float64 reference"
 PERTURBATION = "input perturbation"
 DTYPE_DEFAULT = "dtype default"
+JUMPS = "threshold jumps"
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,29 @@ class Floor:
     method: str
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)  # nominal case's shape
     scale: float = 0.0  # the output's largest finite |value| on the nominal case
-    source: str = PERTURBATION  # FLOAT64 | PERTURBATION | DTYPE_DEFAULT
+    source: str = PERTURBATION  # FLOAT64 | PERTURBATION | DTYPE_DEFAULT | JUMPS
 
     def as_dict(self) -> dict[str, Any]:
         top = float(self.elements.max()) if self.elements is not None and self.elements.size else self.value
-        return {"value": self.value, "max": top, "scale": self.scale, "source": self.source, "method": self.method}
+        out = {"value": self.value, "max": top, "scale": self.scale, "source": self.source, "method": self.method}
+        if self.source == JUMPS:
+            out["rows_on_threshold"], out["rows"] = self.rows_on_threshold()
+        return out
 
     def allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
-        """Per-element floor for an output of ``shape``: the nominal's first rows, else the typical value."""
+        """Per-element floor for an output of ``shape``: the nominal's first rows, else the typical
+        value -- except for jumps, which are allowed only where they were measured (else 0)."""
         e = self.elements
         if e is not None and e.ndim == len(shape) and e.shape[1:] == tuple(shape[1:]) and e.shape[0] >= (shape[0] if shape else 0):
             return e[: shape[0]] if shape else e
-        return self.value
+        return 0.0 if self.source == JUMPS else self.value
+
+    def rows_on_threshold(self) -> tuple[int, int]:
+        """(rows whose output jumped when their own inputs moved by one ulp, rows) on the nominal case."""
+        e = self.elements
+        if e is None or e.ndim == 0:
+            return (int(bool(e is not None and e > 0)), 1)
+        return int((e.reshape(e.shape[0], -1) > 0).any(axis=1).sum()), int(e.shape[0])
 
 
 def perturbed(feeds: dict[str, np.ndarray], seed: int, direction: int = 0) -> dict[str, np.ndarray] | None:
@@ -97,8 +109,10 @@ def noise_floors(
     *,
     trials: int = TRIALS,
     seed: int = 0,
+    stepwise: frozenset[str] = frozenset(),
 ) -> dict[str, Floor]:
-    """Per float output: the element-wise max over ``trials`` of |original(perturbed) - original(feeds)|."""
+    """Per float output: the element-wise max over ``trials`` of |original(perturbed) - original(feeds)|;
+    for ``stepwise`` outputs (judge/steps.py) the jumps, per value (:func:`_jump_floor`)."""
     changes: dict[str, list[np.ndarray]] = {n: [] for n, v in reference.items() if _is_float(v)}
     if not changes:
         return {}
@@ -116,7 +130,7 @@ def noise_floors(
                 diff = np.abs(a - b)
             changes[name].append(np.where(np.isfinite(diff), diff, 0.0))
     method = f"largest change over {trials} runs of the original on inputs moved by one float32 ulp (up, down, random), per value"
-    return {n: _floor(v, method, _scale(reference[n])) for n, v in changes.items()}
+    return {n: (_jump_floor if n in stepwise else _floor)(v, method, _scale(reference[n])) for n, v in changes.items()}
 
 
 _DIRECTIONS = (1, -1)  # the first trials move every input up, then down: a discontinuity within an ulp is crossed
@@ -131,6 +145,9 @@ def combined(perturbation: dict[str, Floor], nominal: dict[str, np.ndarray], wid
     for name, floor in perturbation.items():
         own = _own_error(nominal.get(name), wide.get(name))
         if own is None:
+            continue
+        if floor.source == JUMPS:  # a float32 run's flips against float64 are jumps too: per value, never raised
+            out[name] = _with_own_jumps(floor, own)
             continue
         if not own.any():
             out[name] = replace(floor, method=f"the original computes in float64 (it is its own float64 reference); {floor.method}")
@@ -154,7 +171,45 @@ def coarse_floors(floors: dict[str, Floor], k: Callable[[Floor], float]) -> dict
     """Outputs whose allowance (``k(floor)`` x the typical floor) exceeds ``COARSE`` of their scale, with
     that share: most inputs sit on a discontinuity (trees, repeated quantiles) within one float32
     ulp, so this sample cannot detect an error below it (a detection limit, said, not hidden)."""
-    return {n: k(f) * f.value / f.scale for n, f in floors.items() if f.scale > 0 and k(f) * f.value > COARSE * f.scale}
+    return {n: k(f) * f.value / f.scale for n, f in floors.items()
+            if f.source != JUMPS and f.scale > 0 and k(f) * f.value > COARSE * f.scale}
+
+
+MOST = 0.5  # more than this share of rows on a threshold: the check is blind on most of the sample
+
+
+def threshold_bound(floors: dict[str, Floor]) -> dict[str, tuple[int, int]]:
+    """Stepwise outputs with rows that sit on a threshold: name -> (rows on a threshold, rows)."""
+    out = {}
+    for name, f in floors.items():
+        if f.source == JUMPS:
+            on, rows = f.rows_on_threshold()
+            if on:
+                out[name] = (on, rows)
+    return out
+
+
+def _jump_floor(trials: list[np.ndarray], method: str, scale: float) -> Floor:
+    """A stepwise output's floor: per value, the jump its own one-ulp moves caused, never raised
+    to a median nor multiplied by K (K_BY_SOURCE[JUMPS] = 1): the up and down jumps added (a
+    float32 graph can flip one tree each way on the same row), or the random move's if larger;
+    0 on values that did not move. A jump is a leaf difference, not noise: scaling it would
+    hide a wrong leaf, and spreading it to other rows would hide it everywhere."""
+    if not trials:
+        return Floor(0.0, method, None, scale, JUMPS)
+    both_ways = trials[0] + trials[1] if len(trials) > 1 else trials[0]
+    per_element = np.max(np.stack([both_ways, *trials[2:]]), axis=0)
+    typical = float(np.median(per_element)) if per_element.size else 0.0
+    return Floor(typical, "jumps of a stepwise output (tree ensemble, thresholds) where the original's own inputs, moved "
+                 "by one float32 ulp up, down and at random, cross a threshold; allowed on those values only", per_element, scale, JUMPS)
+
+
+def _with_own_jumps(floor: Floor, own: np.ndarray) -> Floor:
+    if floor.elements is None or floor.elements.shape != own.shape or not own.any():
+        return floor
+    elements = np.maximum(floor.elements, own)
+    return replace(floor, value=float(np.median(elements)), elements=elements,
+                   method=floor.method + "; or the original's float32 flips against its own float64 run, where larger")
 
 
 def _own_error(narrow: Any, wide: Any) -> np.ndarray | None:

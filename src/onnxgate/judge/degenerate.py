@@ -52,6 +52,25 @@ def degenerate_reason(outputs: dict[str, np.ndarray]) -> str | None:
     )
 
 
+def threshold_reason(outputs: dict[str, np.ndarray], on_threshold: dict[str, tuple[int, int]], most: float) -> str | None:
+    """Why a sample whose rows mostly sit on a tree threshold proves nothing; None when it can.
+
+    ``on_threshold``: stepwise outputs -> (rows whose output jumped under a one-ulp move of their
+    own inputs, rows) (judge/calibration.py). Those rows are allowed their jump, so an error
+    smaller than it goes unseen there; when more than ``most`` of the rows are such rows on every
+    output that could tell (the others degenerate), a pass would speak for a minority of rows.
+    """
+    blind = {n: c for n, c in on_threshold.items() if c[1] and c[0] > most * c[1]}
+    if not blind or any(n not in blind and _output_reason(n, v) is None for n, v in outputs.items()):
+        return None
+    said = "; ".join(f"{n!r} on {on} of {rows} rows" for n, (on, rows) in blind.items())
+    return (
+        f"most rows of the sample sit on a tree threshold (an input within one float32 ulp of a split), where the "
+        f"original itself jumps by a leaf difference: {said}; an error smaller than those jumps goes unseen there "
+        "(pass rows the model was not fitted on: training rows are split points)"
+    )
+
+
 def nan_sample_error(feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
     """A sample with NaN on which every float output is NaN: refused as a bad sample (exit 2)."""
     has_nan = [n for n, v in feeds.items() if np.asarray(v).dtype.kind == "f" and np.isnan(np.asarray(v)).any()]
