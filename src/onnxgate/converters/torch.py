@@ -636,7 +636,7 @@ def _float64_copy(model: TorchModel) -> Any:
     """A float64 copy of a plain module or an exported program's module; None where that is not faithful."""
     import copy
 
-    if model.kind == "torchscript" or model.upcast_bf16 or _has_bf16(model):
+    if model.kind == "torchscript" or model.upcast_bf16 or has_bf16(model):
         return None
     try:
         with warnings.catch_warnings():
