@@ -1,0 +1,115 @@
+"""Stepwise outputs (tree ensembles, thresholds): a one-ulp move of an input that sits on a split
+is a jump, not noise. It is allowed once, on that value only; a sample mostly on splits is vacuous."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxgate.judge.calibration import JUMPS, noise_floors
+from onnxgate.judge.steps import stepwise_outputs
+from tests.conftest import run_onnxgate
+
+
+def _graph(nodes: list, outputs: list[str], initializers: tuple = ()) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], outs, list(initializers)))
+
+
+def test_the_graph_says_which_outputs_are_stepwise():
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    model = _graph([
+        helper.make_node("Greater", ["x", "zero"], ["pos"]),
+        helper.make_node("Where", ["pos", "x", "zero"], ["relu"]),  # continuous: x flows through
+        helper.make_node("Where", ["pos", "one", "zero"], ["step"]),  # only constants flow through
+        helper.make_node("Cast", ["x"], ["ints"], to=TensorProto.INT64),
+        helper.make_node("Cast", ["ints"], ["rounded"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["step", "relu"], ["mixed"]),
+        helper.make_node("Shape", ["x"], ["shape"]),
+    ], ["relu", "step", "rounded", "mixed", "shape"], (zero, one))
+    assert stepwise_outputs(model) == {"step", "rounded"}
+
+
+def test_a_jump_is_allowed_once_on_its_own_value_and_nowhere_else():
+    """A threshold just below row 0: moving row 0 down one ulp crosses it; rows 1-3 never move."""
+    x = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    edge = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+    def step(feeds):
+        return {"y": np.where(feeds["x"] > edge, 10.0, 0.0).astype(np.float32) + np.floor(feeds["x"] / 8)}
+
+    floors = noise_floors(step, {"x": x}, step({"x": x}), stepwise=frozenset({"y"}))
+    f = floors["y"]
+    assert f.source == JUMPS and f.rows_on_threshold() == (1, 4)
+    np.testing.assert_array_equal(f.elements[:, 0], [10.0, 0, 0, 0])  # the down jump, not raised to a median
+    assert f.allowance((1, 1)).tolist() == [[10.0]]  # a prefix batch keeps its rows' jumps
+    assert f.allowance((2, 3)) == 0.0  # a case whose rows were never measured gets none
+    from onnxgate.judge.tolerances import TolerancePolicy
+
+    tol = TolerancePolicy().calibrated(floors).for_output("y", np.dtype(np.float32))
+    assert tol.k == 1.0 and "threshold jumps" in tol.rule
+
+
+@pytest.fixture(scope="module")
+def diabetes_boosters(tmp_path_factory):
+    """XGBoost and LightGBM regressors on diabetes (features float32), each also trained on y x 1.01;
+    the sample is their first 64 training rows. ONNX files converted from the right models."""
+    lightgbm = pytest.importorskip("lightgbm")
+    xgboost = pytest.importorskip("xgboost")
+    from sklearn.datasets import load_diabetes
+
+    from onnxgate.pipelines.run import convert
+
+    X, y = load_diabetes(return_X_y=True)
+    X = X.astype(np.float32)
+    d = tmp_path_factory.mktemp("boosters")
+    np.save(d / "x.npy", X[:64])
+    for tag, factor in (("good", 1.0), ("scaled", 1.01)):
+        xgboost.XGBRegressor(n_estimators=50, max_depth=4, n_jobs=1).fit(X, y * factor).save_model(d / f"xgb_{tag}.json")
+        lgb = lightgbm.LGBMRegressor(n_estimators=50, num_leaves=15, verbose=-1, n_jobs=1, random_state=0)
+        lgb.fit(X, y * factor).booster_.save_model(d / f"lgb_{tag}.txt")
+    for name in ("xgb_good.json", "lgb_good.txt"):
+        convert(str(d / name), d / (name.split("_")[0] + ".onnx"), sample=str(d / "x.npy"), in_process=True).reference.close()
+    return d
+
+
+def test_xgboost_on_its_training_rows_is_vacuous_and_a_one_percent_booster_fails(diabetes_boosters):
+    """XGBoost's splits are its training values: 57 of these 64 rows sit on one. The floor used to be
+    the median jump (9.6) x K=16 = 154 on every row, and a booster trained on y x 1.01 (error 3.4) passed."""
+    from onnxgate.pipelines.run import validate
+
+    d = diabetes_boosters
+    good = validate(str(d / "xgb_good.json"), d / "xgb.onnx", sample=str(d / "x.npy"), in_process=True)
+    assert good.status == "vacuous" and "sit on a tree threshold" in good.vacuous, good.failures()
+    floor = good.tolerances["calibration"]["floors"]["variable"]
+    assert floor["source"] == JUMPS and floor["rows_on_threshold"] > 32
+    scaled = validate(str(d / "xgb_scaled.json"), d / "xgb.onnx", sample=str(d / "x.npy"), in_process=True)
+    assert scaled.status == "failed", scaled.to_markdown()
+    assert not any(f.check == "tree-flip" for f in scaled.findings)  # a 1% leaf change is not a flip
+
+
+def test_accepting_a_threshold_bound_sample_passes_with_the_warning(diabetes_boosters, tmp_path):
+    d = diabetes_boosters
+    res = run_onnxgate("validate", d / "xgb_good.json", d / "xgb.onnx", "--sample", d / "x.npy",
+                       "--accept-vacuous", "--report", tmp_path / "r.json")
+    assert res.code == 0, (res.out, res.err)
+    findings = json.loads((tmp_path / "r.json").read_text())["findings"]
+    assert any(f["check"] == "noise-floor" and "sit on a tree threshold" in f["message"] for f in findings)
+
+
+def test_lightgbm_on_its_training_rows_passes_and_a_one_percent_booster_fails(diabetes_boosters):
+    """LightGBM splits between training values (in float64): no row sits on a split, every row is checked."""
+    from onnxgate.pipelines.run import validate
+
+    d = diabetes_boosters
+    good = validate(str(d / "lgb_good.txt"), d / "lgb.onnx", sample=str(d / "x.npy"), in_process=True)
+    assert good.passed, good.to_markdown()
+    scaled = validate(str(d / "lgb_scaled.txt"), d / "lgb.onnx", sample=str(d / "x.npy"), in_process=True)
+    assert scaled.status == "failed", scaled.to_markdown()
+    assert not any(f.check == "tree-flip" for f in scaled.findings)
