@@ -27,11 +27,18 @@ conversion is a small multiple of this floor (``K`` in judge/tolerances.py, chos
 measurements).
 
 The floor is kept per element: for each output value, the largest change over ``TRIALS``
-seeded perturbations, raised to at least the output's typical (median) floor. So a smooth
-network gets an allowance on every value, while a tree ensemble -- whose outputs move only
-on the rows where a perturbation flips a tree, and there by a whole leaf -- gets it on those
-rows alone: a tampered leaf still fails everywhere else. ``Floor.value`` is the typical
-floor shown in the report. Integer and boolean outputs, and models without float inputs
+seeded perturbations, raised to at least the output's typical (median) floor, so a smooth
+network gets an allowance on every value.
+
+Stepwise outputs (only a tree ensemble, a comparison, an argmax... reaches them: judge/steps.py)
+get **jump floors** instead (source ``JUMPS``): their output stays put under a one-ulp move,
+or jumps by a whole leaf difference where the input sits on a split. A jump is not noise: it
+is kept per value, never raised to a median (when most training rows sit on splits, the median
+is a jump, and raising every row to it hid a booster trained on y x 1.01), and allowed once
+(K = 1) on the values whose own move caused it; nowhere else, not even on cases whose rows were
+never measured. :func:`threshold_bound` counts the rows on a split; most of the sample on
+splits makes the check vacuous (judge/degenerate.py). ``Floor.value`` is the typical floor
+shown in the report. Integer and boolean outputs, and models without float inputs
 (token ids), have no measurable floor (value 0, said in ``method``).
 """
 
