@@ -1,18 +1,16 @@
 """Stepwise outputs (tree ensembles, thresholds): a one-ulp move of an input that sits on a split
-is a jump, not noise. It is allowed once, on that value only; a sample mostly on splits is vacuous."""
+is a jump, not noise. It is allowed once, on that value only, and only where a row can flip in a
+float32 graph; a sample mostly on such splits is vacuous."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxgate.judge.calibration import JUMPS, noise_floors
+from onnxgate.judge.calibration import EXACT, JUMPS, noise_floors
 from onnxgate.judge.steps import stepwise_outputs
-from tests.conftest import run_onnxgate
 
 
 def _graph(nodes: list, outputs: list[str], initializers: tuple = ()) -> onnx.ModelProto:
@@ -32,8 +30,12 @@ def test_the_graph_says_which_outputs_are_stepwise():
         helper.make_node("Cast", ["ints"], ["rounded"], to=TensorProto.FLOAT),
         helper.make_node("Add", ["step", "relu"], ["mixed"]),
         helper.make_node("Shape", ["x"], ["shape"]),
-    ], ["relu", "step", "rounded", "mixed", "shape"], (zero, one))
-    assert stepwise_outputs(model) == {"step", "rounded"}
+        helper.make_node("Mul", ["x", "one"], ["scaled"]),
+        helper.make_node("Greater", ["scaled", "zero"], ["on_computed"]),
+        helper.make_node("Cast", ["on_computed"], ["decided"], to=TensorProto.FLOAT),
+    ], ["relu", "step", "rounded", "mixed", "shape", "decided"], (zero, one))
+    # name -> whether its decisions see computed values (a float32 graph may round them differently)
+    assert stepwise_outputs(model) == {"step": False, "rounded": False, "decided": True}
 
 
 def test_a_jump_is_allowed_once_on_its_own_value_and_nowhere_else():
@@ -79,37 +81,76 @@ def diabetes_boosters(tmp_path_factory):
     return d
 
 
-def test_xgboost_on_its_training_rows_is_vacuous_and_a_one_percent_booster_fails(diabetes_boosters):
-    """XGBoost's splits are its training values: 57 of these 64 rows sit on one. The floor used to be
-    the median jump (9.6) x K=16 = 154 on every row, and a booster trained on y x 1.01 (error 3.4) passed."""
+def test_xgboost_on_its_training_rows_decides_exactly_and_a_one_percent_booster_fails(diabetes_boosters):
+    """XGBoost's splits are its training values: 57 of these 64 rows sit on one. But its thresholds are
+    float32 and its trees read the float32 inputs as given, as the graph does: no row can flip. The floor
+    used to be the median jump (9.6) x K=16 = 154 on every row, and a booster trained on y x 1.01
+    (error 3.4) passed."""
     from onnxgate.pipelines.run import validate
 
     d = diabetes_boosters
     good = validate(str(d / "xgb_good.json"), d / "xgb.onnx", sample=str(d / "x.npy"), in_process=True)
-    assert good.status == "vacuous" and "sit on a tree threshold" in good.vacuous, good.failures()
-    floor = good.tolerances["calibration"]["floors"]["variable"]
-    assert floor["source"] == JUMPS and floor["rows_on_threshold"] > 32
+    assert good.passed, good.to_markdown()
+    assert good.tolerances["calibration"]["floors"]["variable"]["source"] == EXACT
     scaled = validate(str(d / "xgb_scaled.json"), d / "xgb.onnx", sample=str(d / "x.npy"), in_process=True)
     assert scaled.status == "failed", scaled.to_markdown()
+    assert all(o.mismatched == o.total for c in scaled.cases for o in c.outputs)  # every row, none excused
     assert not any(f.check == "tree-flip" for f in scaled.findings)  # a 1% leaf change is not a flip
 
 
-def test_accepting_a_threshold_bound_sample_passes_with_the_warning(diabetes_boosters, tmp_path):
-    d = diabetes_boosters
-    res = run_onnxgate("validate", d / "xgb_good.json", d / "xgb.onnx", "--sample", d / "x.npy",
-                       "--accept-vacuous", "--report", tmp_path / "r.json")
-    assert res.code == 0, (res.out, res.err)
-    findings = json.loads((tmp_path / "r.json").read_text())["findings"]
-    assert any(f["check"] == "noise-floor" and "sit on a tree threshold" in f["message"] for f in findings)
-
-
 def test_lightgbm_on_its_training_rows_passes_and_a_one_percent_booster_fails(diabetes_boosters):
-    """LightGBM splits between training values (in float64): no row sits on a split, every row is checked."""
+    """LightGBM computes in float64 (its splits can flip in float32): jump floors, but its splits lie
+    between training values, so no row sits on one and every row is checked."""
     from onnxgate.pipelines.run import validate
 
     d = diabetes_boosters
     good = validate(str(d / "lgb_good.txt"), d / "lgb.onnx", sample=str(d / "x.npy"), in_process=True)
     assert good.passed, good.to_markdown()
+    floor = good.tolerances["calibration"]["floors"]["variable"]
+    assert floor["source"] == JUMPS and floor["rows_on_threshold"] == 0
     scaled = validate(str(d / "lgb_scaled.txt"), d / "lgb.onnx", sample=str(d / "x.npy"), in_process=True)
     assert scaled.status == "failed", scaled.to_markdown()
     assert not any(f.check == "tree-flip" for f in scaled.findings)
+
+
+def _scaled_leaves(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
+    """A copy whose tree ensemble's leaf values are scaled by ``factor`` (a tree's weights live in attributes)."""
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    node = next(n for n in broken.graph.node if n.op_type.startswith("TreeEnsemble"))
+    leaves = next(a for a in node.attribute if a.name in ("target_weights", "leaf_weights"))
+    leaves.floats[:] = [w * factor for w in leaves.floats]
+    return broken
+
+
+def test_a_sample_on_a_forests_splits_is_vacuous_and_unseen_rows_catch_a_changed_leaf(tmp_path):
+    """A random forest (float64 splits, rounded to float32 in the graph) on rows whose first feature of
+    tree 0's root is that split rounded to float32: every row sits on a split and may flip, so a pass
+    would prove nothing. On the plain rows the same check is real: leaves x 1.01 fail."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestRegressor
+
+    from onnxgate.pipelines.run import convert, validate
+
+    X, y = load_diabetes(return_X_y=True)
+    forest = RandomForestRegressor(n_estimators=10, max_depth=4, random_state=0).fit(X, y)
+    root = forest.estimators_[0].tree_
+    on_split = X[:32].astype(np.float32)
+    on_split[:, root.feature[0]] = np.float32(root.threshold[0])
+    np.save(tmp_path / "split.npy", on_split)
+    np.save(tmp_path / "plain.npy", X[:32].astype(np.float32))
+    conv = convert(forest, None, sample=str(tmp_path / "plain.npy"), in_process=True)
+    conv.reference.close()
+
+    def check(model, sample, **kw):
+        return validate(forest, model, sample=str(tmp_path / sample), in_process=True, **kw)
+
+    vacuous = check(conv.model, "split.npy")
+    accepted = check(conv.model, "split.npy", accept_vacuous=True)
+    plain = check(conv.model, "plain.npy")
+    broken = check(_scaled_leaves(conv.model, 1.01), "plain.npy")
+    assert vacuous.status == "vacuous" and "on 32 of 32 rows" in vacuous.vacuous, vacuous.to_markdown()
+    assert accepted.passed and any(f.check == "noise-floor" and "sit on a tree threshold" in f.message for f in accepted.findings)
+    assert plain.passed, plain.to_markdown()
+    assert plain.tolerances["calibration"]["floors"]["variable"]["rows_on_threshold"] == 0
+    assert broken.status == "failed", broken.to_markdown()

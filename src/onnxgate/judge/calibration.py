@@ -54,6 +54,7 @@ FLOAT64 = "float64 reference"
 PERTURBATION = "input perturbation"
 DTYPE_DEFAULT = "dtype default"
 JUMPS = "threshold jumps"
+EXACT = "exact decisions"
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,23 @@ def threshold_bound(floors: dict[str, Floor]) -> dict[str, tuple[int, int]]:
             if on:
                 out[name] = (on, rows)
     return out
+
+
+def jump_outputs(stepwise: dict[str, bool], has_float64: bool) -> frozenset[str]:
+    """The stepwise outputs (judge/steps.py: name -> decisions see computed values) whose rows can
+    flip in a float32 graph: decisions on computed values (rounded differently), or any decision of
+    an original that computes in float64 (its thresholds and inputs are rounded to float32)."""
+    return frozenset(n for n, computed in stepwise.items() if computed or has_float64)
+
+
+def exact_floors(names: frozenset[str], reference: dict[str, np.ndarray]) -> dict[str, Floor]:
+    """Stepwise outputs that decide on the inputs as given, in an original that computes in float32
+    (XGBoost: float32 thresholds): the graph makes the same decisions, so no row may flip, however
+    near a split it sits; rtol and the dtype epsilon cover the float32 sums of the leaves."""
+    method = ("decisions on the inputs as given, with the original's own float32 thresholds: nothing is rounded "
+              "before them, so no row can flip; no allowance beyond rtol and the dtype epsilon")
+    return {n: Floor(0.0, method, np.zeros(np.shape(reference[n])), _scale(reference[n]), EXACT)
+            for n in names if n in reference and _is_float(reference[n])}
 
 
 def _jump_floor(trials: list[np.ndarray], method: str, scale: float) -> Floor:

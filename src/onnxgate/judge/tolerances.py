@@ -93,7 +93,9 @@ K_FLOAT64 = 5.0
 #   its diabetes training rows, where the perturbation floor raised to its median (9.6) x 16
 #   allowed 154 and a booster trained on y x 1.01 (error 3.4) passed.
 K_JUMPS = 1.0
-K_BY_SOURCE = {"float64 reference": K_FLOAT64, "input perturbation": K, "threshold jumps": K_JUMPS}
+# * exact decisions (stepwise outputs deciding on the inputs as given, in an original computing
+#   in float32, e.g. XGBoost): floor 0, so K does not matter; rtol and the eps term remain.
+K_BY_SOURCE = {"float64 reference": K_FLOAT64, "input perturbation": K, "threshold jumps": K_JUMPS, "exact decisions": K_JUMPS}
 # The dtype epsilon of the calibrated rule: EPS_MULTIPLE float eps times the output's largest
 # |value| (not the fixed 1e-5, which on a softmax over 1000 classes -- values ~1e-3 --
 # let a 1% weight change through: measured on MobileNetV3Small, error 9.4e-6).

@@ -399,18 +399,20 @@ def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal
     """The original's own noise floor per output (judge/calibration.py), folded into the policy,
     and its float64 outputs on the nominal case where its framework computes in float64.
     Stepwise outputs (tree ensembles, thresholds: judge/steps.py) get jump floors."""
-    from onnxgate.judge.calibration import combined, noise_floors
+    from onnxgate.judge.calibration import combined, exact_floors, jump_outputs, noise_floors
     from onnxgate.judge.steps import stepwise_outputs
 
     output_names = target.output_names
     with progress.step("measuring the original's noise floor"):
         wide = reference.infer64(feeds, output_names)
+        steps = stepwise_outputs(target.proto)
+        jumps = jump_outputs(steps, wide is not None)
         try:
-            floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal,
-                                  stepwise=stepwise_outputs(target.proto))
+            floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal, stepwise=jumps)
         except SampleError:  # the original refuses inputs one ulp away (categories): no floor, dtype defaults
             return policy, None
-    return policy.calibrated(combined(floors, nominal, wide)), wide
+    floors = dict(combined(floors, nominal, wide), **exact_floors(frozenset(steps) - jumps, nominal))
+    return policy.calibrated(floors), wide
 
 
 def _coarse_floor_findings(policy: TolerancePolicy) -> list[Any]:
