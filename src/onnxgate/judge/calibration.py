@@ -65,14 +65,25 @@ class Floor:
     method: str
     elements: np.ndarray | None = field(default=None, repr=False, compare=False)  # nominal case's shape
     scale: float = 0.0  # the output's largest finite |value| on the nominal case
-    source: str = PERTURBATION  # FLOAT64 | PERTURBATION | DTYPE_DEFAULT | JUMPS
+    source: str = PERTURBATION  # FLOAT64 | PERTURBATION | DTYPE_DEFAULT | JUMPS | EXACT
+    # smooth outputs: per value, a jump one move caused beyond the symmetric response (allowed once, not K times)
+    jumps: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         top = float(self.elements.max()) if self.elements is not None and self.elements.size else self.value
         out = {"value": self.value, "max": top, "scale": self.scale, "source": self.source, "method": self.method}
         if self.source == JUMPS:
             out["rows_on_threshold"], out["rows"] = self.rows_on_threshold()
+        if self.jumps is not None:
+            out["values_with_a_jump"] = int((self.jumps > 0).sum())
         return out
+
+    def jump_allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
+        """The jumps of a smooth output, allowed once, where they were measured (the nominal's first rows); else 0."""
+        j = self.jumps
+        if j is not None and j.ndim == len(shape) and j.shape[1:] == tuple(shape[1:]) and j.shape[0] >= (shape[0] if shape else 0):
+            return j[: shape[0]] if shape else j
+        return 0.0
 
     def allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
         """Per-element floor for an output of ``shape``: the nominal's first rows, else the typical
@@ -167,7 +178,7 @@ def combined(perturbation: dict[str, Floor], nominal: dict[str, np.ndarray], wid
             max(typical, floor.value),
             "the original's float32 error against its own float64 run, per value (raised to its median), "
             "or the input-perturbation floor where larger",
-            elements, floor.scale, FLOAT64,
+            elements, floor.scale, FLOAT64, floor.jumps,
         )
     return out
 
@@ -254,12 +265,27 @@ def _scale(value: Any) -> float:
     return float(x.max()) if x.size else 0.0
 
 
+JUMP = 16.0  # a change this many times the value's symmetric response (and the typical one) is a jump
+
+
 def _floor(trials: list[np.ndarray], method: str, scale: float) -> Floor:
+    """Per value: the largest change, raised to the typical (median) one; where it is a jump -- one
+    direction moved the value over ``JUMP`` times as far as the other (a smooth response to a one-ulp
+    move is about symmetric; a neighbour or a quantile that changes is not) -- the symmetric part is
+    the noise (multiplied by K) and the rest a jump, allowed once (``Floor.jumps``)."""
     if not trials:
         return Floor(0.0, method, None, scale)
     per_element = np.max(np.stack(trials), axis=0)
     typical = float(np.median(per_element)) if per_element.size else 0.0
-    return Floor(typical, method, np.maximum(per_element, typical), scale)
+    noise = np.maximum(per_element, typical)
+    if len(trials) < 2:
+        return Floor(typical, method, noise, scale)
+    response = np.maximum(np.minimum(trials[0], trials[1]), typical)
+    jumped = per_element > JUMP * response
+    if not jumped.any():
+        return Floor(typical, method, noise, scale)
+    return Floor(typical, method + "; a one-sided change beyond the symmetric response is a jump, allowed once",
+                 np.where(jumped, response, noise), scale, PERTURBATION, np.where(jumped, per_element - response, 0.0))
 
 
 def _is_float(value: Any) -> bool:

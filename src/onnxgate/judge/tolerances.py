@@ -114,10 +114,11 @@ class Tolerance:
     calibration: object = field(default=None, compare=False, repr=False)  # judge.calibration.Floor
 
     def extra(self, shape: tuple[int, ...]) -> "np.ndarray | float":
-        """K x the original's noise floor, per element where it was measured at this shape (0 uncalibrated)."""
+        """K x the original's noise floor plus its jumps once, per element where measured at this shape (0 uncalibrated)."""
         if self.calibration is None or not self.k:
             return 0.0
-        return self.k * self.calibration.allowance(tuple(shape))  # type: ignore[attr-defined]
+        floor = self.calibration
+        return self.k * floor.allowance(tuple(shape)) + floor.jump_allowance(tuple(shape))  # type: ignore[attr-defined]
 
     @property
     def quantile(self) -> float | None:
