@@ -96,7 +96,7 @@ def k_windows(conv, feeds) -> dict[str, tuple[float, float]]:
     out = {}
     for n, fl in floors.items():
         r = np.asarray(ref[n], np.float64).reshape(np.asarray(good[n]).shape)
-        base = rtol * np.abs(r) + EPS_MULTIPLE * np.finfo(np.float32).eps * fl.scale
+        base = rtol * np.abs(r) + EPS_MULTIPLE * np.finfo(np.float32).eps * fl.scale + fl.jump_allowance(r.shape)  # jumps: once
         f = np.maximum(fl.allowance(r.shape), 1e-30)
         need = float(np.max((np.abs(good[n] - r) - base) / f))
         catch = float(np.max((np.abs(bad[n] - r) - base) / f))
