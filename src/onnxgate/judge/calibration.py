@@ -37,7 +37,13 @@ is kept per value, never raised to a median (when most training rows sit on spli
 is a jump, and raising every row to it hid a booster trained on y x 1.01), and allowed once
 (K = 1) on the values whose own move caused it; nowhere else, not even on cases whose rows were
 never measured. :func:`threshold_bound` counts the rows on a split; most of the sample on
-splits makes the check vacuous (judge/degenerate.py). ``Floor.value`` is the typical floor
+splits makes the check vacuous (judge/degenerate.py). Jumps apply only where a row can flip in
+a float32 graph (:func:`jump_outputs`); trees reading the inputs as given in an original that
+keeps float32 thresholds (XGBoost) make the graph's very decisions: ``EXACT``, floor 0.
+
+Smooth outputs can jump too (a nearest neighbour, a quantile that changes): a change that one
+direction of the move causes ``JUMP`` times beyond the other is split into the symmetric
+response (the noise, times K) and the jump, allowed once (``Floor.jumps``). ``Floor.value`` is the typical floor
 shown in the report. Integer and boolean outputs, and models without float inputs
 (token ids), have no measurable floor (value 0, said in ``method``).
 """
