@@ -154,3 +154,22 @@ def test_a_sample_on_a_forests_splits_is_vacuous_and_unseen_rows_catch_a_changed
     assert plain.passed, plain.to_markdown()
     assert plain.tolerances["calibration"]["floors"]["variable"]["rows_on_threshold"] == 0
     assert broken.status == "failed", broken.to_markdown()
+
+
+def test_a_one_sided_change_of_a_smooth_output_is_a_jump_allowed_once():
+    """y = 3x, plus 1.0 on row 0 once its input moves up (a neighbour that changes): row 0's jump
+    is allowed once, not K times; the symmetric response stays the noise, times K."""
+    from onnxgate.judge.tolerances import TolerancePolicy
+
+    x = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+
+    def f(feeds):
+        v = feeds["x"].astype(np.float64)
+        return {"y": 3 * v + np.where(np.arange(4)[:, None] == 0, (v > 1.0).astype(np.float64), 0.0)}
+
+    floor = noise_floors(f, {"x": x}, f({"x": x}))["y"]
+    assert floor.jumps is not None and floor.jumps[0, 0] > 0.99 and not floor.jumps[1:].any()
+    assert floor.elements[0, 0] < 1e-5  # row 0's noise is its symmetric response, not the jump
+    tol = TolerancePolicy().calibrated({"y": floor}).for_output("y", np.dtype(np.float32))
+    extra = tol.extra((4, 1))
+    assert 1.0 < extra[0, 0] < 1.0 + 16 * 1e-5 and extra[1:].max() < 1e-4
