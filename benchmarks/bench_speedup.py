@@ -124,7 +124,8 @@ def main() -> None:
                         rows.setdefault(r.batch, []).append(r)
                         timeit_ms.setdefault(r.batch, []).append(ref)
                         ratios.setdefault(r.batch, []).append(r.onnxruntime.median_ms / ref["median_ms"])
-                print(f"\n{title}: {threads} thread(s), {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}")
+                print(f"\n{title}: {threads} thread(s), {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}; "
+                      f"original = {report.speed.original_label}")
                 print(f"{'batch':>5} {'original ms':>12} {'ORT ms':>9} {'speedup median (min-max)':>26} "
                       f"{'reps orig/ORT':>14} {'timeit median/mean ms':>22} {'report/timeit median (min-max)':>31}")
                 for batch, rs in sorted(rows.items()):

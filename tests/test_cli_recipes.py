@@ -147,3 +147,15 @@ def test_pre_commit_selects_an_xgboost_model_change_and_a_watched_script_change(
     (repo / "README.md").write_text("docs\n")  # a change that touches no model: the hook runs, selects nothing
     docs = _commit(repo, env, "docs")
     assert docs.returncode == 0 and "no models changed" in docs.stdout + docs.stderr
+
+
+def test_the_readme_says_where_the_baseline_lives_and_the_workflow_keeps_it_there():
+    """The README's baseline paragraph names the registry branch the example workflow restores and pushes."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Where the regression baseline lives:**")
+    paragraph = readme[start:readme.index("\n\n", start)]
+    branch = _workflow()["env"]["REGISTRY_BRANCH"]
+    assert f"`{branch}` branch" in paragraph or f"a `{branch}`" in paragraph, paragraph
+    assert "--registry DIR" in paragraph and "no baseline" in paragraph
+    text = WORKFLOW.read_text()
+    assert 'git worktree add registry "origin/$REGISTRY_BRANCH"' in text and 'HEAD:refs/heads/$REGISTRY_BRANCH' in text

@@ -245,3 +245,47 @@ def test_progress_names_the_model_and_keeps_the_start_line_of_a_step_that_holds_
     assert lines[0] == "onnxgate: [model.keras] converting with keras ...", lines
     assert lines[1].startswith("onnxgate: [model.keras] converting with keras done in")
     assert labelled(progress, "other") is progress  # a labelled progress keeps its label
+
+
+def test_a_real_run_names_the_model_in_every_progress_line(cli, iris, monkeypatch):
+    """Through the CLI, with the announce delay at zero so that every step shows: each progress
+    line on stderr carries the model's file name and the step, stdout keeps none of them."""
+    import functools
+
+    from onnxgate import _progress
+
+    monkeypatch.setattr(_progress, "StderrProgress", functools.partial(_progress.StderrProgress, delay=0.0))
+    src, sample, good, _ = iris
+    result = cli("validate", src, good, "--sample", sample)
+    assert result.code == 0, result.err
+    progress = [line for line in result.err.splitlines() if line.startswith("onnxgate: ")]
+    assert progress and all(line.startswith("onnxgate: [iris.skops] ") for line in progress), result.err
+    steps = {line.removeprefix("onnxgate: [iris.skops] ").split(" ...")[0].split(" done in")[0] for line in progress}
+    assert any(step.startswith("loading") for step in steps) and len(steps) >= 3, steps
+    assert "onnxgate: " not in result.out
+
+
+def test_a_real_framework_warning_in_the_worker_goes_into_the_report(cli, iris, tmp_path):
+    """scikit-learn warns when it unpickles an estimator saved by another version (a warning that
+    matters: the model may compute something else). It is raised in the framework worker; it lands
+    in the report as a finding, is printed only with -v, and never leaks raw onto the terminal."""
+    import pickle
+
+    import sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    _, sample, _, _ = iris
+    x, y = load_iris(return_X_y=True)
+    data = pickle.dumps(LogisticRegression(max_iter=500).fit(x, y))
+    now = sklearn.__version__.encode()
+    stamp = b"0." + b"0" * (len(now) - 2)  # the same length: the pickle stays valid
+    (tmp_path / "old.pkl").write_bytes(data.replace(now, stamp))
+    result = cli("run", tmp_path / "old.pkl", "--sample", sample, "--trust-pickle", "--report", tmp_path / "r.json")
+    assert result.code == 0, result.err
+    assert "unpickle" not in result.out + result.err
+    findings = [f["message"] for f in json.loads((tmp_path / "r.json").read_text())["findings"] if f["check"] == "framework-warning"]
+    expected = f"InconsistentVersionWarning: Trying to unpickle estimator LogisticRegression from version {stamp.decode()}"
+    assert any(m.startswith(expected) for m in findings), findings
+    verbose = cli("run", tmp_path / "old.pkl", "--sample", sample, "--trust-pickle", "-v")
+    assert expected in verbose.out

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
 
 
 def one_line(exc: BaseException | str, limit: int = 300) -> str:
     """An error message on one line (whitespace collapsed), cut at ``limit`` characters."""
     text = " ".join(str(exc).split()) or (type(exc).__name__ if isinstance(exc, BaseException) else "")
     return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def warning_line(w: Any) -> str:
+    """A caught ``warnings.WarningMessage`` on one line: ``Category: message (file.py:line)``."""
+    import os
+
+    return f"{w.category.__name__}: {' '.join(str(w.message).split())} ({os.path.basename(w.filename)}:{w.lineno})"
 
 
 def installed_versions(*packages: str) -> dict[str, str]:

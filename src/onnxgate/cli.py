@@ -331,8 +331,9 @@ def _attach_warnings(report: Any, args: argparse.Namespace) -> None:
 
 def _warning_lines(args: argparse.Namespace) -> list[str]:
     caught = getattr(args, "_warnings", None) or []
-    lines = [f"{w.category.__name__}: {str(w.message).strip()} ({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
-    return list(dict.fromkeys(lines))
+    from onnxgate._util import warning_line
+
+    return list(dict.fromkeys(warning_line(w) for w in caught))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -526,6 +527,17 @@ def _write_error_reports(args: argparse.Namespace, message: str) -> None:
         write_atomic(path, junit_xml([(suite_name_for(source), error_report(message, source))]))
 
 
+def _write_error_html(args: argparse.Namespace, message: str) -> None:
+    """On exit 2, ``--html`` still gets a page: the ERROR verdict with the message and its fix at the
+    top, so a CI job's report artefact exists and says why nothing was checked."""
+    if getattr(args, "html", None) is None:
+        return
+    from onnxgate.judge.report import error_report
+
+    source = getattr(args, "source", None) or getattr(args, "model", None) or getattr(args, "manifest", None) or getattr(args, "config", None)
+    _write_html(_html_path(args), "render_report", error_report(message, None if source is None else str(source)))
+
+
 # -- zoo -------------------------------------------------------------------------------
 
 
@@ -675,10 +687,11 @@ def _dispatch(func: Callable[[argparse.Namespace], int], args: argparse.Namespac
             raise
         print(f"onnxgate: error: {error}", file=sys.stderr)
         if error.exit_code == EXIT_USAGE:
-            try:
-                _write_error_reports(args, str(error))
-            except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
-                pass
+            for write in (_write_error_reports, _write_error_html):
+                try:
+                    write(args, str(error))
+                except (OSError, OnnxgateError):  # the report path itself is the problem: the error line says so
+                    pass
         return error.exit_code
     except KeyboardInterrupt:
         print("onnxgate: interrupted", file=sys.stderr)

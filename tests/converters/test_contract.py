@@ -106,6 +106,8 @@ def test_expected_signatures():
         "convert(self, model, feeds, *, opset, options)",
         "reference(self, model, feeds, output_names)",
         "versions(self)",
+        "model_versions(self, model)",
+        "speed_calls(self, model, feeds)",
     ]
 
 

@@ -114,3 +114,74 @@ def test_benchmark_needs_the_original(cli, forest, tmp_path):
     convert(model, tmp_path / "m.onnx", sample=sample)
     result = cli("validate", tmp_path / "m.onnx", "--evidence", tmp_path, "--benchmark")
     assert result.code == 2 and "no original model to time" in result.err and "Traceback" not in result.err
+
+
+def test_sklearn_speed_is_labelled_with_the_calls_it_times(forest):
+    """The original's figure says what it times; scikit-learn has no second call path to add."""
+    from onnxgate.pipelines.run import run
+
+    model, sample = forest
+    report, _ = run(model, sample=sample, benchmark=True, benchmark_seconds=0.02)
+    speed = report.speed
+    assert speed.reference_call == "predict/predict_proba/transform per output"
+    assert all(r.alternatives == {} for r in speed.rows)
+    md = "\n".join(speed.markdown())
+    assert "| 1 | sklearn predict/predict_proba/transform per output |" in md
+    assert "| 1 | onnxruntime InferenceSession.run |" in md
+
+
+def test_torch_reference_is_labelled_as_the_eager_forward():
+    from onnxgate.converters.torch import TorchConverter
+
+    assert TorchConverter.reference_call == "eager forward under torch.no_grad()"
+
+
+@pytest.mark.slow  # 8-20 s on 2 shared cores: TensorFlow's import and a tf2onnx conversion
+def test_keras_speed_times_the_compiled_paths_beside_the_eager_call(tmp_path):
+    """The Keras reference is an eager ``model(x)``: mostly call overhead at small batches. The
+    compiled ``predict`` path and a ``tf.function`` are timed too, each with its own speedup."""
+    pytest.importorskip("tensorflow")
+    from onnxgate.converters._tf import import_keras
+    from onnxgate.pipelines.run import run
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input((6,), name="x"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, name="out")])
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((16, 6)).astype(np.float32))
+    paths = {"json": tmp_path / "r.json", "markdown": tmp_path / "r.md"}
+    report, _ = run(model, sample=str(tmp_path / "x.npy"), benchmark=True, benchmark_seconds=0.02, report_paths=paths)
+    assert report.passed, report.failures()
+    speed = report.speed
+    assert speed.reference_call == "eager model(x, training=False)"
+    for row in speed.rows:
+        assert sorted(row.alternatives) == [f"model.predict(x, batch_size={row.batch})", "tf.function(model)(x)"]
+        for t in row.alternatives.values():
+            assert t.batch == row.batch and t.repetitions >= 10 and 0 < t.median_ms <= t.p90_ms
+        compiled = row.alternatives["tf.function(model)(x)"]
+        assert row.speedup_over(compiled) == pytest.approx(compiled.median_ms / row.onnxruntime.median_ms)
+    data = json.loads(paths["json"].read_text())["speed"]
+    assert data["reference_call"] == "eager model(x, training=False)"
+    assert set(data["rows"][0]["alternatives"]["tf.function(model)(x)"]) >= {"median_ms", "speedup"}
+    md = paths["markdown"].read_text()
+    for label in ("keras eager model(x, training=False)", "keras model.predict(x, batch_size=16)", "keras tf.function(model)(x)"):
+        assert f"| 16 | {label} |" in md, md
+    text = "\n".join(speed.text())
+    assert "vs keras tf.function(model)(x)" in text and "vs keras eager model(x, training=False)" in text
+
+
+def test_an_alternative_call_that_fails_is_reported_not_fatal():
+    """A converter's extra call path that raises is listed as not timed; the others are timed."""
+    from onnxgate.converters.sklearn import SklearnConverter
+    from onnxgate.runtime.framework import _Model, time_alternatives
+
+    class WithPaths(SklearnConverter):
+        def speed_calls(self, model, feeds):
+            return {"predict": lambda: model.predict(feeds["X"]), "broken": lambda: model.predict(feeds["X"][:, :3])}
+
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    m = _Model(WithPaths(), LinearRegression().fit(x, x[:, 0]), None, {})
+    timed, failed = time_alternatives(m, {"X": x}, 8, 0.01)
+    assert list(timed) == ["predict"] and timed["predict"]["repetitions"] >= 10
+    assert list(failed) == ["broken"] and failed["broken"].startswith("ValueError: X has 3 features")

@@ -280,3 +280,24 @@ def test_a_report_that_could_not_run_renders_its_error_first_without_plots():
     assert "bad op" in page.text[page.text.index('id="failure-banner"'):] and not page.find("div", "output-chart")
     assert [c["data-status"] for c in page.find("td", "cell")] == ["error"]
     assert "plotly.js v" not in page.text  # no chart, no plotly.js
+
+
+def test_exit_2_still_writes_an_html_page_saying_why_nothing_was_checked(cli, iris, tmp_path):
+    """A sample that does not fit the model, and a gate config naming an unknown provider: exit 2,
+    one error line, and --html gets a complete page with the ERROR verdict and the message at
+    the top (CI publishes it as it publishes the JUnit error testcase); no charts, no plotly.js."""
+    np.save(tmp_path / "x3.npy", np.zeros((4, 3), np.float32))  # iris has 4 features
+    r = cli("run", iris / "lr.skops", "--sample", tmp_path / "x3.npy", "--html", tmp_path / "run.html", "--junit", tmp_path / "run.xml")
+    assert_user_error(r)
+    message = r.err.strip().splitlines()[-1].removeprefix("onnxgate: error: ")
+    page = Dom((tmp_path / "run.html").read_text(encoding="utf-8"))
+    assert page.find(id="verdict")[0]["data-verdict"] == "error"
+    banner = page.text[page.text.index('id="failure-banner"'):]
+    assert message.split(";")[0][:60] in banner.replace("&#39;", "'").replace("&quot;", '"'), (message, banner[:400])
+    assert "plotly.js v" not in page.text and (tmp_path / "run.xml").is_file()
+
+    (tmp_path / "onnxgate.toml").write_text('[defaults]\nproviders = ["NoSuchExecutionProvider"]\n\n[[model]]\nname = "lr"\n'
+                                             f'source = "{iris / "lr.skops"}"\nversion = "1"\n')
+    g = cli("gate", "--config", tmp_path / "onnxgate.toml", "--html", tmp_path / "gate.html")
+    assert_user_error(g, "NoSuchExecutionProvider")
+    assert Dom((tmp_path / "gate.html").read_text(encoding="utf-8")).find(id="verdict")[0]["data-verdict"] == "error"

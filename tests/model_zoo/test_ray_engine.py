@@ -99,6 +99,43 @@ def test_a_task_the_cluster_cannot_hold_fails_at_once(ray_runtime, monkeypatch):
     assert "ONNXGATE_PROBE" not in got[1]
 
 
+def test_zoo_verify_from_a_url_on_ray_fetches_each_blob_once_into_the_nodes_cache(ray_runtime, small_zoo, tmp_path, monkeypatch):
+    """A manifest served over HTTP on 127.0.0.1, verified on Ray without --cache: each task resolves
+    the cache of the node it runs on ($ONNXGATE_CACHE there, forwarded with the call; the driver
+    names no directory). Blobs are content-addressed and locked one by one: two entries naming the
+    same (slowly served) archive, run as two tasks at once on the 2 CPUs, download it once."""
+    import json
+
+    from onnxgate.cli import main
+    from onnxgate.model_zoo.manifest import read_manifest
+    from tests.model_zoo.zoo_server import start, stop
+
+    root = tmp_path / "site"
+    shutil.copytree(small_zoo, root)
+    assert main(["--quiet", "zoo", "index", str(root), "-o", str(root / "ONNX_HUB_MANIFEST.json")]) == 0
+    [linear] = [e for e in read_manifest(root / "ONNX_HUB_MANIFEST.json") if e["model"] == "vision/linear"]
+    twin = {**linear, "model": "vision/linear-twin"}  # the same files under a second name
+    (root / "twins.json").write_text(json.dumps([linear, twin]))
+    archive = linear["metadata"]["model_with_data_path"]
+    server = start(root)
+    server.faults[archive] = ["slow", "slow"]  # both tasks are inside the download at once
+    node_cache = tmp_path / "node-cache"
+    monkeypatch.setenv("ONNXGATE_CACHE", str(node_cache))
+    try:
+        streamed: list[tuple[str, int, int]] = []
+        report = verify_zoo(server.url + "twins.json", engine="ray", jobs=2, on_result=lambda r, i, n: streamed.append((r.name, i, n)))
+    finally:
+        stop(server)
+    assert _statuses(report) == {"vision/linear": "passed", "vision/linear-twin": "passed"}
+    assert sorted((i, n) for _, i, n in streamed) == [(1, 2), (2, 2)]  # each result as its task finished
+    assert sorted(r.cache_hit for r in report.results) == [False, True]  # one downloaded, the other waited and reused it
+    assert [r[2] for r in server.requests_for(archive)] == [200]
+    assert [r[2] for r in server.requests_for(linear["model_path"])] == [200]
+    sha = linear["metadata"]["model_with_data_sha"]
+    assert (node_cache / "sha256" / sha[:2] / sha).read_bytes() == (root / archive).read_bytes()
+    assert not list((node_cache / "partial").iterdir())
+
+
 GATE_CONFIG = """\
 [defaults]
 providers = ["CPU"]

@@ -213,3 +213,105 @@ def test_regression_warn_keeps_a_failed_replay_as_a_warning(cli, repo):
     assert r.code == 0, (r.out, r.err)
     assert "published 1.0.0 replayed on its test data: failed" in r.out
     assert not any(n.startswith("published 1.0.0 replayed") for n in junit_cases(repo))  # warnings, not cases
+
+
+TWO_MODELS = """\
+[defaults]
+registry = "registry"
+providers = ["CPU"]
+
+[[model]]
+name = "iris"
+source = "models/iris.skops"
+sample = "data/iris.npy"
+version = "1.0.0"
+
+[[model]]
+name = "boosted"
+source = "models/boosted.joblib"
+sample = "data/iris.npy"
+version = "1.0.0"
+"""
+
+
+def boosted_pipeline(path: Path) -> Path:
+    """A scikit-learn pipeline holding a small XGBClassifier (the sklearn converter's path to xgboost).
+
+    No scaler in front: float32 rounding of scaled features flips tree thresholds (a real
+    finding, but not this test's subject)."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.pipeline import make_pipeline
+    from xgboost import XGBClassifier
+
+    x, y = load_iris(return_X_y=True)
+    model = make_pipeline(XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1)).fit(x, y)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, path)
+    return path
+
+
+def test_an_xgboost_upgrade_selects_the_model_holding_xgboost_but_not_a_plain_sklearn_one(tmp_path, published, monkeypatch):
+    """Each published report records only the packages its model involves: the LogisticRegression's
+    has no xgboost, the pipeline's has it, so upgrading xgboost re-checks the pipeline alone."""
+    from onnxgate.pipelines.config import load_config
+    from onnxgate.pipelines.gate import gate, select_models
+
+    monkeypatch.setenv("ONNXGATE_TRUST", "pickle")  # the job's trust: the pipeline is a joblib pickle we built
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.com")
+    git(repo, "config", "user.name", "CI")
+    place(repo, (published / "models/iris.skops", published / "data/iris.npy"), "models/iris.skops", "data/iris.npy")
+    boosted_pipeline(repo / "models/boosted.joblib")
+    (repo / "onnxgate.toml").write_text(TWO_MODELS)
+    (repo / ".gitignore").write_text("registry/\n")
+    commit(repo, "iris and boosted")
+    result = gate(repo / "onnxgate.toml", publish=True)
+    assert result.status == "passed", result.to_markdown()
+
+    recorded = {name: json.loads((repo / f"registry/{name}/1.0.0/report.json").read_text())["versions"]
+                for name in ("iris", "boosted")}
+    assert "xgboost" not in recorded["iris"] and "onnxmltools" not in recorded["iris"], recorded["iris"]
+    assert recorded["boosted"]["xgboost"] == metadata.version("xgboost") and "onnxmltools" in recorded["boosted"]
+
+    for name, versions in recorded.items():  # an xgboost upgrade: every report that records xgboost now differs
+        if "xgboost" in versions:
+            path = repo / f"registry/{name}/1.0.0/report.json"
+            report = json.loads(path.read_text())
+            report["versions"]["xgboost"] = "1.7.0"
+            path.write_text(json.dumps(report))
+    selected = select_models(load_config(repo / "onnxgate.toml"), changed_since="HEAD")
+    assert selected == {"boosted": f"dependencies changed since published 1.0.0: xgboost 1.7.0 → {metadata.version('xgboost')}"}
+
+
+def test_each_converter_records_only_the_packages_its_model_involves():
+    """The versions a report records are those the gate's drift check compares (no framework runs here
+    beyond building three small scikit-learn estimators)."""
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from xgboost import XGBClassifier
+
+    from onnxgate.converters.keras import KerasConverter, KerasModel
+    from onnxgate.converters.sklearn import SklearnConverter
+    from onnxgate.converters.tensorflow import TensorflowConverter
+
+    sk = SklearnConverter()
+    plain = sk.model_versions(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert {"scikit-learn", "skl2onnx"} <= set(plain) and not {"xgboost", "lightgbm", "onnxmltools"} & set(plain)
+    boosted = sk.model_versions(make_pipeline(StandardScaler(), XGBClassifier()))
+    assert {"xgboost", "onnxmltools"} <= set(boosted) and "lightgbm" not in boosted
+    stacked = sk.model_versions(StackingClassifier([("gbm", LGBMClassifier()), ("lr", LogisticRegression())]))
+    assert {"lightgbm", "onnxmltools"} <= set(stacked) and "xgboost" not in stacked
+
+    def keras_model(legacy: bool) -> KerasModel:
+        return KerasModel(None, "m", [], "single", [], "single", legacy=legacy)
+
+    assert "keras" in KerasConverter().model_versions(keras_model(False))
+    assert "tf-keras" not in KerasConverter().model_versions(keras_model(False))
+    assert "keras" not in KerasConverter().model_versions(keras_model(True))
+    assert "keras" not in TensorflowConverter().versions() and "tf2onnx" in TensorflowConverter().versions()

@@ -18,7 +18,7 @@ import inspect
 import threading
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -77,6 +77,8 @@ class Converter(abc.ABC):
     name: ClassVar[str] = ""
     install_hint: ClassVar[str] = ""
     settings_class: ClassVar[type[ConverterSettings]] = ConverterSettings
+    # what --benchmark times as "the original": the call reference() makes, in words
+    reference_call: ClassVar[str] = "reference()"
 
     def settings(self, options: Mapping[str, Any] | None) -> Any:
         """This converter's knobs from the options dict (an instance of ``settings_class``)."""
@@ -127,8 +129,21 @@ class Converter(abc.ABC):
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""
 
+    def model_versions(self, model: Any) -> dict[str, str]:
+        """Versions of the packages this loaded ``model`` involves: what the report records and
+        the gate's drift check compares. The default is :meth:`versions`; a converter whose
+        models can hold another framework's objects (a scikit-learn pipeline with an xgboost
+        step) adds those packages only for the models that hold them."""
+        return self.versions()
 
-METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions")
+    def speed_calls(self, model: Any, feeds: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
+        """Other ways a user calls the original, timed by --benchmark beside :meth:`reference`:
+        ``{label: zero-argument call on feeds}``. Keras: the compiled ``predict`` path and a
+        ``tf.function``, since its reference is an eager call. The default has none."""
+        return {}
+
+
+METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions", "model_versions", "speed_calls")
 ATTRIBUTES = ("name", "install_hint", "settings_class")
 
 

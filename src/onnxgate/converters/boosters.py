@@ -84,6 +84,7 @@ class BoosterSettings(ConverterSettings):
 
 class _BoosterConverter(Converter):
     name = ""
+    reference_call = "predict on float64 input"
     install_hint = ""
     package = ""
     settings_class = BoosterSettings

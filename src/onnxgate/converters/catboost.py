@@ -42,6 +42,7 @@ class CatBoostSettings(ConverterSettings):
 
 class CatBoostConverter(Converter):
     name = "catboost"
+    reference_call = "predict, one call per ONNX output"
     install_hint = INSTALL_HINT
     settings_class = CatBoostSettings
 

@@ -20,7 +20,7 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -59,6 +59,7 @@ class KerasSettings(ConverterSettings):
 
 class KerasConverter(Converter):
     name = "keras"
+    reference_call = "eager model(x, training=False)"
     install_hint = _tf.INSTALL_HINT
     settings_class = KerasSettings
 
@@ -133,14 +134,7 @@ class KerasConverter(Converter):
                 "validate against the ONNX file converted from this model",
             )
         tf = _tf.import_tf()
-        tensors = {s.name: tf.constant(feeds[s.name]) for s in model.inputs}
-        if model.input_kind == "dict":
-            x: Any = tensors
-        elif model.input_kind == "list":
-            x = [tensors[s.name] for s in model.inputs]
-        else:
-            x = tensors[model.inputs[0].name]
-        result = model.model(x, training=False)
+        result = model.model(_model_input(model, {k: tf.constant(v) for k, v in feeds.items()}), training=False)
         named = _name_outputs(model, result)
         return {n: np.asarray(named[n]) for n in output_names}
 
@@ -158,8 +152,35 @@ class KerasConverter(Converter):
         floats = [a for a in out.values() if a.dtype.kind == "f"]
         return out if floats and all(a.dtype == np.float64 for a in floats) else None
 
+    def speed_calls(self, model: KerasModel, feeds: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
+        """The reference is an eager call, mostly Keras' per-call overhead at small batches: time the
+        paths a user would serve with too, ``predict`` (compiled, batched) and a ``tf.function``."""
+        tf = _tf.import_tf()
+        arrays = _model_input(model, feeds)
+        tensors = _model_input(model, {k: tf.constant(v) for k, v in feeds.items()})
+        batch = len(next(iter(feeds.values())))
+        graph = tf.function(lambda x: model.model(x, training=False), reduce_retracing=True)
+        return {
+            f"model.predict(x, batch_size={batch})": lambda: model.model.predict(arrays, batch_size=batch, verbose=0),
+            "tf.function(model)(x)": lambda: graph(tensors),
+        }
+
     def versions(self) -> dict[str, str]:
         return _tf.versions(("tf-keras", "h5py"))
+
+    def model_versions(self, model: KerasModel) -> dict[str, str]:
+        """tf-keras for a legacy (Keras 2) model, keras for a Keras 3 one: never both."""
+        other = "keras" if model.legacy else "tf-keras"
+        return {k: v for k, v in self.versions().items() if k != other}
+
+
+def _model_input(model: KerasModel, values: dict[str, Any]) -> Any:
+    """``values`` (by ONNX input name) in the structure ``model()`` takes: one, a list or a dict."""
+    if model.input_kind == "dict":
+        return {s.name: values[s.name] for s in model.inputs}
+    if model.input_kind == "list":
+        return [values[s.name] for s in model.inputs]
+    return values[model.inputs[0].name]
 
 
 # -- loading ------------------------------------------------------------------------------

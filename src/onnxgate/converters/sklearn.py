@@ -44,6 +44,7 @@ class SklearnConverter(Converter):
     name = "sklearn"
     install_hint = "pip install 'onnxgate[sklearn]'"
     settings_class = SklearnSettings
+    reference_call = "predict/predict_proba/transform per output"
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
@@ -183,10 +184,46 @@ class SklearnConverter(Converter):
         return self.reference(model, feeds, output_names)
 
     def versions(self) -> dict[str, str]:
-        return installed_versions("scikit-learn", "skl2onnx", "skops", "onnxmltools", "xgboost", "lightgbm")
+        return installed_versions("scikit-learn", "skl2onnx", "skops")
+
+    def model_versions(self, model: Any) -> dict[str, str]:
+        """Plus the packages of the foreign estimators the model holds (and onnxmltools, which converts them)."""
+        return {**self.versions(), **installed_versions(*involved_packages(model))}
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+# top-level module of an estimator class -> its distribution; the boosters convert through onnxmltools
+_FOREIGN = {"xgboost": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost", "imblearn": "imbalanced-learn"}
+_VIA_ONNXMLTOOLS = ("xgboost", "lightgbm", "catboost")
+
+
+def involved_packages(model: Any) -> list[str]:
+    """The distributions besides scikit-learn whose classes occur in ``model``'s estimator tree."""
+    roots = {(type(o).__module__ or "").split(".")[0] for o in _estimator_tree(model)}
+    found = sorted(_FOREIGN[r] for r in roots if r in _FOREIGN)
+    return found + (["onnxmltools"] if roots & set(_VIA_ONNXMLTOOLS) else [])
+
+
+def _estimator_tree(obj: Any, seen: set[int] | None = None) -> Any:
+    """``obj`` and every estimator reachable through its parameters (pipeline steps, wrapped estimators)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    yield obj
+    if isinstance(obj, (list, tuple)):
+        children: Any = obj
+    elif hasattr(obj, "get_params") and not isinstance(obj, type):
+        try:
+            children = obj.get_params(deep=False).values()
+        except Exception:  # noqa: BLE001 - an estimator whose params cannot be read holds nothing we can see
+            children = ()
+    else:
+        return
+    for child in children:
+        if isinstance(child, (list, tuple)) or hasattr(child, "get_params"):
+            yield from _estimator_tree(child, seen)
 
 
 def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]) -> Any:

@@ -53,6 +53,7 @@ class TensorflowSettings(ConverterSettings):
 
 class TensorflowConverter(Converter):
     name = "tensorflow"
+    reference_call = "serving signature (a concrete tf.function)"
     install_hint = _tf.INSTALL_HINT
     settings_class = TensorflowSettings
 
@@ -171,7 +172,7 @@ class TensorflowConverter(Converter):
         return {n: np.asarray(result[n]) for n in output_names}
 
     def versions(self) -> dict[str, str]:
-        return _tf.versions()
+        return {k: v for k, v in _tf.versions().items() if k != "keras"}  # a SavedModel loads without Keras
 
 
 # Ops that reach the file system or run Python: refused unless --trust-code. (SaveV2/RestoreV2

@@ -90,6 +90,7 @@ class _RefusedGraph(Exception):
 
 class TorchConverter(Converter):
     name = "torch"
+    reference_call = "eager forward under torch.no_grad()"
     install_hint = "pip install 'onnxgate[torch]'"
     settings_class = TorchSettings
 
@@ -260,6 +261,12 @@ class TorchConverter(Converter):
 
     def versions(self) -> dict[str, str]:
         return installed_versions("torch", "onnxscript")
+
+    def model_versions(self, model: TorchModel) -> dict[str, str]:
+        """transformers too, when the module tree holds its classes (a Hugging Face model passed as torch)."""
+        modules = model.obj.modules() if hasattr(model.obj, "modules") else ()
+        hf = any((type(m).__module__ or "").startswith("transformers.") for m in modules)
+        return {**self.versions(), **(installed_versions("transformers") if hf else {})}
 
 
 # -- loading ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 An upgrade of scikit-learn, xgboost, lightgbm, torch, tf2onnx or ONNX Runtime can change
 what a model computes (xgboost's base_score, lightgbm, HistGradientBoosting) although no
 file of it changed. The published ``report.json`` records every package involved
-(``versions``: the converter's ``versions()``, onnx, onnxruntime, numpy, python, onnxgate);
+(``versions``: the converter's ``model_versions(model)``, onnx, onnxruntime, numpy, python, onnxgate);
 :func:`dependency_drift` compares them with this interpreter's. The gate selects a drifted
 model (``onnxgate.toml``: ``drift = false`` turns it off) and :func:`replay_published` runs
 the published ``model.onnx`` on its own published test data under the installed ONNX

@@ -300,6 +300,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     """The stages after loading: cases, the original's outputs, ORT on every provider, checks, diagnoses."""
     from onnxgate.diagnose import provider_checks
     from onnxgate.inputs.evidence import check_evidence_dir
+    from onnxgate.judge.report import Finding
 
     evidence_dir = check_evidence_dir(s.depth.save_evidence)
     run_settings = s.runtime.run_settings()
@@ -340,6 +341,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
                                model_dir=Path(target.path).parent if target.path else None)
     if s.speed.benchmark or s.speed.optimize:
         _speed(report, reference, target.data, cases, references, target.output_names, policy, s, progress)
+    report.findings += [Finding("info", "framework-warning", w) for w in reference.warnings]  # from its worker
     return report
 
 

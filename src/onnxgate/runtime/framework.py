@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ class _Host:
         info: dict[str, Any] = {
             "handle": handle,
             "converter": converter.name,
-            "versions": _versions(converter),
+            "versions": _versions(converter, model),
             "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
             "audited": list(audited),
         }
@@ -225,11 +226,32 @@ class _Host:
         for batch, feeds in batches:
             with matched_threads(threads, m.model, m.converter.name) as applied:
                 timing = time_calls(lambda: m.converter.reference(m.model, feeds, output_names), batch=batch, budget_s=budget_s)
-                rows.append({"timing": timing.as_dict(), "controls": dict(applied)})
+                alternatives, unavailable = time_alternatives(m, feeds, batch, budget_s)
+                rows.append({"timing": timing.as_dict(), "controls": dict(applied), "call": m.converter.reference_call,
+                             "alternatives": alternatives, "unavailable": unavailable})
         return rows
 
     def close(self, handle: str) -> None:
         self.models.pop(handle, None)
+
+
+def time_alternatives(m: _Model, feeds: dict[str, np.ndarray], batch: int, budget_s: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """The converter's other call paths (``speed_calls``) timed: ``({label: timing}, {label: why not})``.
+    A path that fails is reported beside the others, never fatal: the reference call was timed."""
+    from onnxgate._util import one_line
+    from onnxgate.runtime.timing import time_calls
+
+    try:
+        calls = _guarded(m.converter.name, m.converter.speed_calls, m.model, feeds)
+    except Exception as exc:  # noqa: BLE001 - a plugin's failure is a line in the speed report
+        return {}, {"speed_calls()": f"{type(exc).__name__}: {one_line(exc)}"}
+    timed, failed = {}, {}
+    for label, call in calls.items():
+        try:
+            timed[label] = time_calls(call, batch=batch, budget_s=budget_s).as_dict()
+        except Exception as exc:  # noqa: BLE001
+            failed[label] = f"{type(exc).__name__}: {one_line(exc)}"
+    return timed, failed
 
 
 def _call_factory(ref: str, trust: Any) -> Any:
@@ -255,9 +277,9 @@ def _call_factory(ref: str, trust: Any) -> Any:
         raise SourceError(f"factory {ref!r} raised {type(exc).__name__}: {text}", "fix the factory (run it in Python to see the traceback, or pass --debug)") from exc
 
 
-def _versions(converter: Any) -> dict[str, str]:
+def _versions(converter: Any, model: Any) -> dict[str, str]:
     try:
-        return dict(converter.versions())
+        return dict(converter.model_versions(model))
     except OnnxgateError:
         return {}
 
@@ -310,6 +332,17 @@ def _worker_main() -> None:
         sys.meta_path.insert(0, _guard)
 
     def handle(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """One request, with the warnings the framework raised on it sent back (the report keeps them)."""
+        from onnxgate._util import warning_line
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            reply, out = answer(header, frames)
+        if caught:
+            reply["warnings"] = list(dict.fromkeys(warning_line(w) for w in caught))
+        return reply, out
+
+    def answer(header: dict[str, Any], frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         op = header.get("op")
         try:
             if op == "open":
@@ -423,6 +456,7 @@ class ReferenceRunner:
     label: str = ""
     feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
     audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
+    warnings: list[str] = field(default_factory=list)  # what the framework warned in its worker, one line each
     _handle: str = ""
     _host: _Host | None = None  # in-process
     _worker: Any = None
@@ -442,6 +476,7 @@ class ReferenceRunner:
             self._dead = _crash(exc, step, self.label, self.converter, self.timeout)
             self.close()
             raise self._dead from None
+        self.warnings += [w for w in reply.get("warnings") or [] if w not in self.warnings]
         if not reply.get("ok"):
             error = reply.get("error") or {}
             if error.get("memory"):

@@ -114,25 +114,32 @@ def error_figure(summary: ErrorSummary, output: str) -> dict[str, Any]:
     return {"data": _histogram_traces(summary) + _scatter_traces(summary), "layout": layout}
 
 
-def speed_figure(framework: str, rows: list[Any]) -> dict[str, Any]:
-    """Grouped bars, median latency per batch: the original framework against ONNX Runtime (p90 as the whisker)."""
+def speed_figure(speed: Any) -> dict[str, Any]:
+    """Grouped bars, median latency per batch: each labelled call of the original framework (its
+    reference call, then e.g. Keras' compiled predict) against ONNX Runtime (p90 as the whisker)."""
+    rows = speed.rows
     labels = [f"batch {r.batch}" for r in rows]
 
     def bars(name: str, timings: list[Any], color: str) -> dict[str, Any]:
         return {
-            "type": "bar", "name": name, "x": labels, "y": [t.median_ms for t in timings],
-            "error_y": {"type": "data", "symmetric": False, "array": [t.p90_ms - t.median_ms for t in timings],
+            "type": "bar", "name": name, "x": labels, "y": [t.median_ms if t else None for t in timings],
+            "error_y": {"type": "data", "symmetric": False, "array": [t.p90_ms - t.median_ms if t else 0 for t in timings],
                         "arrayminus": [0] * len(timings), "color": "#55606e", "thickness": 1},
             "marker": {"color": color}, "hovertemplate": "%{x}: %{y:.3f} ms median<extra>" + name + "</extra>",
-            "text": [f"{t.median_ms:.3g} ms" for t in timings], "textposition": "outside",
+            "text": [f"{t.median_ms:.3g} ms" if t else "" for t in timings], "textposition": "outside",
         }
 
-    data = [bars(framework, [r.original for r in rows], MUTED), bars("onnxruntime", [r.onnxruntime for r in rows], ACCENT)]
+    per_row = [dict(speed.original_timings(r)) for r in rows]
+    calls = list(dict.fromkeys(label for timings in per_row for label in timings))
+    shades = [MUTED, "#a9b4c2", "#c9d1db"]
+    data = [bars(call, [t.get(call) for t in per_row], shades[min(i, len(shades) - 1)]) for i, call in enumerate(calls)]
+    data.append(bars("onnxruntime", [r.onnxruntime for r in rows], ACCENT))
     layout = _layout(
         barmode="group", height=300, title={"text": "<b>Latency</b> (median, whisker to p90)", "x": 0.01, "font": {"size": 13}},
         yaxis={"title": {"text": "ms per call (log scale)"}, "type": "log"},
         annotations=[{"x": label, "y": 0, "yref": "paper", "yshift": -34, "showarrow": False, "font": {"size": 11, "color": PASS},
-                      "text": f"{r.speedup:.2f}x"} for label, r in zip(labels, rows)],
+                      "text": " / ".join(f"{r.speedup_over(t):.2f}x" for _, t in speed.original_timings(r))}
+                     for label, r in zip(labels, rows)],
     )
     return {"data": data, "layout": layout}
 

@@ -270,8 +270,10 @@ def _speed(report: Report, prefix: str) -> tuple[Chart | None, str]:
     speed = report.speed
     if speed is None or not speed.rows:
         return None, ""
-    note = f"{speed.threads} thread(s) on both sides, provider {_short(speed.provider)}. {speed.method}."
-    return Chart(f"{prefix}-speed", "speed", speed_figure(speed.framework, speed.rows)), note
+    calls = ", ".join(label for label, _ in speed.original_timings(speed.rows[0]))
+    note = (f"{speed.threads} thread(s) on both sides, provider {_short(speed.provider)}. Original timed as: {calls}; "
+            f"speedups in that order. {speed.method}.")
+    return Chart(f"{prefix}-speed", "speed", speed_figure(speed)), note
 
 
 def _variants(report: Report, prefix: str) -> tuple[Table | None, Chart | None]:
