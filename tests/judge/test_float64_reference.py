@@ -154,12 +154,11 @@ def test_scikit_learn_is_its_own_float64_reference_through_the_worker(tmp_path):
     np.testing.assert_array_equal(wide["scores"], narrow["scores"])
 
 
-@pytest.mark.slow
-def test_quantile_transformer_on_its_training_rows_passes_and_says_the_floor_is_coarse(tmp_path):
-    """Training rows sit on repeated quantiles: the output jumps (0.47) within one float32 ulp of
-    the input. The up/down perturbation measures that, so the correct conversion passes; the floor
-    is then too coarse to see a 1% change on those rows, which the report says. Unseen rows keep
-    their power: the same 1% change fails there."""
+def test_quantile_transformer_on_its_training_rows_is_vacuous_and_unseen_rows_catch_a_one_percent_change(tmp_path):
+    """Training rows sit on repeated quantiles: the output jumps within one float32 ulp of the input
+    (over 0.1 here), which a fixed tolerance calls a failure. The up/down perturbation measures those
+    jumps and allows each once, where it happens; with a jump on every row a pass would prove little,
+    so the run is vacuous and says why. Unseen rows keep their power: a 1% change fails there."""
     from sklearn.datasets import load_diabetes
     from sklearn.preprocessing import QuantileTransformer
 
@@ -168,7 +167,7 @@ def test_quantile_transformer_on_its_training_rows_passes_and_says_the_floor_is_
 
     X, _ = load_diabetes(return_X_y=True)
     X = X * 100
-    model = QuantileTransformer(random_state=0).fit(X[32:])
+    model = QuantileTransformer(n_quantiles=50, random_state=0).fit(X[32:])  # skl2onnx takes minutes at 1000
     np.save(tmp_path / "seen.npy", X[32:64].astype(np.float32))
     np.save(tmp_path / "unseen.npy", _unseen(X[:32], X.std(0)).astype(np.float32))
     seen = str(tmp_path / "seen.npy")
@@ -179,8 +178,7 @@ def test_quantile_transformer_on_its_training_rows_passes_and_says_the_floor_is_
     finally:
         conv.reference.close()
     assert fixed.status == "failed" and max(o.max_abs_error for o in _floats(fixed)) > 0.1
-    assert ok.passed, ok.failures()
-    assert any(f.check == "noise-floor" and "unseen" in f.message for f in ok.findings)
+    assert ok.status == "vacuous" and "on 32 of 32 rows" in ok.vacuous and "repeated quantile" in ok.vacuous, ok.to_markdown()
     unseen = str(tmp_path / "unseen.npy")
     broken = validate(model, scaled(conv.model), sample=unseen)
     assert broken.status == "failed"

@@ -98,11 +98,11 @@ def sklearn_models(quick: bool):
     models = [("sklearn KMeans", KMeans(n_clusters=4, n_init=2, random_state=0), X, X[:32]),
               ("sklearn MiniBatchKMeans", MiniBatchKMeans(n_clusters=4, n_init=2, random_state=0), X, X[:32]),
               ("sklearn PowerTransformer", PowerTransformer(), X, X[:32]),
-              # QuantileTransformer on rows it has not seen: on its own training rows every value sits on a
-              # repeated quantile, where the output jumps within one float32 ulp of the input (0.47 measured).
-              # The up/down perturbation measures that jump, so those rows pass, but the floor is then as large
-              # as a 1% change of the quantiles: undetectable on that sample (a detection limit, measured).
-              ("sklearn QuantileTransformer", QuantileTransformer(random_state=0), X[32:], _unseen(X[:32], X.std(0)))]
+              # QuantileTransformer on rows it has not seen: on its own training rows every row sits on a
+              # repeated quantile, where the output jumps within one float32 ulp of the input; the run
+              # calls that sample vacuous (tests/judge/test_float64_reference.py). n_quantiles=50:
+              # skl2onnx's converter takes minutes at the default 1000 (410 here), 2.5 s at 50.
+              ("sklearn QuantileTransformer", QuantileTransformer(n_quantiles=50, random_state=0), X[32:], _unseen(X[:32], X.std(0)))]
     for name, model, fit_on, sample in models[:2] if quick else models:
         yield name, model.fit(fit_on), sample.astype(np.float32)
 

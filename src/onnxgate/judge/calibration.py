@@ -78,10 +78,8 @@ class Floor:
     def as_dict(self) -> dict[str, Any]:
         top = float(self.elements.max()) if self.elements is not None and self.elements.size else self.value
         out = {"value": self.value, "max": top, "scale": self.scale, "source": self.source, "method": self.method}
-        if self.source == JUMPS:
+        if self.source == JUMPS or self.jumps is not None:
             out["rows_on_threshold"], out["rows"] = self.rows_on_threshold()
-        if self.jumps is not None:
-            out["values_with_a_jump"] = int((self.jumps > 0).sum())
         return out
 
     def jump_allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
@@ -101,7 +99,9 @@ class Floor:
 
     def rows_on_threshold(self) -> tuple[int, int]:
         """(rows whose output jumped when their own inputs moved by one ulp, rows) on the nominal case."""
-        e = self.elements
+        e = self.elements if self.source == JUMPS else self.jumps
+        if e is None and self.elements is not None:
+            return (0, int(self.elements.shape[0]) if self.elements.ndim else 1)
         if e is None or e.ndim == 0:
             return (int(bool(e is not None and e > 0)), 1)
         return int((e.reshape(e.shape[0], -1) > 0).any(axis=1).sum()), int(e.shape[0])
@@ -204,10 +204,11 @@ MOST = 0.5  # more than this share of rows on a threshold: the check is blind on
 
 
 def threshold_bound(floors: dict[str, Floor]) -> dict[str, tuple[int, int]]:
-    """Stepwise outputs with rows that sit on a threshold: name -> (rows on a threshold, rows)."""
+    """Outputs with rows that sit on a threshold (a split, a repeated quantile, a neighbour that changes):
+    name -> (rows whose output jumped under a one-ulp move of their own inputs, rows)."""
     out = {}
     for name, f in floors.items():
-        if f.source == JUMPS:
+        if f.source == JUMPS or f.jumps is not None:
             on, rows = f.rows_on_threshold()
             if on:
                 out[name] = (on, rows)

@@ -65,8 +65,8 @@ def threshold_reason(outputs: dict[str, np.ndarray], on_threshold: dict[str, tup
         return None
     said = "; ".join(f"{n!r} on {on} of {rows} rows" for n, (on, rows) in blind.items())
     return (
-        f"most rows of the sample sit on a tree threshold (an input within one float32 ulp of a split), where the "
-        f"original itself jumps by a leaf difference: {said}; an error smaller than those jumps goes unseen there "
+        f"most rows of the sample sit on a threshold (an input within one float32 ulp of a split or a repeated "
+        f"quantile), where the original itself jumps: {said}; an error smaller than those jumps goes unseen there "
         "(pass rows the model was not fitted on: training rows are split points)"
     )
 

@@ -443,7 +443,7 @@ def _check_thresholds(report: Report, nominal: dict[str, np.ndarray], policy: To
     for name, (on, rows) in bound.items():
         report.findings.append(Finding(
             "warning", "noise-floor",
-            f"output {name!r}: {on} of {rows} rows sit on a tree threshold (their own inputs moved by one float32 ulp "
+            f"output {name!r}: {on} of {rows} rows sit on a threshold (a split, a repeated quantile: their own inputs moved by one float32 ulp "
             f"make the original jump); there an error smaller than the jump goes unseen; the other rows get no allowance "
             f"beyond rtol and the dtype epsilon" + ("; accepted with --accept-vacuous" if reason else ""),
         ))
