@@ -48,7 +48,7 @@ def test_a_jump_is_allowed_once_on_its_own_value_and_nowhere_else():
 
     floors = noise_floors(step, {"x": x}, step({"x": x}), stepwise=frozenset({"y"}))
     f = floors["y"]
-    assert f.source == JUMPS and f.rows_on_threshold() == (1, 4)
+    assert f.source == JUMPS and f.on_threshold() == (1, 4, "rows")
     np.testing.assert_array_equal(f.elements[:, 0], [10.0, 0, 0, 0])  # the down jump, not raised to a median
     assert f.allowance((1, 1)).tolist() == [[10.0]]  # a prefix batch keeps its rows' jumps
     assert f.allowance((2, 3)) == 0.0  # a case whose rows were never measured gets none

@@ -78,8 +78,10 @@ class Floor:
     def as_dict(self) -> dict[str, Any]:
         top = float(self.elements.max()) if self.elements is not None and self.elements.size else self.value
         out = {"value": self.value, "max": top, "scale": self.scale, "source": self.source, "method": self.method}
-        if self.source == JUMPS or self.jumps is not None:
-            out["rows_on_threshold"], out["rows"] = self.rows_on_threshold()
+        if self.source == JUMPS:
+            out["rows_on_threshold"], out["rows"] = self.on_threshold()[:2]
+        elif self.jumps is not None:
+            out["values_on_threshold"], out["values"] = self.on_threshold()[:2]
         return out
 
     def jump_allowance(self, shape: tuple[int, ...]) -> np.ndarray | float:
@@ -97,14 +99,18 @@ class Floor:
             return e[: shape[0]] if shape else e
         return 0.0 if self.source == JUMPS else self.value
 
-    def rows_on_threshold(self) -> tuple[int, int]:
-        """(rows whose output jumped when their own inputs moved by one ulp, rows) on the nominal case."""
-        e = self.elements if self.source == JUMPS else self.jumps
-        if e is None and self.elements is not None:
-            return (0, int(self.elements.shape[0]) if self.elements.ndim else 1)
-        if e is None or e.ndim == 0:
-            return (int(bool(e is not None and e > 0)), 1)
-        return int((e.reshape(e.shape[0], -1) > 0).any(axis=1).sum()), int(e.shape[0])
+    def on_threshold(self) -> tuple[int, int, str]:
+        """What jumped when its own inputs moved by one ulp, on the nominal case: (count, of, unit).
+        A stepwise output counts rows (the row's answer jumps); a smooth one values (the other values
+        of the row are still checked as usual)."""
+        if self.source == JUMPS:
+            e = self.elements
+            if e is None or e.ndim == 0:
+                return (int(bool(e is not None and e > 0)), 1, "rows")
+            return int((e.reshape(e.shape[0], -1) > 0).any(axis=1).sum()), int(e.shape[0]), "rows"
+        if self.jumps is None:
+            return (0, int(self.elements.size) if self.elements is not None else 0, "values")
+        return int((self.jumps > 0).sum()), int(self.jumps.size), "values"
 
 
 def perturbed(feeds: dict[str, np.ndarray], seed: int, direction: int = 0) -> dict[str, np.ndarray] | None:
@@ -200,18 +206,18 @@ def coarse_floors(floors: dict[str, Floor], k: Callable[[Floor], float]) -> dict
             if f.source != JUMPS and f.scale > 0 and k(f) * f.value > COARSE * f.scale}
 
 
-MOST = 0.5  # more than this share of rows on a threshold: the check is blind on most of the sample
+MOST = 0.5  # more than this share of rows (values) on a threshold: the check is blind on most of the sample
 
 
-def threshold_bound(floors: dict[str, Floor]) -> dict[str, tuple[int, int]]:
-    """Outputs with rows that sit on a threshold (a split, a repeated quantile, a neighbour that changes):
-    name -> (rows whose output jumped under a one-ulp move of their own inputs, rows)."""
+def threshold_bound(floors: dict[str, Floor]) -> dict[str, tuple[int, int, str]]:
+    """Outputs with rows or values that sit on a threshold (a split, a repeated quantile, a neighbour
+    that changes): name -> (how many jumped under a one-ulp move of their own inputs, of how many, unit)."""
     out = {}
     for name, f in floors.items():
         if f.source == JUMPS or f.jumps is not None:
-            on, rows = f.rows_on_threshold()
-            if on:
-                out[name] = (on, rows)
+            count = f.on_threshold()
+            if count[0]:
+                out[name] = count
     return out
 
 

@@ -440,11 +440,11 @@ def _check_thresholds(report: Report, nominal: dict[str, np.ndarray], policy: To
     if reason is not None and not s.compare.accept_vacuous:
         report.vacuous = report.vacuous or reason
         return
-    for name, (on, rows) in bound.items():
+    for name, (on, total, unit) in bound.items():
         report.findings.append(Finding(
             "warning", "noise-floor",
-            f"output {name!r}: {on} of {rows} rows sit on a threshold (a split, a repeated quantile: their own inputs moved by one float32 ulp "
-            f"make the original jump); there an error smaller than the jump goes unseen; the other rows get no allowance "
+            f"output {name!r}: {on} of {total} {unit} sit on a threshold (a split, a repeated quantile: their own inputs moved by one float32 ulp "
+            f"make the original jump); there an error smaller than the jump goes unseen; the others get no allowance "
             f"beyond rtol and the dtype epsilon" + ("; accepted with --accept-vacuous" if reason else ""),
         ))
 
