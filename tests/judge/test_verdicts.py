@@ -106,6 +106,27 @@ def test_constant_outputs_are_vacuous_unless_accepted(linreg, tmp_path):
     assert ok.code == 0 and "vacuous" in ok.out
 
 
+def test_a_network_whose_outputs_are_all_near_zero_is_vacuous(linreg):
+    """A deep net at random init can answer ~1e-11 on every input: any conversion, a wrong one too, matches."""
+    from sklearn.neural_network import MLPRegressor
+
+    from onnxgate.pipelines.run import convert, validate
+
+    _, d = linreg
+    x = np.load(d / "x.npy")
+    net = MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(x, np.arange(len(x), dtype=float))
+    net.coefs_[-1] *= 1e-12  # the last layer of a dead network: activations around 1e-11
+    net.intercepts_[-1][:] = 0.0
+    conv = convert(net, None, sample=str(d / "x.npy"), in_process=True)
+    try:
+        report = validate(net, conv.model, sample=str(d / "x.npy"), reference=conv.reference)
+        broken = validate(net, _scale_initializer(conv.model, 1.01), sample=str(d / "x.npy"), reference=conv.reference)
+    finally:
+        conv.reference.close()
+    assert report.status == "vacuous" and "below 1e-06 everywhere" in report.vacuous, report.failures()
+    assert broken.status in ("vacuous", "failed")  # never "passed"
+
+
 def test_declared_output_shape_that_lies_fails(linreg, tmp_path):
     from skl2onnx import to_onnx
 
@@ -167,3 +188,32 @@ def test_tree_threshold_flips_are_recognised_with_their_fix():
     noise = got + rng.normal(scale=5e-3, size=got.shape).astype(np.float32)  # not in steps: no such claim
     (d,) = compare_outputs({"probabilities": ref}, {"probabilities": noise})
     assert not d.passed and d.quantum is None
+    one = ref.copy()
+    one[3, 1] += 0.0123  # a single error is a multiple of itself: that shows nothing
+    (e,) = compare_outputs({"probabilities": ref}, {"probabilities": one})
+    assert not e.passed and e.quantum is None
+
+
+def test_a_tree_flip_finding_names_both_fixes_and_only_when_every_failing_case_agrees():
+    from onnxgate.judge.compare import compare_outputs
+    from types import SimpleNamespace
+
+    from onnxgate.judge.report import Case
+    from onnxgate.pipelines.run import _flip_findings
+
+    ref = np.random.default_rng(1).dirichlet(np.ones(3), size=20).astype(np.float32)
+    flipped = ref.copy()
+    flipped[4, :2] += [2 / 50, -2 / 50]
+
+    def report(*gots):
+        cases = []
+        for i, got in enumerate(gots):
+            cases.append(Case(f"batch={i}", "CPUExecutionProvider", "all", {"x": [20, 4]}))
+            cases[-1].outputs = compare_outputs({"probabilities": ref}, {"probabilities": got})
+        return SimpleNamespace(cases=cases)  # _flip_findings reads the cases only
+
+    (finding,) = _flip_findings(report(flipped, flipped))
+    assert finding.check == "tree-flip" and "--double" in finding.message
+    assert "--tol probabilities=0.04:0" in finding.message  # the explicit tolerance that accepts it
+    scaled = ref * np.float32(1.03)  # another case fails without steps: no flip is claimed
+    assert _flip_findings(report(flipped, scaled)) == []

@@ -91,18 +91,25 @@ def torch_models(quick: bool):
 def sklearn_models(quick: bool):
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.datasets import load_diabetes
-    from sklearn.preprocessing import PowerTransformer
+    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
 
     X, _ = load_diabetes(return_X_y=True)
     X = (X * 100).astype(np.float64)
-    # QuantileTransformer is left out: its float32 graph compares inputs with float32-rounded
-    # quantiles, so a sample row that sits on a quantile moves a whole bin (0.47 here) -- a
-    # threshold effect like a tree's, which the input-noise floor does not cover (open).
-    models = [("sklearn KMeans", KMeans(n_clusters=4, n_init=2, random_state=0)),
-              ("sklearn MiniBatchKMeans", MiniBatchKMeans(n_clusters=4, n_init=2, random_state=0)),
-              ("sklearn PowerTransformer", PowerTransformer())]
-    for name, model in models[:2] if quick else models:
-        yield name, model.fit(X), X[:32].astype(np.float32)
+    models = [("sklearn KMeans", KMeans(n_clusters=4, n_init=2, random_state=0), X, X[:32]),
+              ("sklearn MiniBatchKMeans", MiniBatchKMeans(n_clusters=4, n_init=2, random_state=0), X, X[:32]),
+              ("sklearn PowerTransformer", PowerTransformer(), X, X[:32]),
+              # QuantileTransformer on rows it has not seen: on its own training rows every row sits on a
+              # repeated quantile, where the output jumps within one float32 ulp of the input; the run
+              # calls that sample vacuous (tests/judge/test_float64_reference.py). n_quantiles=50:
+              # skl2onnx's converter takes minutes at the default 1000 (410 here), 2.5 s at 50.
+              ("sklearn QuantileTransformer", QuantileTransformer(n_quantiles=50, random_state=0), X[32:], _unseen(X[:32], X.std(0)))]
+    for name, model, fit_on, sample in models[:2] if quick else models:
+        yield name, model.fit(fit_on), sample.astype(np.float32)
+
+
+def _unseen(rows: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Rows moved by 5% of each feature's spread: new data, off the training grid."""
+    return rows + np.random.default_rng(0).normal(scale=0.05, size=rows.shape) * std
 
 
 def scaled(model, factor=1.01):

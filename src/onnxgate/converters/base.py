@@ -116,6 +116,16 @@ class Converter(abc.ABC):
     def reference(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         """Run the original model; name and shape its outputs as the ONNX graph does."""
 
+    def reference64(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """The original computing in float64 on the same input values, named as :meth:`reference`.
+
+        The judge measures the original's own float32 error against it (judge/calibration.py)
+        and compares ONNX with it. ``None`` (the default) when the framework cannot compute
+        this model in float64; the judge then estimates the noise floor from input
+        perturbations. Optional: a converter without it keeps the contract.
+        """
+        return None
+
     @abc.abstractmethod
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""

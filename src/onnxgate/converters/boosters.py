@@ -216,3 +216,8 @@ class LightGBMConverter(_BoosterConverter):
 
     def _predict(self, model: Any, X: np.ndarray) -> np.ndarray:
         return model.predict(X)
+
+    def reference64(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """LightGBM computes in float64 (double thresholds and leaves): its reference is its own
+        float64 reference. (XGBoost has none: float32 thresholds and leaves are its definition.)"""
+        return self.reference(model, feeds, output_names)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,20 @@ class KerasConverter(Converter):
         result = model.model(_model_input(model, {k: tf.constant(v) for k, v in feeds.items()}), training=False)
         named = _name_outputs(model, result)
         return {n: np.asarray(named[n]) for n in output_names}
+
+    def reference64(self, model: KerasModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """The model rebuilt from its config under a float64 dtype policy, weights cast to float64;
+        None for tf-keras models and models that cannot be rebuilt (custom layers) or refuse float64."""
+        wide = _float64_model(model)
+        if wide is None:
+            return None
+        wide_feeds = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
+        try:
+            out = self.reference(wide, wide_feeds, output_names)
+        except Exception:  # noqa: BLE001 - a layer that refuses float64 keeps the perturbation floor
+            return None
+        floats = [a for a in out.values() if a.dtype.kind == "f"]
+        return out if floats and all(a.dtype == np.float64 for a in floats) else None
 
     def speed_calls(self, model: KerasModel, feeds: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
         """The reference is an eager call, mostly Keras' per-call overhead at small batches: time the
@@ -361,6 +376,58 @@ def _name_outputs(model: KerasModel, result: Any) -> dict[str, Any]:
             "report this model to onnxgate",
         )
     return dict(zip(model.outputs, items))
+
+
+# -- the float64 reference ----------------------------------------------------------------
+
+_FLOAT64_SKELETONS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _float64_model(model: KerasModel) -> KerasModel | None:
+    """``model`` rebuilt under a float64 dtype policy, carrying its weights as they are now, cast.
+
+    Only the rebuilt architecture is cached per model (rebuilding is the slow part); the weights
+    are copied on every call, so a model whose weights were changed in place since the last run
+    is never compared with a float64 copy of its old weights."""
+    if model.legacy:
+        return None
+    rebuilt = _float64_skeleton(model.model)
+    if rebuilt is None:
+        return None
+    try:
+        rebuilt.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.model.get_weights()])
+    except Exception:  # noqa: BLE001 - weights that do not fit the rebuilt model: no float64 reference
+        return None
+    return KerasModel(rebuilt, model.label + " (float64)", model.inputs, model.input_kind, model.outputs,
+                      model.output_kind, model.output_layers, model.token_high, model.legacy)
+
+
+def _float64_skeleton(keras_model: Any) -> Any:
+    """``keras_model``'s architecture rebuilt from its config under a float64 policy (cached); None if it cannot be."""
+    try:
+        return _FLOAT64_SKELETONS[keras_model]
+    except (KeyError, TypeError):
+        pass
+    try:
+        rebuilt = type(keras_model).from_config(_float64_config(keras_model.get_config()))
+    except Exception:  # noqa: BLE001 - custom or subclassed layers: no float64 reference
+        rebuilt = None
+    try:
+        _FLOAT64_SKELETONS[keras_model] = rebuilt
+    except TypeError:
+        pass
+    return rebuilt
+
+
+def _float64_config(config: Any) -> Any:
+    """A Keras config with every float32 dtype and dtype policy made float64."""
+    if isinstance(config, list):
+        return [_float64_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    if str(config.get("class_name", "")).endswith("DTypePolicy") and config.get("config", {}).get("name") == "float32":
+        return dict(config, config=dict(config["config"], name="float64"))
+    return {k: "float64" if k == "dtype" and v == "float32" else _float64_config(v) for k, v in config.items()}
 
 
 # -- the two conversion paths -------------------------------------------------------------

@@ -192,6 +192,16 @@ class SklearnConverter(Converter):
     def reference_context(self, feeds: dict[str, np.ndarray]) -> Any:
         return _one_thread_for_few_rows(feeds)
 
+    def reference64(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """scikit-learn already computes in float64 on the (float64) input values: the reference
+        is its own float64 reference. None for a model fitted in float32 (it computes in float32)
+        and for XGBoost estimators (float32 thresholds and leaves: float32 is their definition)."""
+        if fixes.fitted_float_dtype(model) == np.dtype(np.float32):
+            return None
+        if any(type(m).__module__.startswith("xgboost") for m in _walk(model)):
+            return None
+        return self.reference(model, feeds, output_names)
+
     def versions(self) -> dict[str, str]:
         return installed_versions("scikit-learn", "skl2onnx", "skops")
 

@@ -299,6 +299,21 @@ class TorchConverter(Converter):
             return {n: _to_numpy(t) for n, (_, t) in zip(output_names, flat)}
         return arrays  # compare_outputs reports the names that do not match
 
+    def reference64(self, model: TorchModel, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """A float64 copy of the module (``.double()``) on the same input values; None for
+        TorchScript (its graph may fix dtypes), bfloat16 models and modules that refuse float64."""
+        module = _float64_copy(model)
+        if module is None:
+            return None
+        double = TorchModel("module", module, model.input_names, model.required, model.origin + " (float64 copy)")
+        wide = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
+        try:
+            out = self.reference(double, wide, output_names)
+        except Exception:  # noqa: BLE001 - a model that refuses float64 keeps the perturbation floor
+            return None
+        floats = [a for a in out.values() if a.dtype.kind == "f"]
+        return out if floats and all(a.dtype == np.float64 for a in floats) else None
+
     def versions(self) -> dict[str, str]:
         return installed_versions("torch", "onnxscript")
 
@@ -677,6 +692,20 @@ def _float32_copy(model: TorchModel) -> TorchModel:
             t.data = t.data.float()
     return TorchModel("module", module.eval(), model.input_names, model.required, model.origin + " (float32 copy)",
                       axes=model.axes, axis_max=model.axis_max)
+
+
+def _float64_copy(model: TorchModel) -> Any:
+    """A float64 copy of a plain module or an exported program's module; None where that is not faithful."""
+    import copy
+
+    if model.kind == "torchscript" or model.upcast_bf16 or has_bf16(model):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return copy.deepcopy(model.callable()).double()  # same train/eval mode as the original
+    except Exception:  # noqa: BLE001 - not copyable or not castable: no float64 reference
+        return None
 
 
 def _float32_feeds(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

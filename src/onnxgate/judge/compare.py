@@ -161,8 +161,9 @@ def _quantum(errors: np.ndarray) -> float | None:
 
     A tree ensemble whose tree takes the other branch on a float32-rounded threshold moves
     its average by exactly leaf_difference / n_estimators: 1/50 for a 50-tree classifier.
+    One error is a multiple of itself, which shows nothing: it takes two.
     """
-    if errors.size == 0:
+    if errors.size < 2:
         return None
     q = float(errors.min())
     if q < 1e-3:

@@ -52,6 +52,26 @@ def degenerate_reason(outputs: dict[str, np.ndarray]) -> str | None:
     )
 
 
+def threshold_reason(outputs: dict[str, np.ndarray], on_threshold: dict[str, tuple[int, int, str]], most: float) -> str | None:
+    """Why a sample that mostly sits on thresholds proves nothing; None when it can.
+
+    ``on_threshold``: outputs -> (rows of a stepwise output, or values of a smooth one, that jumped
+    under a one-ulp move of their own inputs, of how many, unit) (judge/calibration.py). Those are
+    allowed their jump, so an error smaller than it goes unseen there; when more than ``most`` of
+    them are such on every output that could tell (the others degenerate), a pass would speak for
+    a minority of the sample.
+    """
+    blind = {n: c for n, c in on_threshold.items() if c[1] and c[0] > most * c[1]}
+    if not blind or any(n not in blind and _output_reason(n, v) is None for n, v in outputs.items()):
+        return None
+    said = "; ".join(f"{n!r} on {on} of {total} {unit}" for n, (on, total, unit) in blind.items())
+    return (
+        f"most of the sample sits on a threshold (an input within one float32 ulp of a split or a repeated "
+        f"quantile), where the original itself jumps: {said}; an error smaller than those jumps goes unseen there "
+        "(pass rows the model was not fitted on: training rows are split points)"
+    )
+
+
 def nan_sample_error(feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
     """A sample with NaN on which every float output is NaN: refused as a bad sample (exit 2)."""
     has_nan = [n for n, v in feeds.items() if np.asarray(v).dtype.kind == "f" and np.isnan(np.asarray(v)).any()]

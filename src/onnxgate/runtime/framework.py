@@ -14,6 +14,7 @@ worker's requests:
 ``open``       pick the converter, load the source (audited trust), build the shared inputs
 ``convert``    export to ONNX (``opset``) -> bytes, converter name, notes
 ``infer``      the original's outputs on some feeds (named as the ONNX graph's outputs)
+``infer64``    the same computed in float64 where the framework can (``Converter.reference64``), else None
 ``time``       the original's latency per batch, with matched thread pools (--benchmark)
 
 Every request is bounded by ``RuntimeSettings.timeout``. A crash, a hang or a memory blow-up
@@ -206,6 +207,18 @@ class _Host:
             ) from exc
         return {k: np.asarray(v) for k, v in out.items()}
 
+    def infer64(self, handle: str, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """The original computing in float64 on the same values; None where its framework cannot."""
+        m = self.models[handle]
+        reference64 = getattr(m.converter, "reference64", None)
+        if reference64 is None:
+            return None
+        try:
+            out = _guarded(m.converter.name, reference64, m.model, feeds, output_names)
+        except Exception:  # noqa: BLE001 - no float64 reference is a fallback, never an error
+            return None
+        return None if out is None else {k: np.asarray(v) for k, v in out.items()}
+
     def time(self, handle: str, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str],
              threads: int, budget_s: float) -> list[dict[str, Any]]:
         from onnxgate.runtime.timing import matched_threads, time_calls
@@ -348,6 +361,12 @@ def _worker_main() -> None:
             if op == "infer":
                 outputs = host.infer(header["handle"], _unpack_arrays(header, frames), header["output_names"])
                 meta, out = _pack_arrays(outputs)
+                return dict(meta, ok=True), out
+            if op == "infer64":
+                wide = host.infer64(header["handle"], _unpack_arrays(header, frames), header["output_names"])
+                if wide is None:
+                    return {"ok": True, "none": True}, []
+                meta, out = _pack_arrays(wide)
                 return dict(meta, ok=True), out
             if op == "time":
                 batches = []
@@ -493,6 +512,17 @@ class ReferenceRunner:
         meta, frames = _pack_arrays(feeds)
         reply, out = self._request(dict(meta, op="infer", output_names=list(output_names)), frames, "running")
         return _unpack_arrays(reply, out)
+
+    def infer64(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray] | None:
+        """The original's outputs computed in float64 on the same input values (the best reference);
+        None where its framework cannot compute this model in float64."""
+        if self._host is not None:
+            return self._host.infer64(self._handle, feeds, output_names)
+        from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
+
+        meta, frames = _pack_arrays(feeds)
+        reply, out = self._request(dict(meta, op="infer64", output_names=list(output_names)), frames, "running in float64")
+        return None if reply.get("none") else _unpack_arrays(reply, out)
 
     def convert(self, opset: int | None = None) -> tuple[Any, dict[str, Any]]:
         """``(onnx.ModelProto, {"converter", "notes", "seconds"})`` of a conversion of this model."""
