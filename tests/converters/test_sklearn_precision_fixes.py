@@ -50,12 +50,20 @@ def _fixes(report) -> list[str]:
     ("GaussianProcessClassifier", "sklearn.float64_core"),
 ])
 def test_fails_without_the_fix_and_passes_with_it(name, fix, catalogue, tmp_path, monkeypatch):
+    """Without the fix the model fails, or (HGB: a row whose input sits on a split rounded the other
+    way) passes only because those rows' threshold jumps are excused, where the fixed graph needs none."""
     est, rows = catalogue(name)
-    report = _run(est, rows, tmp_path)
-    assert report.status == "passed" and fix in _fixes(report), report.to_markdown()[:3000]
+    fixed = _run(est, rows, tmp_path)
+    assert fixed.status == "passed" and fix in _fixes(fixed), fixed.to_markdown()[:3000]
     monkeypatch.setenv(DISABLE_ENV, fix)
     report = _run(est, rows, tmp_path)
-    assert report.status == "failed" and fix not in _fixes(report)
+    assert fix not in _fixes(report)
+    assert report.status == "failed" or _excused(report) > _excused(fixed), report.to_markdown()[:3000]
+
+
+def _excused(report) -> int:
+    """Values within tolerance only thanks to their noise floor (a threshold jump allowed)."""
+    return sum(o.excused for c in report.cases for o in c.outputs)
 
 
 def test_hgb_thresholds_take_scikit_learns_branch_on_every_float32_input(catalogue):

@@ -195,6 +195,31 @@ def combined(perturbation: dict[str, Floor], nominal: dict[str, np.ndarray], wid
     return out
 
 
+UNFAITHFUL = 64.0  # a float64 run this many times further from the float32 one than its perturbation noise ...
+UNFAITHFUL_SHARE = 2.0**-12  # ... and beyond this share of the output's scale is another function, not a wider one
+
+
+def faithful_wide(perturbation: dict[str, Floor], nominal: dict[str, np.ndarray],
+                  wide: dict[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray] | None, dict[str, float]]:
+    """``wide`` without the outputs whose float64 run is not the original computed wider: a float64
+    copy that a program's baked-in float32 constants or casts make compute something else (an exported
+    program's masks) differs from the float32 run far beyond float32 rounding, and taking that
+    difference as the floor would hide a real error (a weight x 1.01 passed). Returns the kept
+    float64 outputs and, per dropped output, the typical difference seen (for the report)."""
+    if wide is None:
+        return None, {}
+    kept, dropped = dict(wide), {}
+    for name, floor in perturbation.items():
+        own = _own_error(nominal.get(name), wide.get(name))
+        if own is None or floor.source == JUMPS or not own.size:
+            continue
+        typical = float(np.median(own))
+        if typical > UNFAITHFUL * floor.value and typical > UNFAITHFUL_SHARE * floor.scale:
+            kept.pop(name, None)
+            dropped[name] = typical
+    return kept, dropped
+
+
 COARSE = 1e-2  # K x the typical floor above this share of an output's scale: small errors go unseen
 
 
