@@ -21,8 +21,6 @@ SKIPS: dict[str, str] = {
     "FeatureHasher": "takes a list of dicts or strings, not a feature matrix",
     "LabelEncoder": "fitted on targets (y), not features: there is no model of X to convert",
     "LabelBinarizer": "fitted on targets (y), not features: there is no model of X to convert",
-    "QuantileTransformer": "skl2onnx's converter takes ~50 s here (a Python loop per quantile), too slow for the suite; "
-                           "it also fails parity at float32 on iris' tied quantiles (max error 0.09)",
 }
 
 # name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
