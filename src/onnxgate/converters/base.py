@@ -152,6 +152,20 @@ class Converter(abc.ABC):
         return {}
 
 
+def float64_outputs(reference: Callable[..., dict[str, np.ndarray]], wide_model: Any, feeds: dict[str, np.ndarray],
+                    output_names: list[str]) -> dict[str, np.ndarray] | None:
+    """``reference(wide_model, ...)`` on ``feeds`` cast to float64 (float inputs only), for a converter's
+    ``reference64``; None when the model refuses float64 or any float output comes back narrower
+    (a float64 copy that casts back is not a float64 reference)."""
+    wide = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
+    try:
+        out = reference(wide_model, wide, output_names)
+    except Exception:  # noqa: BLE001 - a model that refuses float64 keeps the perturbation floor
+        return None
+    floats = [a for a in out.values() if a.dtype.kind == "f"]
+    return out if floats and all(a.dtype == np.float64 for a in floats) else None
+
+
 METHODS = ("accepts", "load", "feeds", "synthesize", "convert", "reference", "versions", "model_versions", "speed_calls",
            "reference_context", "default_topk")
 ATTRIBUTES = ("name", "install_hint", "settings_class")

@@ -26,7 +26,7 @@ import numpy as np
 
 from onnxgate.converters import _tf
 from onnxgate.converters.opsets import check_requested
-from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings, float64_outputs
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes.onnx_ops import EXPORTER_FALLBACK, repaired_rejection
 from onnxgate.trust import Trust
@@ -144,13 +144,7 @@ class KerasConverter(Converter):
         wide = _float64_model(model)
         if wide is None:
             return None
-        wide_feeds = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
-        try:
-            out = self.reference(wide, wide_feeds, output_names)
-        except Exception:  # noqa: BLE001 - a layer that refuses float64 keeps the perturbation floor
-            return None
-        floats = [a for a in out.values() if a.dtype.kind == "f"]
-        return out if floats and all(a.dtype == np.float64 for a in floats) else None
+        return float64_outputs(self.reference, wide, feeds, output_names)
 
     def speed_calls(self, model: KerasModel, feeds: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
         """The reference is an eager call, mostly Keras' per-call overhead at small batches: time the

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from onnxgate._util import installed_versions
-from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters.base import Conversion, Converter, ConverterSettings, float64_outputs
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes.onnx_ops import EXPORTER_FALLBACK, repaired_rejection
 from onnxgate.converters.opsets import check_requested
@@ -306,13 +306,7 @@ class TorchConverter(Converter):
         if module is None:
             return None
         double = TorchModel("module", module, model.input_names, model.required, model.origin + " (float64 copy)")
-        wide = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
-        try:
-            out = self.reference(double, wide, output_names)
-        except Exception:  # noqa: BLE001 - a model that refuses float64 keeps the perturbation floor
-            return None
-        floats = [a for a in out.values() if a.dtype.kind == "f"]
-        return out if floats and all(a.dtype == np.float64 for a in floats) else None
+        return float64_outputs(self.reference, double, feeds, output_names)
 
     def versions(self) -> dict[str, str]:
         return installed_versions("torch", "onnxscript")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 DISABLE_ENV = "ONNXGATE_DISABLE_FIXES"
 
@@ -101,3 +102,12 @@ def sort_metadata(onx: object, applied: Applied) -> None:
     del props[:]
     props.extend(copies)
     applied.add(METADATA_ORDER)
+
+
+def rename_value(nodes: Any, old: str, new: str) -> None:
+    """Every use of the value ``old`` in ``nodes`` (as a node output or input) renamed ``new``."""
+    for node in nodes:
+        for names in (node.output, node.input):
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new

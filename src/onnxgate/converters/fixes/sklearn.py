@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from onnxgate.converters.fixes import Applied, Fix, enabled, free_declared_batch
+from onnxgate.converters.fixes import Applied, Fix, enabled, free_declared_batch, rename_value
 from onnxgate.converters.fixes import sklearn_precision as precision
 
 HGB_BOOL_ATTRIBUTE = Fix(
@@ -403,7 +403,7 @@ def _stack_sequence_probabilities(onx: Any, applied: Applied) -> None:
     for out in onx.graph.output:
         if out.name == "probabilities" and out.type.HasField("sequence_type"):
             elem = out.type.sequence_type.elem_type.tensor_type.elem_type
-            _rename_producer(onx, out.name, "probabilities_sequence")
+            rename_value(onx.graph.node, out.name, "probabilities_sequence")
             onx.graph.node.append(helper.make_node(
                 "ConcatFromSequence", ["probabilities_sequence"], [out.name], axis=1, name="onnxgate_stack_probabilities"))
             out.type.CopyFrom(helper.make_tensor_type_proto(elem or TensorProto.FLOAT, [None, None]))
@@ -467,7 +467,7 @@ def _reshape_outputs(onx: Any, final: Any, applied: Applied) -> None:
         else:
             continue
         raw, const = f"{out.name}_unshaped", f"{out.name}_shape"
-        _rename_producer(onx, out.name, raw)
+        rename_value(onx.graph.node, out.name, raw)
         onx.graph.initializer.append(helper.make_tensor(const, 7, [len(target)], target))
         onx.graph.node.append(helper.make_node("Reshape", [raw, const], [out.name], name=f"onnxgate_reshape_{out.name}"))
         out.type.CopyFrom(helper.make_tensor_type_proto(out.type.tensor_type.elem_type, shape))
@@ -481,14 +481,6 @@ def _transposed_label(onx: Any, final: Any) -> bool:
     return producer is not None and producer.op_type == "Transpose" and np.ndim(getattr(final, "classes_", None)) == 1
 
 
-def _rename_producer(onx: Any, old: str, new: str) -> None:
-    for node in onx.graph.node:
-        for i, name in enumerate(node.output):
-            if name == old:
-                node.output[i] = new
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
 
 
 # -- the original's outputs -----------------------------------------------------------------

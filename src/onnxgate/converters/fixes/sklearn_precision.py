@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from onnxgate.converters.fixes import Applied, Fix, enabled
+from onnxgate.converters.fixes import Applied, Fix, enabled, rename_value
 
 HGB_FLOAT32_THRESHOLDS = Fix(
     "sklearn.hgb_float32_thresholds",
@@ -173,7 +173,7 @@ def float64_core(onx: Any, applied: Applied) -> Any:
     for out in graph.output:
         if out.type.tensor_type.elem_type == TensorProto.DOUBLE:
             inner = f"{out.name}_float64"
-            _rename_outputs(nodes, out.name, inner)
+            rename_value(nodes, out.name, inner)
             out.type.tensor_type.elem_type = TensorProto.FLOAT
             nodes.append(helper.make_node("Cast", [inner], [out.name], to=TensorProto.FLOAT, name=f"onnxgate_{out.name}_to32"))
     del graph.node[:]
@@ -275,16 +275,6 @@ def _opset(onx: Any) -> int:
 
 def _rename_uses(graph: Any, old: str, new: str) -> None:
     for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-
-
-def _rename_outputs(nodes: list[Any], old: str, new: str) -> None:
-    for node in nodes:
-        for i, name in enumerate(node.output):
-            if name == old:
-                node.output[i] = new
         for i, name in enumerate(node.input):
             if name == old:
                 node.input[i] = new
