@@ -126,6 +126,13 @@ class Converter(abc.ABC):
         """
         return None
 
+    def reference_ties(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
+        """Outputs the original does not define uniquely on ``feeds`` (a nearest-neighbour tie):
+        ``{name: judge.ties.TieSet}`` holding every valid tie-break's answer per value, which the
+        judge accepts and counts as ties. Empty (the default) when every answer is unique.
+        Optional: a converter without it keeps the contract."""
+        return {}
+
     @abc.abstractmethod
     def versions(self) -> dict[str, str]:
         """Versions of the framework and converter packages, for the report."""

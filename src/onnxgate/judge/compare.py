@@ -8,11 +8,12 @@ every failure is collected (optimum's order, Polygraphy's records). Results are 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from onnxgate.judge.error_summary import ErrorSummary, summarize_errors
+from onnxgate.judge.ties import TieSet
 from onnxgate.judge.tolerances import Tolerance, TolerancePolicy, dtype_name
 
 # Outputs named like this hold classifier labels: exact, except rows whose reference
@@ -22,6 +23,7 @@ PROBABILITY_OUTPUTS = ("probabilities", "output_probability")
 # Nearest-neighbour indices (skl2onnx's kneighbors graph): exact, except neighbours whose reference
 # distances tie within the distance tolerance, which either order lists correctly.
 NEIGHBOR_OUTPUTS = {"index": "distance"}
+TIE_RULE = "a value on a neighbour tie may be any answer of the original's valid tie-breaks (within tolerance of their range)"
 
 
 @dataclass
@@ -42,7 +44,8 @@ class OutputComparison:
     mismatched: int = 0
     total: int = 0
     worst: dict[str, Any] | None = None  # {"index": [...], "reference": x, "onnx": y}
-    ties: int = 0
+    ties: int = 0  # values that differ only by a tie the original itself does not break uniquely
+    on_tie: int = 0  # values whose reference has more than one correct answer (judge/ties.py)
     nan_mismatch: int = 0
     excused: int = 0  # values within tolerance only thanks to the noise floor (beyond atol + rtol * |ref|)
     error_stat: str | None = None  # "max" (element-wise) | "mean" | "quantile:Q"
@@ -99,7 +102,7 @@ def _scalar(x: Any) -> Any:
     return x.item() if hasattr(x, "item") else x
 
 
-def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> None:
+def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: Tolerance, tie: TieSet | None = None) -> None:
     atol, rtol = tol.atol, tol.rtol
     r = ref.astype(np.float64)
     g = got.astype(np.float64)
@@ -113,7 +116,9 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         extra = tol.extra(r.shape)  # K x the original's noise floor (judge/calibration.py)
         limit = atol + extra + rtol * scale
         bad = (abs_err > limit) | nan_bad
-        excused = (abs_err > atol + rtol * scale) & ~bad
+        tied = _within_tie(c, tie, g, bad, atol + extra, rtol)
+        bad &= ~tied
+        excused = (abs_err > atol + rtol * scale) & ~bad & ~tied
     c.total = int(r.size)
     c.excused = int(excused.sum())
     c.mismatched = int(bad.sum())
@@ -147,11 +152,27 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
             f"{c.mismatched} of {c.total} values differ beyond atol={atol:g}{f' + {tol.k:g} x noise floor' if tol.k else ''} "
             f"rtol={rtol:g} (max abs error {c.max_abs_error:.3g})"
         )
+    if c.on_tie:
+        c.rule += f"; {TIE_RULE}"
     if c.nan_mismatch and not failed:
         failed, what = True, f"{c.nan_mismatch} of {c.total} values are NaN on one side only"
     if failed:
         c.problems.append(what)
         c.quantum = _quantum(abs_err[bad & np.isfinite(abs_err)])
+
+
+def _within_tie(c: OutputComparison, tie: TieSet | None, got: np.ndarray, bad: np.ndarray, atol: Any, rtol: float) -> np.ndarray:
+    """Values beyond tolerance that lie within the range of the original's tie-breaks, plus the
+    tolerance at its ends (``atol`` may be per element: K x the noise floor); counted in ``c.ties``."""
+    bounds = None if tie is None else tie.bounds(got.shape)
+    if bounds is None:
+        return np.zeros_like(bad)
+    lo, hi = bounds
+    on_tie = tie.on_tie.reshape(got.shape)
+    with np.errstate(invalid="ignore"):
+        tied = bad & on_tie & (got >= lo - (atol + rtol * np.abs(lo))) & (got <= hi + (atol + rtol * np.abs(hi)))
+    c.on_tie, c.ties = int(on_tie.sum()), int(tied.sum())
+    return tied
 
 
 def _typical(extra: np.ndarray | float) -> float:
@@ -190,9 +211,15 @@ def compare_outputs(
     *,
     policy: TolerancePolicy | None = None,
     output_names: list[str] | None = None,
+    ties: Mapping[str, TieSet] | None = None,
 ) -> list[OutputComparison]:
-    """Compare every output; never stops at the first failure."""
+    """Compare every output; never stops at the first failure.
+
+    ``ties``: per output, the answers of the original's valid tie-breaks where it has more than
+    one (judge/ties.py); a value that matches one of them is a tie, counted and not failed.
+    """
     policy = policy or TolerancePolicy()
+    ties = ties or {}
     names = list(output_names or onnx_outputs)
     results: list[OutputComparison] = []
     for name in names:
@@ -230,7 +257,7 @@ def compare_outputs(
                 c.kind = "float" if c.kind == "float" else "integer-tolerance"
                 c.atol, c.rtol = tol.atol, tol.rtol
                 c.noise_floor, c.k, c.floor_method = tol.floor, tol.k, tol.floor_method
-                _compare_floats(c, ref, got, tol)
+                _compare_floats(c, ref, got, tol, ties.get(name))
                 if policy.topk and c.kind == "float":
                     _check_topk(c, ref, got, policy.topk, tol)
             else:
@@ -239,9 +266,11 @@ def compare_outputs(
                 if name in LABEL_OUTPUTS:
                     c.agreement = 1.0 - c.mismatched / c.total if c.total else 1.0
                     if c.mismatched:
-                        _excuse_ties(c, bad, ref, got, reference, policy)
+                        bad = _excuse_ties(c, bad, ref, got, reference, policy)
                 elif name in NEIGHBOR_OUTPUTS and c.mismatched:
-                    _excuse_neighbor_ties(c, bad, ref, got, reference.get(NEIGHBOR_OUTPUTS[name]), policy)
+                    bad = _excuse_neighbor_ties(c, bad, ref, got, reference.get(NEIGHBOR_OUTPUTS[name]), policy)
+                if name in ties:
+                    _excuse_choice_ties(c, bad, ref, got, ties[name])
         c.passed = not c.problems
         results.append(c)
     extra = sorted(set(reference) - set(names))
@@ -269,6 +298,20 @@ def _compare_exact(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: T
     return bad
 
 
+def _recount(c: OutputComparison, bad: np.ndarray, tied: np.ndarray, ref: np.ndarray, got: np.ndarray, what: str) -> np.ndarray:
+    """Take the differing values that are ties (``bad & tied``) out of the mismatches and count them;
+    the rest stay mismatches, with their worst and one problem line ("N of M ``what``"). The real mismatches."""
+    real = bad & ~tied
+    c.ties += int(np.sum(bad & tied))
+    c.mismatched = int(real.sum())
+    c.problems.clear()
+    if c.mismatched:
+        idx = tuple(int(i) for i in np.argwhere(real)[0])
+        c.worst = {"index": list(idx), "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
+        c.problems.append(f"{c.mismatched} of {c.total} {what}")
+    return real
+
+
 def _excuse_ties(
     c: OutputComparison,
     bad: np.ndarray,
@@ -276,25 +319,17 @@ def _excuse_ties(
     got: np.ndarray,
     reference: dict[str, np.ndarray],
     policy: TolerancePolicy,
-) -> None:
+) -> np.ndarray:
     prob_name = next((p for p in PROBABILITY_OUTPUTS if p in reference), None)
     if prob_name is None or bad.ndim != 1:
-        return
+        return bad
     probs = np.asarray(reference[prob_name])
     if probs.shape[0] != bad.shape[0]:
-        return
+        return bad
     tol = policy.for_output(prob_name, np.dtype(np.float32) if probs.dtype == np.float64 else probs.dtype)
-    ties = _tie_rows(probs, tol.atol, tol.rtol)
     c.kind = "label"
-    c.ties = int(np.sum(bad & ties))
-    real = bad & ~ties
-    c.mismatched = int(real.sum())
-    c.problems.clear()
     c.rule = f"exact except ties within atol={tol.atol:g} rtol={tol.rtol:g} of {prob_name!r}"
-    if c.mismatched:
-        i = int(np.argmax(real))
-        c.worst = {"index": [i], "reference": _scalar(ref[i]), "onnx": _scalar(got[i])}
-        c.problems.append(f"{c.mismatched} of {c.total} labels differ on rows without a probability tie")
+    return _recount(c, bad, _tie_rows(probs, tol.atol, tol.rtol), ref, got, "labels differ on rows without a probability tie")
 
 
 def _excuse_neighbor_ties(
@@ -304,7 +339,7 @@ def _excuse_neighbor_ties(
     got: np.ndarray,
     distances: np.ndarray | None,
     policy: TolerancePolicy,
-) -> None:
+) -> np.ndarray:
     """Neighbour indices that differ only among equidistant neighbours are ties, not mismatches.
 
     At a differing (row, j), the ONNX neighbour is a tie when the reference lists it at j' with a
@@ -312,7 +347,7 @@ def _excuse_neighbor_ties(
     distance at j ties with the row's last one (the (k+1)-th neighbour was as near as the k-th).
     """
     if distances is None or bad.ndim != 2 or np.shape(distances) != ref.shape:
-        return
+        return bad
     d = np.asarray(distances, dtype=np.float64)
     tol = policy.for_output(NEIGHBOR_OUTPUTS[c.name], np.dtype(np.float32))
     close = lambda a, b: np.abs(a - b) <= tol.atol + tol.rtol * np.abs(a)  # noqa: E731
@@ -321,16 +356,25 @@ def _excuse_neighbor_ties(
         where = np.flatnonzero(ref[row] == got[row, j])
         other = d[row, where[0]] if where.size else d[row, -1]
         ties[row, j] = close(d[row, j], other)
-    real = bad & ~ties
     c.kind = "neighbors"
-    c.ties = int(np.sum(bad & ties))
-    c.mismatched = int(real.sum())
-    c.problems.clear()
     c.rule = f"exact except equidistant neighbours (distances within atol={tol.atol:g} rtol={tol.rtol:g})"
+    return _recount(c, bad, ties, ref, got, "neighbour indices differ where the distances do not tie")
+
+
+def _excuse_choice_ties(c: OutputComparison, bad: np.ndarray, ref: np.ndarray, got: np.ndarray, tie: TieSet) -> None:
+    """Exact values (an outlier flag, a class label) that equal the answer of another valid
+    tie-break of the original (judge/ties.py) are ties, not mismatches."""
+    allowed = tie.allows(got)
+    if allowed is None:
+        return
+    on_tie = tie.on_tie.reshape(got.shape)
+    c.on_tie = int(on_tie.sum())
+    if not c.on_tie:
+        return
+    c.kind = "label" if c.name in LABEL_OUTPUTS else c.kind
+    c.rule = f"{c.rule}; {TIE_RULE}"
     if c.mismatched:
-        idx = tuple(int(i) for i in np.argwhere(real)[0])
-        c.worst = {"index": list(idx), "reference": _scalar(ref[idx]), "onnx": _scalar(got[idx])}
-        c.problems.append(f"{c.mismatched} of {c.total} neighbour indices differ where the distances do not tie")
+        _recount(c, bad, allowed & on_tie, ref, got, "values differ from every answer of the original's tie-breaks")
 
 
 def _check_topk(c: OutputComparison, ref: np.ndarray, got: np.ndarray, k: int, tol: Tolerance) -> None:

@@ -43,6 +43,7 @@ def run_cases(
     check: Check | None = None,
     progress: Any = None,
     what: str = "ONNX Runtime",
+    ties: dict[str, dict[str, Any]] | None = None,
 ) -> list[Case]:
     """One :class:`Case` per ``(case_name, feeds)``: ``runner.infer(feeds)`` compared with ``references[case_name]``.
 
@@ -50,7 +51,8 @@ def run_cases(
     ``optimization`` label the cases (default: the runner's). A case whose reference failed
     (``reference_errors``) is still run, then carries that error. A ``RunError`` becomes the
     case's ``error`` (``explain`` may reword it) and ``error_kind``; after a timeout the runner's
-    remaining cases are not run and say so.
+    remaining cases are not run and say so. ``ties[case_name]``: the original's tie-breaks where its
+    answer is not unique (judge/ties.py), passed on to the comparison.
     """
     progress = progress or NullProgress()
     provider = provider if provider is not None else getattr(runner, "provider", "")
@@ -80,7 +82,7 @@ def run_cases(
             continue
         reference = references[name]
         names = list(output_names) if output_names is not None else list(reference)
-        case.outputs = compare_outputs(reference, got, policy=policy, output_names=names)
+        case.outputs = compare_outputs(reference, got, policy=policy, output_names=names, ties=(ties or {}).get(name))
         if check is not None:
             check(case, feeds, got)
     return out

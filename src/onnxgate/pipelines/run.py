@@ -310,7 +310,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     report = _new_report(source, target, reference, policy, conversion)
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
     cases, axes = _cases(reference.feeds, target, s)
-    references, reference_errors = _reference_outputs(reference, cases, target.output_names, progress)
+    references, reference_errors, ties = _reference_outputs(reference, cases, target.output_names, progress)
     nominal = references[cases[0][0]]
     _check_degenerate(report, cases[0][1], nominal, s)
     wide = None
@@ -324,8 +324,10 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
             report.inputs.evidence = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
     references = _best_references(references, cases[0][0], wide)
     sessions = SessionCache(target, s.runtime.isolation())
-    placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions, reference, progress)
+    placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions,
+                                reference, progress, ties)
     depth.axis_findings(report, axes)
+    _check_ties(report, nominal, ties, s)
     if not s.compare.no_calibration:
         _check_thresholds(report, nominal, policy, s)
     _bfloat16_hint(report, target.proto)
@@ -333,7 +335,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
         report, provider_names, run_settings, placements,
         rerun=lambda provider, optimization, kwargs, name: compare_outputs(
             references[name], sessions.get(provider, optimization, kwargs).run(dict(cases)[name]),
-            policy=policy, output_names=target.output_names,
+            policy=policy, output_names=target.output_names, ties=ties.get(name),
         ),
     )
     if s.depth.localize and report.status == "failed":
@@ -466,6 +468,26 @@ def _check_thresholds(report: Report, nominal: dict[str, np.ndarray], policy: To
         ))
 
 
+def _check_ties(report: Report, nominal: dict[str, np.ndarray], ties: dict[str, dict[str, Any]], s: Settings) -> None:
+    """Values excused as ties of the original are said; a pass that rests on them alone is vacuous."""
+    from onnxgate.judge.degenerate import degenerate_reason
+    from onnxgate.judge.report import Finding
+    from onnxgate.judge.ties import NEIGHBOR_TIE, only_ties_reason, tie_message, tie_summary
+
+    causes = {name: t.cause for case in ties.values() for name, t in case.items()}
+    for name, (count, case) in tie_summary(report.cases).items():
+        report.findings.append(Finding("info", "tie", tie_message(name, count, case, causes.get(name, NEIGHBOR_TIE))))
+    capped = {name: t.capped for case in ties.values() for name, t in case.items() if t.capped}
+    report.findings += [Finding("warning", "tie", f"output {name!r}: {n} row(s) sit on a tie with too many tie-breaks to "
+                                "enumerate; they are held to the original's own answer") for name, n in capped.items()]
+    informative = {n for n, v in nominal.items() if degenerate_reason({n: v}) is None}
+    reason = only_ties_reason(report.cases, informative)
+    if reason is not None and not s.compare.accept_vacuous:
+        report.vacuous = report.vacuous or reason
+    elif reason is not None:
+        report.findings.append(Finding("warning", "vacuous", f"{reason}; accepted with --accept-vacuous"))
+
+
 def _best_references(references: dict[str, dict[str, np.ndarray]], case: str,
                      wide: dict[str, np.ndarray] | None) -> dict[str, dict[str, np.ndarray]]:
     """The nominal case compared with the original's float64 outputs where there are any (float outputs only)."""
@@ -500,10 +522,12 @@ def _cases(feeds: dict[str, np.ndarray], target: OnnxTarget, s: Settings) -> tup
 
 
 def _reference_outputs(reference: ReferenceRunner, cases: list[tuple[str, dict[str, np.ndarray]]], output_names: list[str],
-                       progress: Any) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """The original's outputs per case; a swept case the original itself rejects is recorded, not fatal."""
+                       progress: Any) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], dict[str, dict[str, Any]]]:
+    """The original's outputs per case, and its tie-breaks where an answer is not unique (judge/ties.py);
+    a swept case the original itself rejects is recorded, not fatal."""
     references: dict[str, dict[str, np.ndarray]] = {}
     errors: dict[str, str] = {}
+    ties: dict[str, dict[str, Any]] = {}
     for i, (case_name, feeds) in enumerate(cases):
         with progress.step(f"running {reference.converter} reference at {case_name}"):
             try:
@@ -512,13 +536,15 @@ def _reference_outputs(reference: ReferenceRunner, cases: list[tuple[str, dict[s
                 if i == 0:
                     raise
                 errors[case_name] = exc.message
-    return references, errors
+                continue
+            ties[case_name] = reference.ties(feeds, output_names)
+    return references, errors, ties
 
 
 def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, dict[str, np.ndarray]]],
                    references: dict[str, dict[str, np.ndarray]], reference_errors: dict[str, str], axes: dict[str, Any],
                    provider_names: list[str], run_settings: Any, policy: TolerancePolicy, sessions: "SessionCache",
-                   reference: ReferenceRunner, progress: Any) -> dict[tuple[str, str], Any]:
+                   reference: ReferenceRunner, progress: Any, ties: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """Every case on every (provider, optimisation level) through the one loop (judge/run_cases.py)."""
     from onnxgate.judge.degenerate import declared_mismatches
     from onnxgate.judge.report import Finding
@@ -540,7 +566,7 @@ def _run_providers(report: Report, target: OnnxTarget, cases: list[tuple[str, di
         runner = sessions.runner(provider, optimization, run_settings.session_kwargs(provider))
         report.cases += run_cases(
             runner, cases, references, policy=policy, output_names=target.output_names,
-            reference_errors=reference_errors, explain=explain, check=check, progress=progress,
+            reference_errors=reference_errors, explain=explain, check=check, progress=progress, ties=ties,
         )
         if runner.loaded is not None:
             placements[(provider, optimization)] = runner.loaded

@@ -15,6 +15,7 @@ worker's requests:
 ``convert``    export to ONNX (``opset``) -> bytes, converter name, notes
 ``infer``      the original's outputs on some feeds (named as the ONNX graph's outputs)
 ``infer64``    the same computed in float64 where the framework can (``Converter.reference64``), else None
+``ties``       the answers of every valid tie-break where the original has several (``Converter.reference_ties``)
 ``time``       the original's latency per batch, with matched thread pools (--benchmark)
 
 Every request is bounded by ``RuntimeSettings.timeout``. A crash, a hang or a memory blow-up
@@ -223,6 +224,12 @@ class _Host:
             return None
         return None if out is None else {k: np.asarray(v) for k, v in out.items()}
 
+    def ties(self, handle: str, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
+        """``{output: judge.ties.TieSet}`` where the original's answer on ``feeds`` is not unique."""
+        m = self.models[handle]
+        with m.converter.reference_context(feeds):
+            return dict(_guarded(m.converter.name, m.converter.reference_ties, m.model, feeds, output_names))
+
     def time(self, handle: str, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str],
              threads: int, budget_s: float) -> list[dict[str, Any]]:
         from onnxgate.runtime.timing import matched_threads, time_calls
@@ -372,6 +379,12 @@ def _worker_main() -> None:
                     return {"ok": True, "none": True}, []
                 meta, out = _pack_arrays(wide)
                 return dict(meta, ok=True), out
+            if op == "ties":
+                from onnxgate.judge.ties import pack_ties
+
+                tie_meta, arrays = pack_ties(host.ties(header["handle"], _unpack_arrays(header, frames), header["output_names"]))
+                meta, out = _pack_arrays(arrays)
+                return dict(meta, ok=True, ties=tie_meta), out
             if op == "time":
                 batches = []
                 for (batch, meta), frame_slice in zip(header["batches"], _split(frames, header["counts"])):
@@ -527,6 +540,18 @@ class ReferenceRunner:
         meta, frames = _pack_arrays(feeds)
         reply, out = self._request(dict(meta, op="infer64", output_names=list(output_names)), frames, "running in float64")
         return None if reply.get("none") else _unpack_arrays(reply, out)
+
+    def ties(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
+        """``{output: judge.ties.TieSet}``: every valid tie-break's answers where the original's
+        output on ``feeds`` is not unique (nearest-neighbour ties); empty for most models."""
+        if self._host is not None:
+            return self._host.ties(self._handle, feeds, output_names)
+        from onnxgate.judge.ties import unpack_ties
+        from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
+
+        meta, frames = _pack_arrays(feeds)
+        reply, out = self._request(dict(meta, op="ties", output_names=list(output_names)), frames, "finding ties of")
+        return unpack_ties(reply.get("ties") or {}, _unpack_arrays(reply, out))
 
     def convert(self, opset: int | None = None) -> tuple[Any, dict[str, Any]]:
         """``(onnx.ModelProto, {"converter", "notes", "seconds"})`` of a conversion of this model."""

@@ -1,0 +1,224 @@
+"""Nearest-neighbour ties: every answer a valid tie-break of a scikit-learn neighbour model gives.
+
+scikit-learn and skl2onnx's graph (Scan of float32 distances, then TopK, where equal values go to
+the lower index) both take the k nearest fitted points, but when the k-th and (k+1)-th are
+equidistant each may keep another one. Both sets are correct, and an output that depends on the
+set differs: LocalOutlierFactor's score (each neighbour brings its own k-distance and lrd), a
+KNeighborsRegressor's mean, a KNeighborsClassifier's vote. This module finds the query rows on
+such a tie and computes the outputs of every valid neighbour set (judge/ties.py judges with them).
+
+**Which points tie.** Distances are recomputed exactly (float64, scikit-learn's ``DistanceMetric``,
+differences, not the expanded dot product). The graph computes them from float32 copies of the
+fitted points, in float32: with u the unit roundoff of the graph's dtype, its distance to y is
+off by at most ``u |y|`` (rounding y; the triangle inequality for a norm) plus ``(n + 3) u d``
+(subtract, square, sum n terms, root), and the pipeline steps before it by about ``u |x|``. We
+take four times that, ``eps = 4 u (|x| + max |y| + (n + 4) d_k)``. Two points can swap places
+only when their exact distances are within ``2 eps``; so every point within ``2 eps`` of the k-th
+distance is a candidate, the nearer ones are sure, and a valid set is the sure points plus any
+choice of the candidates. An exact duplicate always ties.
+
+**How many.** The choices of m of t candidates are enumerated up to :data:`MAX_TIE_BREAKS` per
+row; a row with more is held to scikit-learn's own answer (counted as ``capped``, said in the
+report). Before any alternative is trusted, the same formula on scikit-learn's own neighbour set
+must reproduce its output; otherwise that output gets no tie set at all.
+
+Covered: LocalOutlierFactor (novelty: ``label`` and ``scores``), KNeighborsClassifier
+(``label``, ``probabilities``; one target), KNeighborsRegressor (``variable``). NearestNeighbors'
+``index`` ties are judged from its own ``distance`` output (judge/compare.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from math import comb
+from typing import Any, Callable
+
+import numpy as np
+
+from onnxgate.judge.ties import TieSet
+
+MAX_TIE_BREAKS = 512  # neighbour sets enumerated per query row
+ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+SELF_CHECK_RTOL = 1e-9  # the formula on scikit-learn's own set must give its output this closely
+
+
+@dataclass(frozen=True)
+class NeighborSets:
+    """Candidate neighbour sets of the query rows: set ``j`` belongs to row ``rows[j]``.
+
+    Row ``i``'s first set is scikit-learn's own (``own[i]`` is its position); the others are the
+    other valid tie-breaks. ``capped`` marks rows whose tie-breaks were too many to enumerate."""
+
+    rows: np.ndarray  # (M,) query row of each set
+    index: np.ndarray  # (M, k) fitted points
+    distance: np.ndarray  # (M, k) their distances to the query row
+    own: np.ndarray  # (N,) position of each row's own set
+    capped: np.ndarray  # (N,) bool
+
+    @property
+    def width(self) -> int:
+        """The most sets one row has."""
+        return int(np.bincount(self.rows).max()) if self.rows.size else 1
+
+
+Outputs = Callable[[Any, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def _lof_outputs(est: Any, index: np.ndarray, distance: np.ndarray) -> dict[str, np.ndarray]:
+    """LocalOutlierFactor.decision_function and predict on given neighbour sets (scikit-learn's own lrd)."""
+    x_lrd = est._local_reachability_density(distance, index)
+    scores = -np.mean(est._lrd[index] / x_lrd[:, None], axis=1) - est.offset_
+    return {"scores": scores.reshape(-1, 1), "label": np.where(scores < 0, -1, 1).reshape(-1, 1)}
+
+
+def _weights(est: Any, distance: np.ndarray) -> np.ndarray:
+    from sklearn.neighbors._base import _get_weights
+
+    w = _get_weights(distance, est.weights)
+    return np.ones_like(distance) if w is None else np.asarray(w, dtype=np.float64)
+
+
+def _classifier_outputs(est: Any, index: np.ndarray, distance: np.ndarray) -> dict[str, np.ndarray]:
+    """KNeighborsClassifier.predict_proba and predict (one target) on given neighbour sets."""
+    w = _weights(est, distance)
+    votes = np.zeros((index.shape[0], len(est.classes_)))
+    np.add.at(votes, (np.arange(index.shape[0])[:, None], np.asarray(est._y)[index]), w)
+    total = votes.sum(axis=1, keepdims=True)
+    proba = votes / np.where(total == 0, 1.0, total)
+    return {"probabilities": proba, "label": np.asarray(est.classes_)[np.argmax(proba, axis=1)]}
+
+
+def _regressor_outputs(est: Any, index: np.ndarray, distance: np.ndarray) -> dict[str, np.ndarray]:
+    """KNeighborsRegressor.predict on given neighbour sets, as a (rows, targets) column block."""
+    y = np.asarray(est._y, dtype=np.float64)[index]
+    w = _weights(est, distance)
+    w = w.reshape(w.shape + (1,) * (y.ndim - 2))
+    return {"variable": ((y * w).sum(axis=1) / w.sum(axis=1)).reshape(index.shape[0], -1)}
+
+
+def _family(est: Any) -> Outputs | None:
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, LocalOutlierFactor
+
+    if isinstance(est, LocalOutlierFactor) and getattr(est, "novelty", False):
+        return _lof_outputs
+    if isinstance(est, KNeighborsClassifier) and np.ndim(est._y) == 1:
+        return _classifier_outputs
+    if isinstance(est, KNeighborsRegressor):
+        return _regressor_outputs
+    return None
+
+
+def _final(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return _final(steps[-1][1]) if steps else model
+
+
+def applies(model: Any) -> bool:
+    """Whether ``model`` (or its final step) is a neighbour model whose outputs depend on the neighbour set."""
+    est = _final(model)
+    return _family(est) is not None and hasattr(est, "_fit_X")
+
+
+def tie_sets(model: Any, X: Any, graph_dtype: np.dtype, reference: dict[str, np.ndarray]) -> dict[str, TieSet]:
+    """Per output of ``reference`` a neighbour model defines, every tie-break's answers (judge/ties.py);
+    empty for any other model, or when no query row sits on a tie."""
+    if not applies(model):
+        return {}
+    steps = getattr(model, "steps", None)
+    est = _final(model)
+    outputs = _family(est)
+    Xf = model[:-1].transform(X) if steps else X
+    sets = neighbor_sets(est, np.asarray(Xf, dtype=np.float64), ROUNDOFF.get(np.dtype(graph_dtype), 2.0**-24))
+    if sets.rows.size == len(sets.own):  # one set per row: no tie anywhere
+        return {}
+    answers = outputs(est, sets.index, sets.distance)
+    out = {}
+    for name, values in answers.items():
+        ref = reference.get(name)
+        if ref is not None and _reproduces(values[sets.own], np.asarray(ref)):
+            out[name] = TieSet(_alternatives(values, sets, np.asarray(ref).shape), capped=int(sets.capped.sum()))
+    return out
+
+
+def _reproduces(own: np.ndarray, ref: np.ndarray) -> bool:
+    """The formula on scikit-learn's own neighbour sets gives scikit-learn's output."""
+    if own.size != ref.size:
+        return False
+    own, ref = own.reshape(ref.shape), ref
+    if own.dtype.kind in "fiu" and ref.dtype.kind in "fiu":
+        return bool(np.allclose(own, ref, rtol=SELF_CHECK_RTOL, atol=SELF_CHECK_RTOL))
+    return bool(np.all(own.astype(str) == ref.astype(str)))
+
+
+def _alternatives(values: np.ndarray, sets: NeighborSets, shape: tuple[int, ...]) -> np.ndarray:
+    """(rows, ..., A): each row's answers, its own first, padded by repeating its own."""
+    n = len(sets.own)
+    pick = np.repeat(sets.own[:, None], sets.width, axis=1)
+    for i in range(n):
+        others = np.flatnonzero((sets.rows == i) & (np.arange(sets.rows.size) != sets.own[i]))
+        pick[i, 1:1 + others.size] = others
+    return np.moveaxis(values[pick], 1, -1).reshape(shape + (sets.width,))
+
+
+def neighbor_sets(est: Any, X: np.ndarray, roundoff: float) -> NeighborSets:
+    """scikit-learn's own k nearest fitted points of each row of ``X``, plus every other valid
+    tie-break within the distance error of a graph computing with unit roundoff ``roundoff``."""
+    k = int(getattr(est, "n_neighbors_", None) or est.n_neighbors)
+    fit = np.asarray(est._fit_X, dtype=np.float64)
+    own_d, own_i = est.kneighbors(X, n_neighbors=k)
+    _, near = est.kneighbors(X, n_neighbors=min(len(fit), 2 * k + 8))  # candidates beyond the k-th
+    metric = _metric(est)
+    origin = np.zeros((1, fit.shape[1]))
+    reach = float(metric.pairwise(origin, fit).max()) + metric.pairwise(origin, X)[0]  # |y| max + |x| per row
+    rows, index, distance, own, capped = [], [], [], [], []
+    for i, x in enumerate(X):
+        points, exact, window = _candidates(metric, x, fit, near[i], k, roundoff, reach[i])
+        choices, too_many = _choices(exact, k, window)
+        own.append(len(rows))
+        rows.append(i), index.append(own_i[i]), distance.append(own_d[i])
+        capped.append(too_many)
+        mine = set(own_i[i].tolist())
+        for chosen in choices:
+            if set(points[chosen].tolist()) != mine:
+                rows.append(i), index.append(points[chosen]), distance.append(exact[chosen])
+    return NeighborSets(np.asarray(rows), np.asarray(index), np.asarray(distance, dtype=np.float64),
+                        np.asarray(own), np.asarray(capped, dtype=bool))
+
+
+def _candidates(metric: Any, x: np.ndarray, fit: np.ndarray, near: np.ndarray, k: int, roundoff: float,
+                reach: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(fitted points that may be among ``x``'s k nearest under a valid tie-break, their exact
+    distances, the window within which two distances may swap: 2 eps).
+
+    scikit-learn's nearest ``near`` suffice when the farthest of them is beyond the k-th distance
+    by more than the window and scikit-learn's own float64 error (its expanded dot products are
+    off by up to ~1e-8 |y|; 1e-7 taken); otherwise every fitted point is a candidate."""
+    for points in (near, np.arange(len(fit))):
+        exact = metric.pairwise(x[None], fit[points])[0]
+        kth = float(np.sort(exact)[k - 1])
+        window = 8 * roundoff * (reach + (fit.shape[1] + 4) * kth)
+        if points.size == len(fit) or exact.max() > kth + window + 1e-7 * reach:
+            return points, exact, window
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _choices(exact: np.ndarray, k: int, window: float) -> tuple[list[np.ndarray], bool]:
+    """Every k-point set of nearest neighbours when distances within ``window`` of the k-th may
+    come in any order; (sets, capped). No tie: one set."""
+    kth = np.sort(exact)[k - 1]
+    sure = np.flatnonzero(exact < kth - window)
+    tied = np.flatnonzero(np.abs(exact - kth) <= window)
+    m = k - sure.size
+    if tied.size <= m:
+        return [np.concatenate([sure, tied])], False
+    if comb(tied.size, m) > MAX_TIE_BREAKS:
+        return [], True
+    return [np.concatenate([sure, np.asarray(c)]) for c in combinations(tied.tolist(), m)], False
+
+
+def _metric(est: Any) -> Any:
+    from sklearn.metrics import DistanceMetric
+
+    params = dict(getattr(est, "effective_metric_params_", None) or {})
+    return DistanceMetric.get_metric(est.effective_metric_, **params)

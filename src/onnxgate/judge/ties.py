@@ -1,0 +1,104 @@
+"""Values the original does not define uniquely: every answer a valid tie-break gives, per value.
+
+A nearest-neighbour model whose k-th and (k+1)-th neighbours are equidistant may use either: both
+neighbour sets are correct, and an output that depends on the set (a LocalOutlierFactor score, a
+KNeighborsRegressor mean, a KNeighborsClassifier vote) has one correct value per set. The
+converter enumerates them (converters/sklearn_ties.py) and the judge accepts a value that lies
+within the range they span, plus the normal tolerance at its ends (judge/compare.py). Such values
+are counted (``OutputComparison.ties``) and reported, never hidden; a pass that rests only on them
+proves nothing and is vacuous (:func:`only_ties_reason`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+NEIGHBOR_TIE = "the k-th and (k+1)-th neighbours are equidistant"
+
+
+@dataclass(frozen=True)
+class TieSet:
+    """One output's answers under every valid tie-break.
+
+    ``alternatives`` has the output's shape plus a last axis of outcomes, the original's own
+    first (padding repeats it): a value whose outcomes all agree is not on a tie. ``capped``
+    counts rows whose tied group had more tie-breaks than were enumerated; they are held to
+    the original's own answer alone.
+    """
+
+    alternatives: np.ndarray
+    cause: str = NEIGHBOR_TIE
+    capped: int = 0
+
+    @property
+    def numeric(self) -> bool:
+        return self.alternatives.dtype.kind in "fiub"
+
+    @property
+    def on_tie(self) -> np.ndarray:
+        """Values with more than one correct answer."""
+        a = self.alternatives
+        if self.numeric:
+            return a.min(axis=-1) != a.max(axis=-1)
+        return np.any(a.astype(str) != a[..., :1].astype(str), axis=-1)
+
+    def bounds(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lowest, highest) correct value per element, shaped as ``shape``; None when it does not fit."""
+        if not self.numeric or int(np.prod(self.alternatives.shape[:-1])) != int(np.prod(shape)):
+            return None
+        a = self.alternatives.astype(np.float64)
+        return a.min(axis=-1).reshape(shape), a.max(axis=-1).reshape(shape)
+
+    def allows(self, got: np.ndarray) -> np.ndarray | None:
+        """Elements of ``got`` equal to one of their correct answers (exact outputs); None when shapes differ."""
+        a = self.alternatives
+        if int(np.prod(a.shape[:-1])) != got.size:
+            return None
+        a = a.reshape(got.shape + a.shape[-1:])
+        if self.numeric and got.dtype.kind in "fiub":
+            return np.any(a == got[..., None], axis=-1)
+        return np.any(a.astype(str) == got.astype(str)[..., None], axis=-1)
+
+
+def pack_ties(ties: dict[str, TieSet]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(JSON-able metadata, arrays) for the worker protocol."""
+    meta = {name: {"cause": t.cause, "capped": t.capped} for name, t in ties.items()}
+    return meta, {name: t.alternatives for name, t in ties.items()}
+
+
+def unpack_ties(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, TieSet]:
+    return {name: TieSet(arrays[name], str(m["cause"]), int(m["capped"])) for name, m in meta.items() if name in arrays}
+
+
+def tie_summary(cases: Iterable[Any]) -> dict[str, tuple[int, str]]:
+    """Output -> (most values excused as ties in one case, that case's name), for outputs with any."""
+    out: dict[str, tuple[int, str]] = {}
+    for case in cases:
+        for o in case.outputs:
+            if o.ties and o.ties > out.get(o.name, (0, ""))[0] and o.kind in ("float", "label", "tie"):
+                out[o.name] = (o.ties, case.name)
+    return out
+
+
+def tie_message(name: str, count: int, case: str, cause: str = NEIGHBOR_TIE) -> str:
+    return (f"output {name!r}: {count} value(s) at {case} sit on a neighbour tie ({cause}) and differ from the "
+            f"original's own choice; each lies within the range every tie-break gives, so any of those answers is correct")
+
+
+def only_ties_reason(cases: Iterable[Any], informative: set[str]) -> str | None:
+    """Why a pass proves nothing when every informative value sat on a tie; None when some did not.
+
+    ``informative``: the outputs whose reference can tell right from wrong (judge/degenerate.py).
+    """
+    cases = [c for c in cases if c.outputs]
+    outputs = [o for c in cases for o in c.outputs if o.name in informative]
+    if not outputs or not any(o.ties for o in outputs):
+        return None
+    if any(o.on_tie < o.total for o in outputs):
+        return None
+    return ("every informative value of the original sits on a neighbour tie (" + NEIGHBOR_TIE + "), so the "
+            "comparison only shows that ONNX Runtime answers within the range of valid tie-breaks "
+            "(pass rows whose nearest neighbours are not equidistant)")
