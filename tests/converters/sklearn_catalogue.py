@@ -24,13 +24,7 @@ SKIPS: dict[str, str] = {
 }
 
 # name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
-KNOWN_FAILURES: dict[str, str] = {
-    # the calibrated verdict allows a smooth output's jump once (judge/calibration.py): the scores of rows
-    # whose neighbours tie differ by more than the one-ulp jump measured on them
-    "LocalOutlierFactor": "iris has duplicate rows: the graph picks other, equally near neighbours, and the "
-                          "score depends on which (0.014 on 1 of 16 values); reported, since the judge cannot tell "
-                          "a tie-break from a wrong score (also tests/converters/test_sklearn.py::test_failed_run_does_not_write_model)",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _data() -> dict[str, tuple[np.ndarray, np.ndarray]]:

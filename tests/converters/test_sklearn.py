@@ -300,16 +300,11 @@ def test_broken_onnx_files(tmp_path, cli, logreg, content):
 
 
 def test_failed_run_does_not_write_model(tmp_path, cli):
-    """LocalOutlierFactor's skl2onnx conversion picks other neighbours on duplicate points: caught."""
-    from sklearn.datasets import load_iris
-    from sklearn.neighbors import LocalOutlierFactor
-
-    X, _ = load_iris(return_X_y=True)
-    src = tmp_path / "lof.skops"
-    sio.dump(LocalOutlierFactor(novelty=True).fit(X), src)
-    np.save(tmp_path / "x.npy", X[::4].astype(np.float32))
-    out = tmp_path / "lof.onnx"
-    result = cli("-q", "run", src, "--sample", tmp_path / "x.npy", "-o", out, "--trust-code")
-    assert result.code == 1
-    assert "FAIL scores" in result.out  # the failing output, once, on stdout
+    """A subclass whose predict() differs, registered with its parent's skl2onnx converter: caught, nothing written."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32))
+    out = tmp_path / "wrong.onnx"
+    result = cli("-q", "run", "tests.converters.wrong_sklearn:scaled_ridge", "--framework", "sklearn",
+                 "--sample", tmp_path / "x.npy", "-o", out, "--trust-code")
+    assert result.code == 1, result.err
+    assert result.out.count("FAIL variable") == 1  # the failing output, once, on stdout
     assert not out.exists()

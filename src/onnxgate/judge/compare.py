@@ -23,7 +23,7 @@ PROBABILITY_OUTPUTS = ("probabilities", "output_probability")
 # Nearest-neighbour indices (skl2onnx's kneighbors graph): exact, except neighbours whose reference
 # distances tie within the distance tolerance, which either order lists correctly.
 NEIGHBOR_OUTPUTS = {"index": "distance"}
-TIE_RULE = "a value on a neighbour tie may be any answer of the original's valid tie-breaks (within tolerance of their range)"
+TIE_RULE = "a value on a neighbour tie may be the answer of any valid tie-break of the original (within the same tolerance)"
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         abs_err = np.where(ref_nan | got_nan | both_inf_same, 0.0, np.abs(g - r))
         rel_err = abs_err / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
         scale = np.abs(np.where(np.isinf(r) | ref_nan, 0.0, r))
-        extra = tol.extra(r.shape)  # K x the original's noise floor (judge/calibration.py)
+        extra = _tie_floor(tol.extra(r.shape), tol, tie, r.shape)  # K x the original's noise floor (judge/calibration.py)
         limit = atol + extra + rtol * scale
         bad = (abs_err > limit) | nan_bad
         tied = _within_tie(c, tie, g, bad, atol + extra, rtol)
@@ -161,16 +161,25 @@ def _compare_floats(c: OutputComparison, ref: np.ndarray, got: np.ndarray, tol: 
         c.quantum = _quantum(abs_err[bad & np.isfinite(abs_err)])
 
 
+def _tie_floor(extra: np.ndarray | float, tol: Tolerance, tie: TieSet | None, shape: tuple[int, ...]) -> np.ndarray | float:
+    """On values with several correct answers, K x the output's typical floor instead of the floor
+    measured there: a one-ulp move of such a row breaks the tie the other way, and that jump, allowed
+    once, would let any value within it pass; the tie's own answers account for it instead."""
+    if tie is None or tie.answers(shape) is None or not tol.k:
+        return extra
+    return np.where(tie.on_tie.reshape(shape), tol.k * (tol.floor or 0.0), extra)
+
+
 def _within_tie(c: OutputComparison, tie: TieSet | None, got: np.ndarray, bad: np.ndarray, atol: Any, rtol: float) -> np.ndarray:
-    """Values beyond tolerance that lie within the range of the original's tie-breaks, plus the
-    tolerance at its ends (``atol`` may be per element: K x the noise floor); counted in ``c.ties``."""
-    bounds = None if tie is None else tie.bounds(got.shape)
-    if bounds is None:
+    """Values beyond tolerance that are within tolerance of another answer of the original's valid
+    tie-breaks (``atol`` may be per element: K x the noise floor); counted in ``c.ties``."""
+    answers = None if tie is None else tie.answers(got.shape)
+    if answers is None:
         return np.zeros_like(bad)
-    lo, hi = bounds
     on_tie = tie.on_tie.reshape(got.shape)
+    limit = np.expand_dims(np.broadcast_to(atol, got.shape), -1) + rtol * np.abs(answers)
     with np.errstate(invalid="ignore"):
-        tied = bad & on_tie & (got >= lo - (atol + rtol * np.abs(lo))) & (got <= hi + (atol + rtol * np.abs(hi)))
+        tied = bad & on_tie & np.any(np.abs(got[..., None] - answers) <= limit, axis=-1)
     c.on_tie, c.ties = int(on_tie.sum()), int(tied.sum())
     return tied
 

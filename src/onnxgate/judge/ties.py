@@ -3,9 +3,9 @@
 A nearest-neighbour model whose k-th and (k+1)-th neighbours are equidistant may use either: both
 neighbour sets are correct, and an output that depends on the set (a LocalOutlierFactor score, a
 KNeighborsRegressor mean, a KNeighborsClassifier vote) has one correct value per set. The
-converter enumerates them (converters/sklearn_ties.py) and the judge accepts a value that lies
-within the range they span, plus the normal tolerance at its ends (judge/compare.py). Such values
-are counted (``OutputComparison.ties``) and reported, never hidden; a pass that rests only on them
+converter enumerates them (converters/sklearn_ties.py) and the judge accepts a value within the
+normal tolerance of one of them (judge/compare.py): not anywhere in the range they span, so a
+broken model cannot hide between two correct answers. Such values are counted (``OutputComparison.ties``) and reported, never hidden; a pass that rests only on them
 proves nothing and is vacuous (:func:`only_ties_reason`).
 """
 
@@ -45,12 +45,11 @@ class TieSet:
             return a.min(axis=-1) != a.max(axis=-1)
         return np.any(a.astype(str) != a[..., :1].astype(str), axis=-1)
 
-    def bounds(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(lowest, highest) correct value per element, shaped as ``shape``; None when it does not fit."""
+    def answers(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The correct answers as float64, shaped ``shape + (outcomes,)``; None when they do not fit ``shape``."""
         if not self.numeric or int(np.prod(self.alternatives.shape[:-1])) != int(np.prod(shape)):
             return None
-        a = self.alternatives.astype(np.float64)
-        return a.min(axis=-1).reshape(shape), a.max(axis=-1).reshape(shape)
+        return self.alternatives.astype(np.float64).reshape(tuple(shape) + self.alternatives.shape[-1:])
 
     def allows(self, got: np.ndarray) -> np.ndarray | None:
         """Elements of ``got`` equal to one of their correct answers (exact outputs); None when shapes differ."""
@@ -85,7 +84,7 @@ def tie_summary(cases: Iterable[Any]) -> dict[str, tuple[int, str]]:
 
 def tie_message(name: str, count: int, case: str, cause: str = NEIGHBOR_TIE) -> str:
     return (f"output {name!r}: {count} value(s) at {case} sit on a neighbour tie ({cause}) and differ from the "
-            f"original's own choice; each lies within the range every tie-break gives, so any of those answers is correct")
+            f"original's own choice; each matches the answer of another valid tie-break, and any of those answers is correct")
 
 
 def only_ties_reason(cases: Iterable[Any], informative: set[str]) -> str | None:

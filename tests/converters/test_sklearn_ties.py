@@ -1,0 +1,130 @@
+"""Nearest-neighbour ties (converters/sklearn_ties.py, judge/ties.py), end to end.
+
+Real fits, real skl2onnx conversions, real ONNX Runtime sessions. A model whose k-th and (k+1)-th
+neighbours tie passes with the ties reported; the same model with one fitted value changed fails,
+even where the change lands near a tie: each broken model is converted and validated against the
+original.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("skl2onnx")
+warnings.filterwarnings("ignore")
+
+
+def _iris_lof():
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import LocalOutlierFactor
+
+    X = load_iris().data  # has duplicate rows: their neighbours tie
+    rows = np.random.default_rng(0).permutation(len(X))[:16]  # the catalogue's rows
+    return LocalOutlierFactor(novelty=True).fit(X), X[rows]
+
+
+def _grid(seed: int = 0):
+    """Points on an integer grid: distances are exact in every implementation, and many tie."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 4, size=(60, 2)).astype(np.float64)
+    Q = rng.integers(0, 4, size=(16, 2)).astype(np.float64)
+    return X, Q, rng
+
+
+def _run(model, rows, tmp_path, onnx_of=None):
+    """Validate ``model`` against its own conversion, or against the conversion of ``onnx_of``."""
+    from onnxgate.pipelines.run import convert, validate
+
+    sample = tmp_path / "x.npy"
+    np.save(sample, rows)
+    out = tmp_path / "model.onnx"
+    convert(onnx_of if onnx_of is not None else model, out, in_process=True, sample=str(sample)).reference.close()
+    return validate(model, out, sample=str(sample), in_process=True)
+
+
+def _ties(report):
+    return {o.name: max(c_o.ties for c in report.cases for c_o in c.outputs if c_o.name == o.name)
+            for o in report.cases[0].outputs}
+
+
+def test_lof_on_iris_duplicates_passes_and_reports_the_tie(tmp_path):
+    est, rows = _iris_lof()
+    report = _run(est, rows, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert _ties(report)["scores"] >= 1
+    ties = [f.message for f in report.findings if f.check == "tie"]
+    assert ties and "'scores'" in ties[0] and "neighbour tie" in ties[0]
+    assert "tie-break" in report.cases[0].outputs[1].rule
+
+
+def _lrd_of_a_tied_rows_neighbour(est, rows):
+    """A fitted point among the sure neighbours of a row whose neighbours tie."""
+    from onnxgate.converters.sklearn_ties import neighbor_sets
+
+    sets = neighbor_sets(est, rows.astype(np.float32).astype(np.float64), 2.0**-24)
+    tied_row = int(np.bincount(sets.rows).argmax())
+    mine = sets.index[sets.rows == tied_row]
+    common = set(mine[0].tolist()).intersection(*map(set, mine.tolist()))
+    return min(common)
+
+
+@pytest.mark.parametrize("broken", ["lrd", "offset", "distances_fit_X"])
+def test_a_broken_lof_is_caught_next_to_a_tie(broken, tmp_path):
+    est, rows = _iris_lof()
+    bad = copy.deepcopy(est)
+    if broken == "lrd":
+        bad._lrd = bad._lrd.copy()
+        bad._lrd[_lrd_of_a_tied_rows_neighbour(est, rows)] *= 1.01
+    elif broken == "offset":
+        bad.offset_ = bad.offset_ * 1.01
+    else:
+        bad._distances_fit_X_ = bad._distances_fit_X_ * 1.01
+    report = _run(est, rows, tmp_path, onnx_of=bad)
+    assert report.status == "failed"
+    assert any(not o.passed for c in report.cases for o in c.outputs if o.name == "scores")
+
+
+def test_knn_regressor_with_exact_ties_passes_and_a_broken_one_fails(tmp_path):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    X, Q, rng = _grid()
+    est = KNeighborsRegressor(n_neighbors=5, algorithm="kd_tree").fit(X, rng.normal(size=len(X)))
+    report = _run(est, Q, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert _ties(report)["variable"] >= 1
+    bad = copy.deepcopy(est)
+    bad._y = bad._y * 1.01
+    assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
+
+
+def test_knn_classifier_with_exact_ties_passes_and_a_broken_one_fails(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, Q, rng = _grid()
+    est = KNeighborsClassifier(n_neighbors=5, algorithm="kd_tree").fit(X, rng.integers(0, 3, size=len(X)))
+    report = _run(est, Q, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert _ties(report)["probabilities"] >= 1
+    # relabel the one nearest fitted point of a query row: in every valid neighbour set of that row
+    d = np.linalg.norm(Q[:, None, :] - X[None], axis=2)
+    row = next(i for i in range(len(Q)) if np.sum(d[i] == d[i].min()) == 1)
+    bad = copy.deepcopy(est)
+    bad._y = bad._y.copy()
+    j = int(d[row].argmin())
+    bad._y[j] = (bad._y[j] + 1) % 3
+    assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
+
+
+def test_a_pass_resting_on_ties_alone_is_vacuous(tmp_path):
+    """Rows that all sit on a tie: agreeing with some tie-break on each shows little, so not a pass."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    X, Q, rng = _grid()
+    est = KNeighborsRegressor(n_neighbors=5, algorithm="kd_tree").fit(X, rng.normal(size=len(X)))
+    report = _run(est, Q[1:], tmp_path)  # every row of Q but the first sits on a tie
+    assert report.status == "vacuous", report.to_markdown()[:3000]
+    assert "neighbour tie" in report.vacuous
