@@ -128,3 +128,20 @@ def test_a_pass_resting_on_ties_alone_is_vacuous(tmp_path):
     report = _run(est, Q[1:], tmp_path)  # every row of Q but the first sits on a tie
     assert report.status == "vacuous", report.to_markdown()[:3000]
     assert "neighbour tie" in report.vacuous
+
+
+@pytest.mark.slow  # a framework worker start: ~15 s on a busy 2-core machine
+def test_ties_come_back_from_the_framework_worker(tmp_path, cli):
+    """The CLI path: the original runs in its worker process, the tie-breaks travel back as arrays."""
+    import json
+
+    sio = pytest.importorskip("skops.io")
+    est, rows = _iris_lof()
+    src, sample, report = tmp_path / "lof.skops", tmp_path / "x.npy", tmp_path / "report.json"
+    sio.dump(est, src)
+    np.save(sample, rows)
+    result = cli("-q", "run", src, "--sample", sample, "--report", report, "--trust-code")
+    assert result.code == 0, result.out + result.err
+    data = json.loads(report.read_text())
+    assert any(f["check"] == "tie" and "'scores'" in f["message"] for f in data["findings"])
+    assert max(o["ties"] for c in data["cases"] for o in c["outputs"] if o["name"] == "scores") >= 1
