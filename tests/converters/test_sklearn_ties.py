@@ -65,7 +65,7 @@ def _lrd_of_a_tied_rows_neighbour(est, rows):
     """A fitted point among the sure neighbours of a row whose neighbours tie."""
     from onnxgate.converters.sklearn_ties import neighbor_sets
 
-    sets = neighbor_sets(est, rows.astype(np.float32).astype(np.float64), 2.0**-24)
+    sets = neighbor_sets(est, rows.astype(np.float32).astype(np.float64), 2.0**-24, est.n_neighbors_)
     tied_row = int(np.bincount(sets.rows).argmax())
     mine = sets.index[sets.rows == tied_row]
     common = set(mine[0].tolist()).intersection(*map(set, mine.tolist()))
@@ -118,6 +118,37 @@ def test_knn_classifier_with_exact_ties_passes_and_a_broken_one_fails(tmp_path):
     bad._y[j] = (bad._y[j] + 1) % 3
     assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
 
+
+
+def test_knn_transformer_with_exact_ties_passes_and_a_broken_one_fails(tmp_path):
+    """Its dense graph: a tied candidate's entry is its distance under one tie-break, 0 under another."""
+    from sklearn.neighbors import KNeighborsTransformer
+
+    X, Q, _ = _grid()
+    est = KNeighborsTransformer(n_neighbors=5).fit(X)
+    report = _run(est, Q, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert _ties(report)["variable"] >= 1
+    bad = copy.deepcopy(est)
+    bad._fit_X = bad._fit_X.copy()
+    bad._fit_X[int(np.linalg.norm(X - Q[0], axis=1).argmin())] += 0.01  # Q[0]'s nearest point moves
+    assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
+
+
+def test_knn_imputer_with_tied_donors_passes_and_a_broken_one_fails(tmp_path):
+    """A missing value is the mean over its k nearest donors: donors tied at the k-th give one mean each."""
+    from sklearn.impute import KNNImputer
+
+    X, Q, _ = _grid()
+    Q[::2, 0] = np.nan
+    est = KNNImputer(n_neighbors=3).fit(X)
+    report = _run(est, Q, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert _ties(report)["variable"] >= 1
+    bad = copy.deepcopy(est)
+    bad._fit_X = bad._fit_X.copy()
+    bad._fit_X[:, 0] *= 1.01  # the imputed column's donor values
+    assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
 
 def test_a_pass_resting_on_ties_alone_is_vacuous(tmp_path):
     """Rows that all sit on a tie: agreeing with some tie-break on each shows little, so not a pass."""

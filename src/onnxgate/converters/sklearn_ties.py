@@ -23,8 +23,13 @@ report). Before any alternative is trusted, the same formula on scikit-learn's o
 must reproduce its output; otherwise that output gets no tie set at all.
 
 Covered: LocalOutlierFactor (novelty: ``label`` and ``scores``), KNeighborsClassifier
-(``label``, ``probabilities``; one target), KNeighborsRegressor (``variable``). NearestNeighbors'
-``index`` ties are judged from its own ``distance`` output (judge/compare.py).
+(``label``, ``probabilities``; one target), KNeighborsRegressor (``variable``),
+KNeighborsTransformer (its dense graph: a tied candidate's entry is its distance, or 1, under one
+tie-break and 0 under another) and KNNImputer (donors tied at the k-th nan-euclidean distance,
+per missing value). Not needed: NearestNeighbors, whose ``index`` ties are judged from its own
+``distance`` output (judge/compare.py); RadiusNeighbors*, whose neighbour set has no k-th place
+(a point exactly on the radius is inside for both scikit-learn and the graph: measured on integer
+grids; a point within float32 error of the radius could still fall either way, not enumerated).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class NeighborSets:
 
 
 Outputs = Callable[[Any, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+# (estimator, its input rows, the graph's unit roundoff, scikit-learn's outputs) -> tie sets
+Family = Callable[[Any, np.ndarray, float, dict[str, np.ndarray]], dict[str, TieSet]]
 
 
 def _lof_outputs(est: Any, index: np.ndarray, distance: np.ndarray) -> dict[str, np.ndarray]:
@@ -97,16 +104,105 @@ def _regressor_outputs(est: Any, index: np.ndarray, distance: np.ndarray) -> dic
     return {"variable": ((y * w).sum(axis=1) / w.sum(axis=1)).reshape(index.shape[0], -1)}
 
 
-def _family(est: Any) -> Outputs | None:
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, LocalOutlierFactor
+def _set_function(outputs: Outputs) -> Family:
+    """Tie sets of a model whose outputs are a function of each row's neighbour set (``outputs``)."""
+
+    def ties(est: Any, X: np.ndarray, roundoff: float, reference: dict[str, np.ndarray]) -> dict[str, TieSet]:
+        sets = neighbor_sets(est, X, roundoff, int(getattr(est, "n_neighbors_", None) or est.n_neighbors))
+        if sets.rows.size == len(sets.own):  # one set per row: no tie anywhere
+            return {}
+        out = {}
+        for name, values in outputs(est, sets.index, sets.distance).items():
+            ref = reference.get(name)
+            if ref is not None and _reproduces(values[sets.own], np.asarray(ref)):
+                out[name] = TieSet(_alternatives(values, sets, np.asarray(ref).shape), capped=int(sets.capped.sum()))
+        return out
+
+    return ties
+
+
+def _graph_ties(est: Any, X: np.ndarray, roundoff: float, reference: dict[str, np.ndarray]) -> dict[str, TieSet]:
+    """KNeighborsTransformer: its dense graph row holds the neighbours' distances (or 1s) and zeros
+    elsewhere; an entry of a tied candidate may be either (the other entries of its row change with
+    it, each judged by its own answers)."""
+    ref = np.asarray(reference.get("variable"))
+    k = est.n_neighbors + (est.mode == "distance")  # transform() asks for one more in distance mode
+    if ref.ndim != 2 or ref.shape[1] != est.n_samples_fit_:
+        return {}
+    sets = neighbor_sets(est, X, roundoff, k)
+    if sets.rows.size == len(sets.own):
+        return {}
+    value = (lambda d: d) if est.mode == "distance" else np.ones_like
+    own = np.zeros_like(ref, dtype=np.float64)
+    np.put_along_axis(own, sets.index[sets.own], value(sets.distance[sets.own]), axis=1)
+    if not _reproduces(own, ref):
+        return {}
+    other = own.copy()  # per entry: the answer of the tie-breaks that decide it the other way
+    for j in np.flatnonzero(np.arange(sets.rows.size) != sets.own[sets.rows]):
+        row, entries = sets.rows[j], sets.index[j]
+        absent = own[row, entries] == 0
+        other[row, entries[absent]] = value(sets.distance[j][absent])
+        dropped = np.setdiff1d(sets.index[sets.own[row]], entries)
+        other[row, dropped] = 0.0
+    return {"variable": TieSet(np.stack([ref.astype(np.float64), other], axis=-1), capped=int(sets.capped.sum()))}
+
+
+def _imputer_ties(est: Any, X: np.ndarray, roundoff: float, reference: dict[str, np.ndarray]) -> dict[str, TieSet]:
+    """KNNImputer: each missing value is the (weighted) mean of its column over the k nearest fitted
+    rows that have it (nan-euclidean distances); donors tied at the k-th distance give one mean each."""
+    from sklearn.metrics.pairwise import nan_euclidean_distances
+
+    ref = np.asarray(reference.get("variable"), dtype=np.float64)
+    fit, fit_missing = np.asarray(est._fit_X, dtype=np.float64), np.asarray(est._mask_fit_X)
+    missing = np.isnan(X)
+    columns = np.cumsum(est._valid_mask) - 1  # input column -> output column
+    if ref.ndim != 2 or ref.shape[0] != len(X) or not missing.any():
+        return {}
+    dist = nan_euclidean_distances(X, fit)
+    scale = np.sqrt(X.shape[1]) * (np.nanmax(np.abs(fit)) * np.sqrt(X.shape[1]) + np.nan_to_num(np.abs(X)).sum(axis=1))
+    answers: dict[tuple[int, int], list[float]] = {}
+    capped = 0
+    for row, col in zip(*np.nonzero(missing & est._valid_mask)):
+        donors = np.flatnonzero(~fit_missing[:, col])
+        d = np.where(np.isnan(dist[row, donors]), np.inf, dist[row, donors])
+        k = min(est.n_neighbors, donors.size)
+        if k == 0 or not np.isfinite(np.sort(d)[k - 1]):
+            continue
+        window = 8 * roundoff * (scale[row] + (X.shape[1] + 4) * np.sort(d)[k - 1])
+        choices, too_many = _choices(d, k, window)
+        capped += too_many
+        values = [float(np.average(fit[donors[c], col], weights=_weights(est, d[c][None])[0])) for c in choices]
+        if len(set(values)) > 1:
+            answers[(row, int(columns[col]))] = values
+    if not answers:
+        return {}
+    if not all(np.isclose(values, ref[cell], rtol=SELF_CHECK_RTOL, atol=SELF_CHECK_RTOL).any() for cell, values in answers.items()):
+        return {}  # scikit-learn's own answer is not among them: no excuse
+    alternatives = np.repeat(ref[..., None], max(map(len, answers.values())) + 1, axis=-1)
+    for (row, col), values in answers.items():
+        alternatives[row, col, 1:1 + len(values)] = values
+    return {"variable": TieSet(alternatives, capped=capped)}
+
+
+def _family(est: Any) -> Family | None:
+    from sklearn.impute import KNNImputer
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, KNeighborsTransformer, LocalOutlierFactor
 
     if isinstance(est, LocalOutlierFactor) and getattr(est, "novelty", False):
-        return _lof_outputs
+        return _set_function(_lof_outputs)
     if isinstance(est, KNeighborsClassifier) and np.ndim(est._y) == 1:
-        return _classifier_outputs
+        return _set_function(_classifier_outputs)
     if isinstance(est, KNeighborsRegressor):
-        return _regressor_outputs
+        return _set_function(_regressor_outputs)
+    if isinstance(est, KNeighborsTransformer):
+        return _graph_ties
+    if isinstance(est, KNNImputer) and est.metric == "nan_euclidean" and _is_nan(est.missing_values):
+        return _imputer_ties
     return None
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
 
 
 def _final(model: Any) -> Any:
@@ -127,18 +223,10 @@ def tie_sets(model: Any, X: Any, graph_dtype: np.dtype, reference: dict[str, np.
         return {}
     steps = getattr(model, "steps", None)
     est = _final(model)
-    outputs = _family(est)
     Xf = model[:-1].transform(X) if steps else X
-    sets = neighbor_sets(est, np.asarray(Xf, dtype=np.float64), ROUNDOFF.get(np.dtype(graph_dtype), 2.0**-24))
-    if sets.rows.size == len(sets.own):  # one set per row: no tie anywhere
-        return {}
-    answers = outputs(est, sets.index, sets.distance)
-    out = {}
-    for name, values in answers.items():
-        ref = reference.get(name)
-        if ref is not None and _reproduces(values[sets.own], np.asarray(ref)):
-            out[name] = TieSet(_alternatives(values, sets, np.asarray(ref).shape), capped=int(sets.capped.sum()))
-    return out
+    family = _family(est)
+    assert family is not None
+    return family(est, np.asarray(Xf, dtype=np.float64), ROUNDOFF.get(np.dtype(graph_dtype), 2.0**-24), reference)
 
 
 def _reproduces(own: np.ndarray, ref: np.ndarray) -> bool:
@@ -161,10 +249,9 @@ def _alternatives(values: np.ndarray, sets: NeighborSets, shape: tuple[int, ...]
     return np.moveaxis(values[pick], 1, -1).reshape(shape + (sets.width,))
 
 
-def neighbor_sets(est: Any, X: np.ndarray, roundoff: float) -> NeighborSets:
-    """scikit-learn's own k nearest fitted points of each row of ``X``, plus every other valid
+def neighbor_sets(est: Any, X: np.ndarray, roundoff: float, k: int) -> NeighborSets:
+    """scikit-learn's own ``k`` nearest fitted points of each row of ``X``, plus every other valid
     tie-break within the distance error of a graph computing with unit roundoff ``roundoff``."""
-    k = int(getattr(est, "n_neighbors_", None) or est.n_neighbors)
     fit = np.asarray(est._fit_X, dtype=np.float64)
     own_d, own_i = est.kneighbors(X, n_neighbors=k)
     _, near = est.kneighbors(X, n_neighbors=min(len(fit), 2 * k + 8))  # candidates beyond the k-th
