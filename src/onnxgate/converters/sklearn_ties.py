@@ -28,8 +28,9 @@ KNeighborsTransformer (its dense graph: a tied candidate's entry is its distance
 tie-break and 0 under another) and KNNImputer (donors tied at the k-th nan-euclidean distance,
 per missing value). Not needed: NearestNeighbors, whose ``index`` ties are judged from its own
 ``distance`` output (judge/compare.py); RadiusNeighbors*, whose neighbour set has no k-th place
-(a point exactly on the radius is inside for both scikit-learn and the graph: measured on integer
-grids; a point within float32 error of the radius could still fall either way, not enumerated).
+(points exactly on the radius agree: RadiusNeighborsRegressor on an integer grid with radius 1, 2,
+sqrt(2) and sqrt(5) passes with no mismatch; a point within float32 error of a radius that is not
+one of its distances could still fall either way, and is not enumerated).
 """
 
 from __future__ import annotations
