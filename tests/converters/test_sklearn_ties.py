@@ -176,3 +176,19 @@ def test_ties_come_back_from_the_framework_worker(tmp_path, cli):
     data = json.loads(report.read_text())
     assert any(f["check"] == "tie" and "'scores'" in f["message"] for f in data["findings"])
     assert max(o["ties"] for c in data["cases"] for o in c["outputs"] if o["name"] == "scores") >= 1
+
+
+def test_published_tie_verifies_in_the_zoo(tmp_path):
+    """The published test data keeps the tie-break ONNX Runtime took (also a correct answer of the
+    original), so `zoo verify`, which has no original to ask, agrees with the model it was given."""
+    from onnxgate.model_zoo.zoo import verify_zoo
+    from onnxgate.pipelines.publish import publish
+
+    est, rows = _iris_lof()
+    np.save(tmp_path / "x.npy", rows)
+    result = publish(est, tmp_path / "zoo", name="lof", version="1", sample=str(tmp_path / "x.npy"), in_process=True)
+    assert result.report.status == "passed" and _ties(result.report)["scores"] >= 1
+    own = est.decision_function(rows.astype(np.float32).astype(np.float64))
+    stored = result.report.evidence.outputs["scores"].ravel()
+    assert np.sum(stored != own) == _ties(result.report)["scores"]  # only the tied values differ
+    assert verify_zoo(tmp_path / "zoo", in_process=True).status == "passed"

@@ -64,12 +64,16 @@ class OutputComparison:
     # float outputs: histogram, sample and worst elements of |onnx - ref| for the HTML report;
     # bounded in size, and left out of as_dict() unless asked for (JSON and JUnit stay small)
     errors: ErrorSummary | None = field(default=None, repr=False, compare=False)
+    # values judged ties: (flat indices, the tie-break answers ONNX Runtime matched), for the published
+    # test data (pipelines/run.py); not serialised
+    tie_answers: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.errors = ErrorSummary.from_value(self.errors)
 
     def as_dict(self, *, errors: bool = False) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("tie_answers")
         if not errors or self.errors is None:
             out.pop("errors")
         return out
@@ -179,8 +183,12 @@ def _within_tie(c: OutputComparison, tie: TieSet | None, got: np.ndarray, bad: n
     on_tie = tie.on_tie.reshape(got.shape)
     limit = np.expand_dims(np.broadcast_to(atol, got.shape), -1) + rtol * np.abs(answers)
     with np.errstate(invalid="ignore"):
-        tied = bad & on_tie & np.any(np.abs(got[..., None] - answers) <= limit, axis=-1)
+        near = np.abs(got[..., None] - answers) <= limit
+        tied = bad & on_tie & np.any(near, axis=-1)
     c.on_tie, c.ties = int(on_tie.sum()), int(tied.sum())
+    if c.ties:
+        matched = np.take_along_axis(answers, np.argmax(near, axis=-1)[..., None], axis=-1)[..., 0]
+        c.tie_answers = (np.flatnonzero(tied), matched.reshape(-1)[np.flatnonzero(tied)])
     return tied
 
 
@@ -384,6 +392,8 @@ def _excuse_choice_ties(c: OutputComparison, bad: np.ndarray, ref: np.ndarray, g
     c.rule = f"{c.rule}; {TIE_RULE}"
     if c.mismatched:
         _recount(c, bad, allowed & on_tie, ref, got, "values differ from every answer of the original's tie-breaks")
+        tied = np.flatnonzero(bad & allowed & on_tie)
+        c.tie_answers = (tied, got.reshape(-1)[tied]) if tied.size else None
 
 
 def _check_topk(c: OutputComparison, ref: np.ndarray, got: np.ndarray, k: int, tol: Tolerance) -> None:

@@ -84,7 +84,8 @@ def tie_summary(cases: Iterable[Any]) -> dict[str, tuple[int, str]]:
 
 def tie_message(name: str, count: int, case: str, cause: str = NEIGHBOR_TIE) -> str:
     return (f"output {name!r}: {count} value(s) at {case} sit on a neighbour tie ({cause}) and differ from the "
-            f"original's own choice; each matches the answer of another valid tie-break, and any of those answers is correct")
+            f"original's own choice; each matches the answer of another valid tie-break, and any of those answers is correct "
+            f"(published test data keeps the tie-break ONNX Runtime took)")
 
 
 def only_ties_reason(cases: Iterable[Any], informative: set[str]) -> str | None:
