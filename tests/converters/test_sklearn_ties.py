@@ -192,3 +192,16 @@ def test_published_tie_verifies_in_the_zoo(tmp_path):
     stored = result.report.evidence.outputs["scores"].ravel()
     assert np.sum(stored != own) == _ties(result.report)["scores"]  # only the tied values differ
     assert verify_zoo(tmp_path / "zoo", in_process=True).status == "passed"
+
+
+def test_saved_evidence_of_a_tie_replays(tmp_path):
+    """--save-evidence stores the same settled outputs for every case: replaying them with ONNX Runtime alone passes."""
+    from onnxgate.pipelines.run import validate
+
+    est, rows = _iris_lof()
+    report = _run(est, rows, tmp_path)  # converts to tmp_path/model.onnx
+    assert _ties(report)["scores"] >= 1
+    saved = validate(est, tmp_path / "model.onnx", sample=str(tmp_path / "x.npy"), in_process=True, save_evidence=str(tmp_path / "ev"))
+    assert saved.passed and saved.inputs.evidence
+    replay = validate(None, tmp_path / "model.onnx", evidence=str(tmp_path / "ev"))
+    assert replay.status == "passed", replay.to_markdown()[:2000]

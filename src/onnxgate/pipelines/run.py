@@ -319,16 +319,17 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
         report.tolerances = policy.as_dict()
         report.findings += _coarse_floor_findings(policy)
     report.evidence = EvidenceData(cases[0][1], nominal)
-    if evidence_dir is not None:
-        with progress.step(f"writing evidence to {evidence_dir}"):
-            report.inputs.evidence = depth.save_evidence(evidence_dir, cases, references, target.input_names, target.output_names)
-    references = _best_references(references, cases[0][0], wide)
+    originals, references = references, _best_references(references, cases[0][0], wide)
     sessions = SessionCache(target, s.runtime.isolation())
     placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions,
                                 reference, progress, ties)
     depth.axis_findings(report, axes)
     _check_ties(report, nominal, ties, s)
-    report.evidence = EvidenceData(cases[0][1], _settled(nominal, report.cases, cases[0][0]))
+    settled = {name: _settled(outputs, report.cases, name) for name, outputs in originals.items()}
+    report.evidence = EvidenceData(cases[0][1], settled[cases[0][0]])
+    if evidence_dir is not None:
+        with progress.step(f"writing evidence to {evidence_dir}"):
+            report.inputs.evidence = depth.save_evidence(evidence_dir, cases, settled, target.input_names, target.output_names)
     if not s.compare.no_calibration:
         _check_thresholds(report, nominal, policy, s)
     _bfloat16_hint(report, target.proto)
@@ -489,12 +490,12 @@ def _check_ties(report: Report, nominal: dict[str, np.ndarray], ties: dict[str, 
         report.findings.append(Finding("warning", "vacuous", f"{reason}; accepted with --accept-vacuous"))
 
 
-def _settled(nominal: dict[str, np.ndarray], cases: list[Case], case_name: str) -> dict[str, np.ndarray]:
-    """The nominal outputs with each value ONNX Runtime answered on a tie (judge/ties.py) set to the
-    tie-break it took, also a correct answer of the original: what publish stores as test data, so a
-    zoo verifier comparing ONNX Runtime with it agrees. Unchanged without ties."""
+def _settled(outputs: dict[str, np.ndarray], cases: list[Case], case_name: str) -> dict[str, np.ndarray]:
+    """A case's outputs with each value ONNX Runtime answered on a tie (judge/ties.py) set to the
+    tie-break it took, also a correct answer of the original: what publish and --save-evidence store
+    as test data, so a zoo verifier or an evidence replay agrees with ONNX Runtime. Unchanged without ties."""
     first = next((c for c in cases if c.name == case_name and c.outputs), None)
-    settled = dict(nominal)
+    settled = dict(outputs)
     for o in first.outputs if first is not None else []:
         if o.tie_answers is not None and o.name in settled:
             value = np.array(settled[o.name])
