@@ -242,67 +242,80 @@ def _reproduces(own: np.ndarray, ref: np.ndarray) -> bool:
 
 def _alternatives(values: np.ndarray, sets: NeighborSets, shape: tuple[int, ...]) -> np.ndarray:
     """(rows, ..., A): each row's answers, its own first, padded by repeating its own."""
-    n = len(sets.own)
     pick = np.repeat(sets.own[:, None], sets.width, axis=1)
-    for i in range(n):
-        others = np.flatnonzero((sets.rows == i) & (np.arange(sets.rows.size) != sets.own[i]))
-        pick[i, 1:1 + others.size] = others
+    others = np.flatnonzero(np.arange(sets.rows.size) != sets.own[sets.rows])  # grouped by row, in row order
+    if others.size:
+        rows = sets.rows[others]
+        first = np.searchsorted(rows, rows)  # position of each row's first other set
+        pick[rows, 1 + np.arange(others.size) - first] = others
     return np.moveaxis(values[pick], 1, -1).reshape(shape + (sets.width,))
 
 
 def neighbor_sets(est: Any, X: np.ndarray, roundoff: float, k: int) -> NeighborSets:
-    """scikit-learn's own ``k`` nearest fitted points of each row of ``X``, plus every other valid
-    tie-break within the distance error of a graph computing with unit roundoff ``roundoff``."""
+    """scikit-learn's own ``k`` nearest fitted points of each row of ``X`` (sets 0..N-1), plus every
+    other valid tie-break within the distance error of a graph computing with unit roundoff ``roundoff``."""
     fit = np.asarray(est._fit_X, dtype=np.float64)
-    own_d, own_i = est.kneighbors(X, n_neighbors=k)
-    _, near = est.kneighbors(X, n_neighbors=min(len(fit), 2 * k + 8))  # candidates beyond the k-th
-    metric = _metric(est)
+    near_d, near = est.kneighbors(X, n_neighbors=min(len(fit), 2 * k + 8))  # candidates beyond the k-th
+    own_d, own_i = near_d[:, :k].copy(), near[:, :k].copy()  # scikit-learn's own set where no tie makes it ambiguous
     origin = np.zeros((1, fit.shape[1]))
+    metric = _metric(est)
     reach = float(metric.pairwise(origin, fit).max()) + metric.pairwise(origin, X)[0]  # |y| max + |x| per row
-    rows, index, distance, own, capped = [], [], [], [], []
-    for i, x in enumerate(X):
-        points, exact, window = _candidates(metric, x, fit, near[i], k, roundoff, reach[i])
-        choices, too_many = _choices(exact, k, window)
-        own.append(len(rows))
-        rows.append(i), index.append(own_i[i]), distance.append(own_d[i])
-        capped.append(too_many)
-        mine = set(own_i[i].tolist())
-        for chosen in choices:
-            if set(points[chosen].tolist()) != mine:
-                rows.append(i), index.append(points[chosen]), distance.append(exact[chosen])
-    return NeighborSets(np.asarray(rows), np.asarray(index), np.asarray(distance, dtype=np.float64),
-                        np.asarray(own), np.asarray(capped, dtype=bool))
+    exact = _distances(est, metric, X, fit[near])
+    kth, window = _window(exact, k, roundoff, reach, fit.shape[1])
+    # too few candidates: the farthest is within the window plus scikit-learn's own float64 error
+    # (its expanded dot products are off by up to ~1e-8 |y|; 1e-7 taken) of the k-th
+    short = (near.shape[1] < len(fit)) & (exact.max(axis=1) <= kth + window + 1e-7 * reach)
+    sure = np.sum(exact < (kth - window)[:, None], axis=1)
+    tied = np.sum(np.abs(exact - kth[:, None]) <= window[:, None], axis=1)
+    ambiguous = np.flatnonzero(short | (tied > k - sure))
+    if ambiguous.size:  # there, the set its predict() takes, asked as predict() asks
+        own_d[ambiguous], own_i[ambiguous] = est.kneighbors(X[ambiguous], n_neighbors=k)
+    rows, index, distance, capped = [np.arange(len(X))], [own_i], [own_d], np.zeros(len(X), dtype=bool)
+    for i in ambiguous:
+        points = np.arange(len(fit)) if short[i] else near[i]
+        d = metric.pairwise(X[i:i + 1], fit)[0] if short[i] else exact[i]
+        choices, capped[i] = _choices(d, k, float(_window(d[None], k, roundoff, reach[i:i + 1], fit.shape[1])[1][0]))
+        choices = choices[np.any(np.sort(points[choices], axis=1) != np.sort(own_i[i]), axis=1)]  # not its own again
+        rows.append(np.full(len(choices), i)), index.append(points[choices]), distance.append(d[choices])
+    return NeighborSets(np.concatenate(rows), np.concatenate(index), np.concatenate(distance).astype(np.float64),
+                        np.arange(len(X)), capped)
 
 
-def _candidates(metric: Any, x: np.ndarray, fit: np.ndarray, near: np.ndarray, k: int, roundoff: float,
-                reach: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """(fitted points that may be among ``x``'s k nearest under a valid tie-break, their exact
-    distances, the window within which two distances may swap: 2 eps).
-
-    scikit-learn's nearest ``near`` suffice when the farthest of them is beyond the k-th distance
-    by more than the window and scikit-learn's own float64 error (its expanded dot products are
-    off by up to ~1e-8 |y|; 1e-7 taken); otherwise every fitted point is a candidate."""
-    for points in (near, np.arange(len(fit))):
-        exact = metric.pairwise(x[None], fit[points])[0]
-        kth = float(np.sort(exact)[k - 1])
-        window = 8 * roundoff * (reach + (fit.shape[1] + 4) * kth)
-        if points.size == len(fit) or exact.max() > kth + window + 1e-7 * reach:
-            return points, exact, window
-    raise AssertionError("unreachable")  # pragma: no cover
+def _window(exact: np.ndarray, k: int, roundoff: float, reach: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(k-th distance, window) per row: two distances within the window may swap in the graph (2 eps)."""
+    kth = np.sort(exact, axis=1)[:, k - 1]
+    return kth, 8 * roundoff * (reach + (n_features + 4) * kth)
 
 
-def _choices(exact: np.ndarray, k: int, window: float) -> tuple[list[np.ndarray], bool]:
-    """Every k-point set of nearest neighbours when distances within ``window`` of the k-th may
-    come in any order; (sets, capped). No tie: one set."""
+_MINKOWSKI_P = {"euclidean": 2.0, "l2": 2.0, "manhattan": 1.0, "cityblock": 1.0, "l1": 1.0, "chebyshev": np.inf, "infinity": np.inf}
+
+
+def _distances(est: Any, metric: Any, X: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(rows, candidates) exact float64 distances from each row to its candidate points (rows, candidates,
+    features): from the differences, in numpy for Minkowski metrics, else by ``metric`` row by row."""
+    name, params = est.effective_metric_, dict(getattr(est, "effective_metric_params_", None) or {})
+    p = _MINKOWSKI_P.get(name, params.get("p") if name == "minkowski" and "w" not in params else None)
+    if p is None:
+        return np.stack([metric.pairwise(x[None], y)[0] for x, y in zip(X, points)])
+    diff = np.abs(points - X[:, None, :])
+    if p == np.inf:
+        return diff.max(axis=-1)
+    return np.sum(diff ** p, axis=-1) ** (1.0 / p)
+
+
+def _choices(exact: np.ndarray, k: int, window: float) -> tuple[np.ndarray, bool]:
+    """(sets, capped): every k-point set of nearest neighbours (positions in ``exact``) when distances
+    within ``window`` of the k-th may come in any order; none when they are too many to enumerate."""
     kth = np.sort(exact)[k - 1]
     sure = np.flatnonzero(exact < kth - window)
     tied = np.flatnonzero(np.abs(exact - kth) <= window)
     m = k - sure.size
     if tied.size <= m:
-        return [np.concatenate([sure, tied])], False
+        return np.concatenate([sure, tied])[None], False
     if comb(tied.size, m) > MAX_TIE_BREAKS:
-        return [], True
-    return [np.concatenate([sure, np.asarray(c)]) for c in combinations(tied.tolist(), m)], False
+        return np.empty((0, k), dtype=np.int64), True
+    chosen = np.array(list(combinations(tied.tolist(), m)), dtype=np.int64).reshape(-1, m)
+    return np.hstack([np.broadcast_to(sure, (len(chosen), sure.size)), chosen]), False
 
 
 def _metric(est: Any) -> Any:

@@ -227,8 +227,11 @@ class _Host:
     def ties(self, handle: str, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
         """``{output: judge.ties.TieSet}`` where the original's answer on ``feeds`` is not unique."""
         m = self.models[handle]
+        reference_ties = getattr(m.converter, "reference_ties", None)  # optional, like reference64
+        if reference_ties is None:
+            return {}
         with m.converter.reference_context(feeds):
-            return dict(_guarded(m.converter.name, m.converter.reference_ties, m.model, feeds, output_names))
+            return dict(_guarded(m.converter.name, reference_ties, m.model, feeds, output_names))
 
     def time(self, handle: str, batches: list[tuple[int, dict[str, np.ndarray]]], output_names: list[str],
              threads: int, budget_s: float) -> list[dict[str, Any]]:
