@@ -150,6 +150,18 @@ def test_knn_imputer_with_tied_donors_passes_and_a_broken_one_fails(tmp_path):
     bad._fit_X[:, 0] *= 1.01  # the imputed column's donor values
     assert _run(est, Q, tmp_path, onnx_of=bad).status == "failed"
 
+
+def test_too_many_tie_breaks_are_said_and_held_to_the_original(tmp_path):
+    """40 copies of one point and k=20: C(40, 20) tie-breaks, beyond the cap: not enumerated, said."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([np.zeros((40, 2)), rng.normal(size=(20, 2)) + 5])
+    est = KNeighborsRegressor(n_neighbors=20).fit(X, rng.normal(size=len(X)))
+    report = _run(est, np.vstack([np.full((2, 2), 0.3), rng.normal(size=(6, 2)) + 5]), tmp_path)
+    capped = [f for f in report.findings if f.check == "tie" and "too many tie-breaks" in f.message]
+    assert capped and capped[0].level == "warning" and "2 row(s)" in capped[0].message
+
 def test_a_pass_resting_on_ties_alone_is_vacuous(tmp_path):
     """Rows that all sit on a tie: agreeing with some tie-break on each shows little, so not a pass."""
     from sklearn.neighbors import KNeighborsRegressor

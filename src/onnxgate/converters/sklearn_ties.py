@@ -7,8 +7,8 @@ set differs: LocalOutlierFactor's score (each neighbour brings its own k-distanc
 KNeighborsRegressor's mean, a KNeighborsClassifier's vote. This module finds the query rows on
 such a tie and computes the outputs of every valid neighbour set (judge/ties.py judges with them).
 
-**Which points tie.** Distances are recomputed exactly (float64, scikit-learn's ``DistanceMetric``,
-differences, not the expanded dot product). The graph computes them from float32 copies of the
+**Which points tie.** Distances are recomputed exactly (float64, from the differences, not the
+expanded dot product: in numpy for Minkowski metrics, by scikit-learn's ``DistanceMetric`` otherwise). The graph computes them from float32 copies of the
 fitted points, in float32: with u the unit roundoff of the graph's dtype, its distance to y is
 off by at most ``u |y|`` (rounding y; the triangle inequality for a norm) plus ``(n + 3) u d``
 (subtract, square, sum n terms, root), and the pipeline steps before it by about ``u |x|``. We
@@ -110,7 +110,7 @@ def _set_function(outputs: Outputs) -> Family:
 
     def ties(est: Any, X: np.ndarray, roundoff: float, reference: dict[str, np.ndarray]) -> dict[str, TieSet]:
         sets = neighbor_sets(est, X, roundoff, int(getattr(est, "n_neighbors_", None) or est.n_neighbors))
-        if sets.rows.size == len(sets.own):  # one set per row: no tie anywhere
+        if sets.rows.size == len(sets.own) and not sets.capped.any():  # one set per row: no tie anywhere
             return {}
         out = {}
         for name, values in outputs(est, sets.index, sets.distance).items():
@@ -131,7 +131,7 @@ def _graph_ties(est: Any, X: np.ndarray, roundoff: float, reference: dict[str, n
     if ref.ndim != 2 or ref.shape[1] != est.n_samples_fit_:
         return {}
     sets = neighbor_sets(est, X, roundoff, k)
-    if sets.rows.size == len(sets.own):
+    if sets.rows.size == len(sets.own) and not sets.capped.any():
         return {}
     value = (lambda d: d) if est.mode == "distance" else np.ones_like
     own = np.zeros_like(ref, dtype=np.float64)

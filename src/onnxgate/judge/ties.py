@@ -77,7 +77,7 @@ def tie_summary(cases: Iterable[Any]) -> dict[str, tuple[int, str]]:
     out: dict[str, tuple[int, str]] = {}
     for case in cases:
         for o in case.outputs:
-            if o.ties and o.ties > out.get(o.name, (0, ""))[0] and o.kind in ("float", "label", "tie"):
+            if o.ties and o.ties > out.get(o.name, (0, ""))[0] and o.kind != "neighbors":
                 out[o.name] = (o.ties, case.name)
     return out
 
