@@ -78,14 +78,19 @@ def test_a_broken_lof_is_caught_next_to_a_tie(broken, tmp_path):
     bad = copy.deepcopy(est)
     if broken == "lrd":
         bad._lrd = bad._lrd.copy()
-        bad._lrd[_lrd_of_a_tied_rows_neighbour(est, rows)] *= 1.01
+        j = _lrd_of_a_tied_rows_neighbour(est, rows)
+        bad._lrd[j] *= 1.01
     elif broken == "offset":
         bad.offset_ = bad.offset_ * 1.01
     else:
         bad._distances_fit_X_ = bad._distances_fit_X_ * 1.01
     report = _run(est, rows, tmp_path, onnx_of=bad)
     assert report.status == "failed"
-    assert any(not o.passed for c in report.cases for o in c.outputs if o.name == "scores")
+    scores = next(o for o in report.cases[0].outputs if o.name == "scores")
+    assert not scores.passed
+    if broken == "lrd":  # every row with that neighbour fails, the row on the tie included: none hides there
+        _, index = est.kneighbors(rows.astype(np.float32).astype(np.float64))
+        assert scores.mismatched == sum(j in r for r in index)
 
 
 def test_knn_regressor_with_exact_ties_passes_and_a_broken_one_fails(tmp_path):
