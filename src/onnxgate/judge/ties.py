@@ -5,8 +5,10 @@ neighbour sets are correct, and an output that depends on the set (a LocalOutlie
 KNeighborsRegressor mean, a KNeighborsClassifier vote) has one correct value per set. The
 converter enumerates them (converters/sklearn_ties.py) and the judge accepts a value within the
 normal tolerance of one of them (judge/compare.py): not anywhere in the range they span, so a
-broken model cannot hide between two correct answers. Such values are counted (``OutputComparison.ties``) and reported, never hidden; a pass that rests only on them
-proves nothing and is vacuous (:func:`only_ties_reason`).
+broken model cannot hide between two correct answers. Such values are counted
+(``OutputComparison.ties``) and reported, never hidden; a pass that rests only on them proves
+nothing and is vacuous (:func:`only_ties_reason`). The test data published with the model keeps
+the tie-break ONNX Runtime took (:func:`settled_outputs`), so a verifier without the original agrees.
 """
 
 from __future__ import annotations
@@ -100,5 +102,33 @@ def only_ties_reason(cases: Iterable[Any], informative: set[str]) -> str | None:
     if any(o.on_tie < o.total for o in outputs):
         return None
     return ("every informative value of the original sits on a neighbour tie (" + NEIGHBOR_TIE + "), so the "
-            "comparison only shows that ONNX Runtime answers within the range of valid tie-breaks "
+            "comparison only shows that ONNX Runtime gives the answer of one valid tie-break or another "
             "(pass rows whose nearest neighbours are not equidistant)")
+
+
+def off_ties(bound: dict[str, tuple[int, int, str]], floors: dict[str, Any], ties: dict[str, TieSet]) -> dict[str, tuple[int, int, str]]:
+    """Values of a smooth output that jumped under a one-ulp move, less those on a neighbour tie: these
+    are held to the tie-breaks' answers (judge/compare.py), not allowed the jump."""
+    out = {}
+    for name, (on, total, unit) in bound.items():
+        jumps, tie = getattr(floors.get(name), "jumps", None), ties.get(name)
+        if unit == "values" and jumps is not None and tie is not None and tie.on_tie.size == jumps.size:
+            on = int(np.sum((jumps.reshape(-1) > 0) & ~tie.on_tie.reshape(-1)))
+        if on:
+            out[name] = (on, total, unit)
+    return out
+
+
+def settled_outputs(outputs: dict[str, np.ndarray], cases: Iterable[Any], case_name: str) -> dict[str, np.ndarray]:
+    """A case's outputs with each value ONNX Runtime answered on a tie (a :class:`TieSet`) set to the
+    tie-break it took, also a correct answer of the original: what publish and --save-evidence store
+    as test data, so a zoo verifier or an evidence replay agrees with ONNX Runtime. Unchanged without ties."""
+    first = next((c for c in cases if c.name == case_name and c.outputs), None)
+    settled = dict(outputs)
+    for o in first.outputs if first is not None else []:
+        if o.tie_answers is not None and o.name in settled:
+            value = np.array(settled[o.name])
+            index, answers = o.tie_answers
+            value.reshape(-1)[index] = answers.astype(value.dtype)
+            settled[o.name] = value
+    return settled

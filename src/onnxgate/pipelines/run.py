@@ -26,6 +26,7 @@ from onnxgate.inputs.samples import inputs_hash, take_rows
 from onnxgate.judge.batch_axes import batch_error, frozen_output_problems
 from onnxgate.judge.compare import compare_outputs
 from onnxgate.judge.report import Case, ConversionSection, EvidenceData, InputsSection, ModelSection, Report
+from onnxgate.judge.ties import settled_outputs
 from onnxgate.judge.tolerances import TolerancePolicy
 from onnxgate.pipelines import depth
 from onnxgate.runtime.framework import ReferenceRunner
@@ -325,7 +326,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
                                 reference, progress, ties)
     depth.axis_findings(report, axes)
     _check_ties(report, nominal, ties, s)
-    settled = {name: _settled(outputs, report.cases, name) for name, outputs in originals.items()}
+    settled = {name: settled_outputs(outputs, report.cases, name) for name, outputs in originals.items()}
     report.evidence = EvidenceData(cases[0][1], settled[cases[0][0]])
     if evidence_dir is not None:
         with progress.step(f"writing evidence to {evidence_dir}"):
@@ -451,8 +452,9 @@ def _check_thresholds(report: Report, nominal: dict[str, np.ndarray], policy: To
     from onnxgate.judge.calibration import MOST, threshold_bound
     from onnxgate.judge.degenerate import threshold_reason
     from onnxgate.judge.report import Finding
+    from onnxgate.judge.ties import off_ties
 
-    bound = _off_ties(threshold_bound(policy.floors), policy.floors, ties)  # type: ignore[arg-type]
+    bound = off_ties(threshold_bound(policy.floors), policy.floors, ties)  # type: ignore[arg-type]
     reason = threshold_reason(nominal, bound, MOST)
     if reason is not None and not _leaned_on_the_floor(report, bound):
         # exact agreement on the rows that sit on a threshold: nothing was excused, so the check
@@ -480,7 +482,11 @@ def _check_ties(report: Report, nominal: dict[str, np.ndarray], ties: dict[str, 
     causes = {name: t.cause for case in ties.values() for name, t in case.items()}
     for name, (count, case) in tie_summary(report.cases).items():
         report.findings.append(Finding("info", "tie", tie_message(name, count, case, causes.get(name, NEIGHBOR_TIE))))
-    capped = {name: t.capped for case in ties.values() for name, t in case.items() if t.capped}
+    capped: dict[str, int] = {}
+    for case_ties in ties.values():
+        for name, t in case_ties.items():
+            capped[name] = max(capped.get(name, 0), t.capped)
+    capped = {name: n for name, n in capped.items() if n}
     report.findings += [Finding("warning", "tie", f"output {name!r}: {n} row(s) sit on a tie with too many tie-breaks to "
                                 "enumerate; they are held to the original's own answer") for name, n in capped.items()]
     informative = {n for n, v in nominal.items() if degenerate_reason({n: v}) is None}
@@ -489,34 +495,6 @@ def _check_ties(report: Report, nominal: dict[str, np.ndarray], ties: dict[str, 
         report.vacuous = report.vacuous or reason
     elif reason is not None:
         report.findings.append(Finding("warning", "vacuous", f"{reason}; accepted with --accept-vacuous"))
-
-
-def _off_ties(bound: dict[str, tuple[int, int, str]], floors: dict[str, Any], ties: dict[str, Any]) -> dict[str, tuple[int, int, str]]:
-    """Values of a smooth output that jumped under a one-ulp move, less those on a neighbour tie: these
-    are held to the tie-breaks' answers (judge/compare.py), not allowed the jump."""
-    out = {}
-    for name, (on, total, unit) in bound.items():
-        jumps, tie = getattr(floors.get(name), "jumps", None), ties.get(name)
-        if unit == "values" and jumps is not None and tie is not None and tie.on_tie.size == jumps.size:
-            on = int(np.sum((jumps.reshape(-1) > 0) & ~tie.on_tie.reshape(-1)))
-        if on:
-            out[name] = (on, total, unit)
-    return out
-
-
-def _settled(outputs: dict[str, np.ndarray], cases: list[Case], case_name: str) -> dict[str, np.ndarray]:
-    """A case's outputs with each value ONNX Runtime answered on a tie (judge/ties.py) set to the
-    tie-break it took, also a correct answer of the original: what publish and --save-evidence store
-    as test data, so a zoo verifier or an evidence replay agrees with ONNX Runtime. Unchanged without ties."""
-    first = next((c for c in cases if c.name == case_name and c.outputs), None)
-    settled = dict(outputs)
-    for o in first.outputs if first is not None else []:
-        if o.tie_answers is not None and o.name in settled:
-            value = np.array(settled[o.name])
-            index, answers = o.tie_answers
-            value.reshape(-1)[index] = answers.astype(value.dtype)
-            settled[o.name] = value
-    return settled
 
 
 def _best_references(references: dict[str, dict[str, np.ndarray]], case: str,
