@@ -1,0 +1,153 @@
+"""Known breakages of skl2onnx's text vectorizers (CountVectorizer, TfidfVectorizer).
+
+skl2onnx converts a vectorizer to StringNormalizer (lowercase) -> Tokenizer (a regular
+expression, re2 in ONNX Runtime) -> TfIdfVectorizer (n-gram counts). Both fixes act through
+the converter's documented per-estimator options (``locale``, ``tokenexp``), before conversion.
+One difference has no workaround and is reported instead (:func:`case_mapping_note`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from onnxgate.converters.fixes import Applied, Fix, enabled
+
+TEXT_LOCALE = Fix(
+    "sklearn.text_locale",
+    "ONNX Runtime's StringNormalizer lowercases in the locale en_US.UTF-8 unless the graph names one, and "
+    "refuses to load the model where that locale is not installed (slim Linux images: 'Failed to construct "
+    "locale with name:en_US.UTF-8')",
+    "the StringNormalizer names a UTF-8 locale that loads here (skl2onnx's documented 'locale' option)",
+    "onnxruntime/core/providers/cpu/text/string_normalizer.cc: default_locale",
+)
+TEXT_TOKEN_PATTERN = Fix(
+    "sklearn.text_token_pattern",
+    "skl2onnx replaces scikit-learn's default token pattern (?u)\\b\\w\\w+\\b by [a-zA-Z0-9_]+: words with "
+    "non-ASCII letters are cut ('café' -> 'caf', so they never count) and one-letter words are kept, which "
+    "shifts the n-grams ('I am a cat': 'am cat' is lost)",
+    "the Tokenizer gets the same pattern in re2 syntax, [\\p{L}\\p{N}_]{2,} (runs of two or more Unicode "
+    "letters, digits or underscores), through skl2onnx's documented 'tokenexp' option",
+    "skl2onnx/operator_converters/text_vectoriser.py: default_pattern",
+)
+
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+# Python's \w is str.isalnum() or "_": the Unicode letters (L*) and numbers (N*), as re2 names them
+UNICODE_TOKENS = r"[\p{L}\p{N}_]{2,}"
+UTF8_LOCALES = ("C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8")
+_VECTORIZERS = ("CountVectorizer", "TfidfVectorizer")
+
+
+def vectorizers(estimators: Any) -> list[Any]:
+    """The text vectorizers among ``estimators`` (a model's walk)."""
+    return [m for m in estimators if type(m).__name__ in _VECTORIZERS]
+
+
+def vectorizer_options(found: list[Any], options: dict[int, dict[str, Any]], applied: Applied) -> dict[int, dict[str, Any]]:
+    """skl2onnx's options with the text fixes each vectorizer in ``found`` needs, merged in."""
+    for v in found:
+        extra = {**_locale_option(v, applied), **_token_option(v, applied)}
+        if extra:
+            options[id(v)] = {**options.get(id(v), {}), **extra}
+    return options
+
+
+def _locale_option(v: Any, applied: Applied) -> dict[str, Any]:
+    if not enabled(TEXT_LOCALE) or not (v.lowercase or v.stop_words) or default_locale_loads():
+        return {}
+    locale = loadable_locale()
+    if locale is None:  # nothing loads: the ORT load error names the locale to install
+        return {}
+    applied.add(TEXT_LOCALE, f"locale={locale}; the published graph needs it where it runs")
+    return {"locale": locale}
+
+
+def _token_option(v: Any, applied: Applied) -> dict[str, Any]:
+    if not enabled(TEXT_TOKEN_PATTERN) or v.analyzer != "word" or v.token_pattern != DEFAULT_TOKEN_PATTERN:
+        return {}
+    applied.add(TEXT_TOKEN_PATTERN, type(v).__name__)
+    return {"tokenexp": UNICODE_TOKENS}
+
+
+@lru_cache(maxsize=None)
+def _session_loads(locale: str | None) -> bool:
+    """Whether ONNX Runtime here loads a lowercasing StringNormalizer in ``locale`` (None: its default)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    attrs: dict[str, Any] = {"case_change_action": "LOWER", "is_case_sensitive": 0}
+    if locale is not None:
+        attrs["locale"] = locale
+    node = helper.make_node("StringNormalizer", ["x"], ["y"], **attrs)
+    vi = [helper.make_tensor_value_info(n, TensorProto.STRING, [None]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph([node], "locale_probe", vi[:1], vi[1:]),
+                              opset_imports=[helper.make_opsetid("", 10)])
+    model.ir_version = 7
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the failure is the answer, not an error to log
+    try:
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - ORT raises its own Fail type
+        return False
+    return True
+
+
+def default_locale_loads() -> bool:
+    return _session_loads(None)
+
+
+def loadable_locale() -> str | None:
+    """The first of :data:`UTF8_LOCALES` that ONNX Runtime loads here, or None."""
+    return next((name for name in UTF8_LOCALES if _session_loads(name)), None)
+
+
+def case_mapping_note(found: list[Any], documents: np.ndarray) -> str | None:
+    """A note naming the documents that ONNX's StringNormalizer lowercases differently from Python's
+    ``str.lower()``, or None. ONNX lowercases one code point at a time; Python applies the Unicode
+    special casing: a final capital sigma becomes 'ς' (ONNX: 'σ'), 'İ' becomes 'i' plus a combining
+    dot (ONNX: 'i'). No option changes either side, so those rows may differ: reported, not hidden."""
+    if not any(v.lowercase for v in found) or documents.dtype != object or documents.ndim != 1:
+        return None
+    rows = [i for i, doc in enumerate(documents) if _special_casing(str(doc))]
+    if not rows:
+        return None
+    return (f"text: {len(rows)} of {len(documents)} documents (rows {rows[:10]}) hold letters whose lowercase "
+            "depends on context or takes two code points in Python (final 'Σ', 'İ'); ONNX's StringNormalizer "
+            "lowercases one code point at a time, so their tokens can differ (a known ONNX limit, no workaround)")
+
+
+def _special_casing(doc: str) -> bool:
+    return doc.lower() != "".join(c.lower() for c in doc) or any(len(c.lower()) > 1 for c in doc)
+
+
+COUNT_DTYPE = Fix(
+    "sklearn.count_dtype",
+    "skl2onnx's CountVectorizer emits its counts as float32 (ONNX's TfIdfVectorizer op); scikit-learn's are "
+    "int64 (the vectorizer's dtype): a consumer of the published signature gets another type, and the "
+    "comparison fails on dtype",
+    "the counts are cast to the vectorizer's integer dtype at the output (exact below 2**24 per cell)",
+)
+
+
+def count_dtype(onx: Any, final: Any, applied: Applied) -> None:
+    """:data:`COUNT_DTYPE`: a Cast of a final CountVectorizer's float output to its integer dtype."""
+    if not enabled(COUNT_DTYPE) or type(final).__name__ != "CountVectorizer":
+        return
+    from onnx import TensorProto, helper
+
+    from onnxgate.converters.fixes import rename_value
+
+    target = np.dtype(getattr(final, "dtype", np.int64))
+    if target.kind not in "iu":
+        return
+    elem = helper.np_dtype_to_tensor_dtype(target)
+    for out in onx.graph.output:
+        if out.type.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            continue
+        raw = f"{out.name}_counts"
+        rename_value(onx.graph.node, out.name, raw)
+        onx.graph.node.append(helper.make_node("Cast", [raw], [out.name], to=elem, name=f"onnxgate_cast_{out.name}"))
+        out.type.tensor_type.elem_type = elem
+        applied.add(COUNT_DTYPE, str(target))
