@@ -151,3 +151,24 @@ def count_dtype(onx: Any, final: Any, applied: Applied) -> None:
         onx.graph.node.append(helper.make_node("Cast", [raw], [out.name], to=elem, name=f"onnxgate_cast_{out.name}"))
         out.type.tensor_type.elem_type = elem
         applied.add(COUNT_DTYPE, str(target))
+
+
+BINARY_LABEL_COLUMNS = Fix(
+    "sklearn.binary_label_binarizer_shape",
+    "skl2onnx declares a two-class LabelBinarizer's output [N, 2]; the graph returns one column [N, 1], as "
+    "scikit-learn does, so the published signature lies",
+    "the output is declared [N, 1]",
+)
+
+
+def binary_label_columns(onx: Any, final: Any, applied: Applied) -> None:
+    """:data:`BINARY_LABEL_COLUMNS`, for a final two-class LabelBinarizer (not multilabel)."""
+    if not enabled(BINARY_LABEL_COLUMNS) or type(final).__name__ != "LabelBinarizer":
+        return
+    if len(getattr(final, "classes_", ())) != 2 or getattr(final, "y_type_", "binary") != "binary":
+        return
+    for out in onx.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if len(dims) == 2 and dims[1].dim_value == 2:
+            dims[1].dim_value = 1
+            applied.add(BINARY_LABEL_COLUMNS)
