@@ -251,7 +251,7 @@ def test_case_mapping_difference_is_reported_not_hidden(tmp_path):
     est = CountVectorizer().fit(docs)
     report = _run(est, np.array(docs), tmp_path)
     note = next(n for n in report.conversion.notes if n.startswith("text:"))
-    assert "rows [0, 2]" in note and "final 'Σ'" in note
+    assert "(rows [0, 2])" in note and "final 'Σ'" in note
     assert report.status == "failed"
     assert _run(est, np.array(docs[1:2]), tmp_path, accept_vacuous=True).conversion.notes[-1].startswith("fix ")
 
@@ -284,3 +284,44 @@ def test_locale_fix_loads_where_en_us_is_missing(tmp_path):
     assert any(n.startswith("fix sklearn.text_locale") for n in json.loads((tmp_path / "r.json").read_text())["conversion"]["notes"])
     broken = run_onnxgate(*args, env={**env, DISABLE_ENV: "sklearn.text_locale"})
     assert broken.code != 0 and "locale" in (broken.out + broken.err)
+
+
+def test_sublinear_tf_fix_weighs_counts_as_scikit_learn(tmp_path, monkeypatch):
+    """skl2onnx's log(1 + tf) against scikit-learn's 1 + log(tf): every non-zero weight differs without the fix."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    est = TfidfVectorizer(sublinear_tf=True).fit(sentences())
+    report = _run(est, np.array(sentences()[:10]), tmp_path)
+    assert report.status == "passed" and "sklearn.sublinear_tf" in _fixes(report), report.to_markdown()[:2000]
+    monkeypatch.setenv(DISABLE_ENV, "sklearn.sublinear_tf")
+    assert _run(est, np.array(sentences()[:10]), tmp_path).status == "failed"
+
+
+def test_stop_words_with_ngrams_are_a_named_difference(tmp_path):
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    est = CountVectorizer(stop_words="english", ngram_range=(1, 2)).fit(sentences())
+    report = _run(est, np.array(sentences()[:12]), tmp_path)
+    assert report.status == "failed"
+    assert any("with stop words and n-grams" in n for n in report.conversion.notes)
+
+
+def test_text_column_of_a_dataframe_model_from_csv(tmp_path):
+    """ColumnTransformer routing a text column to a TfidfVectorizer and a number column to a scaler:
+    a CSV sample gives one ONNX input per column, and the text fixes reach the vectorizer inside."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from onnxgate.pipelines.run import run
+
+    docs, y = _corpus()
+    frame = pd.DataFrame({"review": docs, "stars": np.arange(len(docs), dtype=float) % 5})
+    model = make_pipeline(ColumnTransformer([("text", TfidfVectorizer(), "review"), ("num", StandardScaler(), ["stars"])]),
+                          LogisticRegression(max_iter=1000)).fit(frame, y)
+    frame.iloc[::7].to_csv(tmp_path / "rows.csv", index=False)
+    report, _ = run(model, sample=str(tmp_path / "rows.csv"), in_process=True)
+    assert report.status == "passed" and "sklearn.text_token_pattern" in _fixes(report), report.to_markdown()[:2000]

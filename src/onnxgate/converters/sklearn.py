@@ -176,14 +176,14 @@ class SklearnConverter(Converter):
         fixes.repair_graph(onx, model, _final(model), applied)
         text.count_dtype(onx, _final(model), applied)
         text.binary_label_columns(onx, _final(model), applied)
+        text.sublinear_tf(onx, list(fixes.walk(model)), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
         notes = [f"inputs: {[(n, str(t)) for n, t in _interface(initial, core64)]}", *applied.notes]
-        case_note = text.case_mapping_note(found, feeds.get("X", np.empty(0)))
-        if case_note:  # a known difference, no workaround: a framework warning in the report as well
+        for note in text.known_differences(found, feeds):  # no workaround: a framework warning in the report as well
             import warnings
 
-            warnings.warn(case_note, stacklevel=2)
-            notes.append(case_note)
+            warnings.warn(note, stacklevel=2)
+            notes.append(note)
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:

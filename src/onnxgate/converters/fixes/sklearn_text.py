@@ -103,19 +103,40 @@ def loadable_locale() -> str | None:
     return next((name for name in UTF8_LOCALES if _session_loads(name)), None)
 
 
-def case_mapping_note(found: list[Any], documents: np.ndarray) -> str | None:
+def known_differences(found: list[Any], feeds: dict[str, np.ndarray]) -> list[str]:
+    """Notes on the differences between skl2onnx's text graph and scikit-learn that no option removes,
+    where this model and these documents show them: they explain a failure instead of hiding it."""
+    notes = [case_mapping_note(found, feeds), stop_word_ngrams_note(found)]
+    return [n for n in notes if n]
+
+
+def case_mapping_note(found: list[Any], feeds: dict[str, np.ndarray]) -> str | None:
     """A note naming the documents that ONNX's StringNormalizer lowercases differently from Python's
     ``str.lower()``, or None. ONNX lowercases one code point at a time; Python applies the Unicode
     special casing: a final capital sigma becomes 'ς' (ONNX: 'σ'), 'İ' becomes 'i' plus a combining
     dot (ONNX: 'i'). No option changes either side, so those rows may differ: reported, not hidden."""
-    if not any(v.lowercase for v in found) or documents.dtype != object or documents.ndim != 1:
+    if not any(v.lowercase for v in found):
         return None
-    rows = [i for i, doc in enumerate(documents) if _special_casing(str(doc))]
-    if not rows:
+    for name, values in feeds.items():
+        if values.dtype != object or values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
+            continue
+        rows = [i for i, doc in enumerate(values.reshape(len(values))) if _special_casing(str(doc))]
+        if rows:
+            return (f"text: {len(rows)} of {len(values)} documents of {name!r} (rows {rows[:10]}) hold letters whose "
+                    "lowercase depends on context or takes two code points in Python (final 'Σ', 'İ'); ONNX's "
+                    "StringNormalizer lowercases one code point at a time, so their tokens can differ (a known "
+                    "ONNX limit, no workaround)")
+    return None
+
+
+def stop_word_ngrams_note(found: list[Any]) -> str | None:
+    """scikit-learn drops stop words before it forms n-grams; skl2onnx's graph forms them over every token."""
+    names = [type(v).__name__ for v in found if v.stop_words is not None and v.analyzer == "word" and v.ngram_range[1] > 1]
+    if not names:
         return None
-    return (f"text: {len(rows)} of {len(documents)} documents (rows {rows[:10]}) hold letters whose lowercase "
-            "depends on context or takes two code points in Python (final 'Σ', 'İ'); ONNX's StringNormalizer "
-            "lowercases one code point at a time, so their tokens can differ (a known ONNX limit, no workaround)")
+    return (f"text: {', '.join(names)} with stop words and n-grams: scikit-learn forms n-grams after dropping stop "
+            "words ('cat the sat' -> 'cat sat'), skl2onnx's graph over every token (ONNX's StringNormalizer cannot "
+            "filter the tokens of each row), so n-grams across a stop word differ (no workaround)")
 
 
 def _special_casing(doc: str) -> bool:
@@ -172,3 +193,47 @@ def binary_label_columns(onx: Any, final: Any, applied: Applied) -> None:
         if len(dims) == 2 and dims[1].dim_value == 2:
             dims[1].dim_value = 1
             applied.add(BINARY_LABEL_COLUMNS)
+
+
+SUBLINEAR_TF = Fix(
+    "sklearn.sublinear_tf",
+    "skl2onnx computes TfidfTransformer/TfidfVectorizer(sublinear_tf=True) as log(1 + tf); scikit-learn "
+    "replaces each non-zero tf by 1 + log(tf) (a count of 1 weighs 1, not log 2 = 0.69)",
+    "Log(Add(tf, 1)) becomes Where(tf > 0, Add(Log(tf), 1), 0)",
+    "skl2onnx/operator_converters/tfidf_transformer.py: sublinear_tf",
+)
+
+
+def sublinear_tf(onx: Any, estimators: list[Any], applied: Applied) -> None:
+    """:data:`SUBLINEAR_TF`: each Log fed by an Add of a constant vector of ones, rewritten as scikit-learn computes it."""
+    if not enabled(SUBLINEAR_TF) or not any(getattr(m, "sublinear_tf", False) for m in estimators):
+        return
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in onx.graph.initializer}
+    nodes = list(onx.graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    rewrites: dict[int, list[Any]] = {}  # index of the Add -> the nodes that replace it
+    dropped: set[int] = set()  # indices of the Logs
+    for k, log in enumerate(nodes):
+        add = nodes[producer[log.input[0]]] if log.op_type == "Log" and log.input[0] in producer else None
+        ones = next((i for i in add.input if i in constants and np.all(constants[i] == 1)), None) if add is not None and add.op_type == "Add" else None
+        if ones is None:
+            continue
+        tf = next(i for i in add.input if i != ones)
+        zero = f"{log.output[0]}_zero"
+        onx.graph.initializer.append(numpy_helper.from_array(np.zeros((), dtype=constants[ones].dtype), zero))
+        logged, plus1, positive = (f"{log.output[0]}_{s}" for s in ("log_tf", "plus1", "positive"))
+        rewrites[producer[log.input[0]]] = [
+            helper.make_node("Log", [tf], [logged], name=f"{logged}_node"),
+            helper.make_node("Add", [logged, ones], [plus1], name=f"{plus1}_node"),
+            helper.make_node("Greater", [tf, zero], [positive], name=f"{positive}_node"),
+            helper.make_node("Where", [positive, plus1, zero], [log.output[0]], name=f"{log.output[0]}_sublinear"),
+        ]
+        dropped.add(k)
+        applied.add(SUBLINEAR_TF)
+    if not rewrites:
+        return
+    kept = [m for k, n in enumerate(nodes) if k not in dropped for m in rewrites.get(k, [n])]
+    del onx.graph.node[:]
+    onx.graph.node.extend(kept)
