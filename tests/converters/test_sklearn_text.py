@@ -97,11 +97,17 @@ def _onnx_with_idf_scaled(model, path: Path) -> None:
 
 def test_validate_catches_a_scaled_idf_in_the_onnx_graph(cli, tmp_path):
     """The other direction: the original is right, the graph has one idf weight 1% off."""
+    from onnx import numpy_helper
+
     model = _classifier()
     skops_io.dump(model, tmp_path / "text.skops")
     np.save(tmp_path / "docs.npy", _documents())
     assert cli("-q", "convert", tmp_path / "text.skops", "-o", tmp_path / "m.onnx", "--sample", tmp_path / "docs.npy").code == 0
     assert cli("-q", "validate", tmp_path / "text.skops", tmp_path / "m.onnx", "--sample", tmp_path / "docs.npy").code == 0
+    evidence = tmp_path / "test_data_set_0"  # a STRING TensorProto reads back as an object array of str
+    evidence.mkdir()
+    (evidence / "input_0.pb").write_bytes(numpy_helper.from_array(_documents().astype(object), "X").SerializeToString())
+    assert cli("-q", "validate", tmp_path / "text.skops", tmp_path / "m.onnx", "--sample", evidence).code == 0
     _onnx_with_idf_scaled(model, tmp_path / "m.onnx")
     bad = cli("-q", "validate", tmp_path / "text.skops", tmp_path / "m.onnx", "--sample", tmp_path / "docs.npy")
     assert bad.code == 1, bad.out + bad.err

@@ -104,7 +104,7 @@ def form_feed(form: InputForm, arr: np.ndarray, where: str) -> np.ndarray:
             f"{where} has shape {list(arr.shape)}; the {form.estimator} takes {form.wanted()}", hint
         )
     if form.kind in ("documents", "tokens") or form.dtype == np.dtype(object):
-        if arr.dtype.kind not in "US":
+        if arr.dtype.kind not in "US" and not _strings(arr):
             raise SampleError(
                 f"{where} holds {arr.dtype} values; the {form.estimator} takes {form.wanted()}",
                 "save the strings with numpy.save(path, numpy.asarray(values, dtype=str))",
@@ -116,6 +116,11 @@ def form_feed(form: InputForm, arr: np.ndarray, where: str) -> np.ndarray:
             f"pass {form.wanted()}",
         )
     return np.ascontiguousarray(arr.astype(form.dtype))
+
+
+def _strings(arr: np.ndarray) -> bool:
+    """An object array of str only: what a STRING TensorProto (a test_data_set_N/ .pb file) reads as."""
+    return arr.dtype == object and all(isinstance(v, str) for v in arr.reshape(-1))
 
 
 def _integral(arr: np.ndarray) -> bool:
