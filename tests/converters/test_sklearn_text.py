@@ -277,19 +277,22 @@ def _locale_dir(tmp_path: Path) -> Path | None:
 def test_locale_fix_loads_where_en_us_is_missing(tmp_path):
     """ONNX Runtime lowercases in en_US.UTF-8 unless told otherwise and refuses the graph where that locale is
     not installed (slim images). Forced here with LOCPATH, in fresh processes: with the fix the graph names
-    C.UTF-8 and passes; without it ONNX Runtime cannot load the graph."""
+    C.UTF-8 and `convert` (which loads what it writes in ONNX Runtime) succeeds; without it, exit 1, no file."""
+    import onnx
+
     locales = _locale_dir(tmp_path)
     if locales is None:
         pytest.skip("no C.UTF-8 locale directory to build a LOCPATH from")
     skops_io.dump(_classifier(), tmp_path / "text.skops")
     np.save(tmp_path / "docs.npy", _documents())
     env = {"LOCPATH": str(locales), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    args = ("-q", "run", tmp_path / "text.skops", "--sample", tmp_path / "docs.npy", "--report", tmp_path / "r.json")
-    ok = run_onnxgate(*args, env=env)
+    args = ("-q", "convert", tmp_path / "text.skops", "--sample", tmp_path / "docs.npy", "-o")
+    ok = run_onnxgate(*args, tmp_path / "ok.onnx", env=env)
     assert ok.code == 0, ok.err
-    assert any(n.startswith("fix sklearn.text_locale") for n in json.loads((tmp_path / "r.json").read_text())["conversion"]["notes"])
-    broken = run_onnxgate(*args, env={**env, DISABLE_ENV: "sklearn.text_locale"})
-    assert broken.code != 0 and "locale" in (broken.out + broken.err)
+    normalizer = next(n for n in onnx.load(tmp_path / "ok.onnx").graph.node if n.op_type == "StringNormalizer")
+    assert {a.name: a.s for a in normalizer.attribute}["locale"] == b"C.UTF-8"
+    broken = run_onnxgate(*args, tmp_path / "broken.onnx", env={**env, DISABLE_ENV: "sklearn.text_locale"})
+    assert broken.code == 1 and "locale" in broken.err and not (tmp_path / "broken.onnx").exists(), broken.err
 
 
 def test_sublinear_tf_fix_weighs_counts_as_scikit_learn(tmp_path, monkeypatch):
