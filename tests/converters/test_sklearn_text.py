@@ -334,3 +334,21 @@ def test_text_column_of_a_dataframe_model_from_csv(tmp_path):
     frame.iloc[::7].to_csv(tmp_path / "rows.csv", index=False)
     report, _ = run(model, sample=str(tmp_path / "rows.csv"), in_process=True)
     assert report.status == "passed" and "sklearn.text_token_pattern" in _fixes(report), report.to_markdown()[:2000]
+
+
+def test_validate_a_hand_converted_graph_that_takes_a_column_of_documents(cli, tmp_path):
+    """skl2onnx's documentation declares text as StringTensorType([None, 1]); a graph converted so (with the
+    hand fixes, so it loads and agrees) validates against the same .txt sample, the documents fed as a column."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+
+    from onnxgate.converters.fixes.sklearn_text import UNICODE_TOKENS, loadable_locale
+
+    model = _classifier()
+    hand = {id(model.steps[0][1]): {"locale": loadable_locale(), "tokenexp": UNICODE_TOKENS}, id(model.steps[1][1]): {"zipmap": False}}
+    onx = convert_sklearn(model, initial_types=[("X", StringTensorType([None, 1]))], options=hand)
+    (tmp_path / "hand.onnx").write_bytes(onx.SerializeToString())
+    skops_io.dump(model, tmp_path / "text.skops")
+    (tmp_path / "docs.txt").write_text("\n".join(_documents()) + "\n", encoding="utf-8")
+    result = cli("-q", "validate", tmp_path / "text.skops", tmp_path / "hand.onnx", "--sample", tmp_path / "docs.txt")
+    assert result.code == 0, result.out + result.err

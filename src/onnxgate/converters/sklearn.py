@@ -502,8 +502,9 @@ def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndar
 
 def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
     """The feeds as scikit-learn expects them: float64 (the same values) and a DataFrame where named."""
-    if list(feeds) == ["X"] and forms.input_form(model).special:
-        return forms.reference_input(feeds["X"], forms.input_form(model))
+    form = forms.input_form(model)
+    if list(feeds) == ["X"] and form.special:
+        return forms.reference_input(feeds["X"], form)
     if list(feeds) == ["X"]:
         X = feeds["X"].astype(np.float64)
         names = getattr(model, "feature_names_in_", None)

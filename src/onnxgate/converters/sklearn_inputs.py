@@ -159,7 +159,10 @@ def vocabulary_words(vectorizer: Any) -> tuple[str, ...]:
 
 
 def reference_input(arr: np.ndarray, form: InputForm) -> Any:
-    """The feed as scikit-learn takes it: strings as a list/array of str, labels in their fitted dtype."""
+    """The feed as scikit-learn takes it: strings as an array of str, labels in their fitted dtype; documents
+    and labels fed as a column (an ONNX file that declares them [N, 1]) as the 1-D array they are."""
+    if form.ndim == 1 and arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
     if arr.dtype == object:
         return arr.astype(str)
     return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
