@@ -174,16 +174,10 @@ class SklearnConverter(Converter):
         if core64:
             precision.float64_core(onx, applied)
         fixes.repair_graph(onx, model, _final(model), applied)
-        text.count_dtype(onx, _final(model), applied)
-        text.binary_label_columns(onx, _final(model), applied)
-        text.sublinear_tf(onx, list(fixes.walk(model)), applied)
+        text.repair_graph(onx, list(fixes.walk(model)), _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
         notes = [f"inputs: {[(n, str(t)) for n, t in _interface(initial, core64)]}", *applied.notes]
-        for note in text.known_differences(found, feeds):  # no workaround: a framework warning in the report as well
-            import warnings
-
-            warnings.warn(note, stacklevel=2)
-            notes.append(note)
+        notes += _warned(text.known_differences(found, feeds))
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
@@ -468,6 +462,15 @@ def _column_feed(col: np.ndarray, dtype: type) -> np.ndarray:
     if col.dtype.kind in "OUS":
         return col.astype(str).astype(object).reshape(-1, 1)
     return col.astype(dtype).reshape(-1, 1)
+
+
+def _warned(notes: list[str]) -> list[str]:
+    """``notes`` (differences no fix removes), each also raised as a warning: the report keeps a framework's warnings."""
+    import warnings
+
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
 
 
 def _one_array(sample: Any, form: forms.InputForm) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Known breakages of skl2onnx's text vectorizers (CountVectorizer, TfidfVectorizer).
+"""Known breakages of skl2onnx's text vectorizers (CountVectorizer, TfidfVectorizer) and label binarizer.
 
 skl2onnx converts a vectorizer to StringNormalizer (lowercase) -> Tokenizer (a regular
-expression, re2 in ONNX Runtime) -> TfIdfVectorizer (n-gram counts). Both fixes act through
-the converter's documented per-estimator options (``locale``, ``tokenexp``), before conversion.
-One difference has no workaround and is reported instead (:func:`case_mapping_note`).
+expression, re2 in ONNX Runtime) -> TfIdfVectorizer (n-gram counts) -> idf weights. Two fixes act
+before conversion, through the converter's documented per-estimator options (``locale``,
+``tokenexp``: :func:`vectorizer_options`); three after it, on the graph (:func:`repair_graph`:
+integer counts, sublinear tf, a binary LabelBinarizer's declared shape). Differences that no
+option removes are named instead (:func:`known_differences`), so a failure explains itself.
 """
 
 from __future__ import annotations
@@ -237,3 +239,10 @@ def sublinear_tf(onx: Any, estimators: list[Any], applied: Applied) -> None:
     kept = [m for k, n in enumerate(nodes) if k not in dropped for m in rewrites.get(k, [n])]
     del onx.graph.node[:]
     onx.graph.node.extend(kept)
+
+
+def repair_graph(onx: Any, estimators: list[Any], final: Any, applied: Applied) -> None:
+    """The graph fixes of this module, each where its symptom shows."""
+    count_dtype(onx, final, applied)
+    binary_label_columns(onx, final, applied)
+    sublinear_tf(onx, estimators, applied)
