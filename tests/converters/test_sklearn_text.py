@@ -352,3 +352,17 @@ def test_validate_a_hand_converted_graph_that_takes_a_column_of_documents(cli, t
     (tmp_path / "docs.txt").write_text("\n".join(_documents()) + "\n", encoding="utf-8")
     result = cli("-q", "validate", tmp_path / "text.skops", tmp_path / "hand.onnx", "--sample", tmp_path / "docs.txt")
     assert result.code == 0, result.out + result.err
+
+
+def test_integer_labels_take_whole_numbers_only():
+    from sklearn.preprocessing import LabelEncoder
+
+    from onnxgate.converters.sklearn_inputs import form_feed, input_form
+    from onnxgate.errors import SampleError
+
+    form = input_form(LabelEncoder().fit([3, 1, 2]))
+    assert (form.kind, form.dtype) == ("labels", np.dtype(np.int64))
+    assert form_feed(form, np.array([1.0, 3.0]), "y.json").tolist() == [1, 3]  # a JSON list of 1.0, 3.0
+    for bad, message in ((np.array([1.5]), "fitted on integers"), (np.array(["1"]), "fitted on integers")):
+        with pytest.raises(SampleError, match=message):
+            form_feed(form, bad, "y.json")

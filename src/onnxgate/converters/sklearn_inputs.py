@@ -100,17 +100,25 @@ def form_feed(form: InputForm, arr: np.ndarray, where: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != form.ndim:
         hint = "pass x.ravel()" if form.ndim == 1 and arr.ndim == 2 and 1 in arr.shape else f"save {form.wanted()}"
+        raise SampleError(f"{where} has shape {list(arr.shape)}; the {form.estimator} takes {form.wanted()}", hint)
+    if form.dtype == np.dtype(object):
+        return _string_feed(form, arr, where)
+    return _number_feed(form, arr, where)
+
+
+def _string_feed(form: InputForm, arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.dtype.kind not in "US" and not _strings(arr):
         raise SampleError(
-            f"{where} has shape {list(arr.shape)}; the {form.estimator} takes {form.wanted()}", hint
+            f"{where} holds {arr.dtype} values; the {form.estimator} takes {form.wanted()}",
+            "save the strings with numpy.save(path, numpy.asarray(values, dtype=str))",
         )
-    if form.kind in ("documents", "tokens") or form.dtype == np.dtype(object):
-        if arr.dtype.kind not in "US" and not _strings(arr):
-            raise SampleError(
-                f"{where} holds {arr.dtype} values; the {form.estimator} takes {form.wanted()}",
-                "save the strings with numpy.save(path, numpy.asarray(values, dtype=str))",
-            )
-        return arr.astype(str).astype(object)
-    if arr.dtype.kind not in "iubf" or (form.dtype.kind == "i" and arr.dtype.kind == "f" and not _integral(arr)):
+    return arr.astype(str).astype(object)
+
+
+def _number_feed(form: InputForm, arr: np.ndarray, where: str) -> np.ndarray:
+    """Labels fitted as numbers: integers (or floats that are whole numbers, for integer classes) or floats."""
+    whole = form.dtype.kind != "i" or arr.dtype.kind != "f" or _integral(arr)
+    if arr.dtype.kind not in "iubf" or not whole:
         raise SampleError(
             f"{where} holds {arr.dtype} values; the {form.estimator} was fitted on {_dtype_words(form.dtype)}",
             f"pass {form.wanted()}",
