@@ -62,8 +62,9 @@ class Zoo:
         return str(path)
 
 
-def save_program(model, path: Path) -> None:
-    """``torch.export`` with keyword inputs (task-aware ones from the hf converter), dynamic batch/sequence."""
+def save_program(model, path: Path, vmap_free: bool = True) -> None:
+    """``torch.export`` with keyword inputs (task-aware ones from the hf converter), dynamic batch/sequence;
+    a model that generates is exported inside ``hf.vmap_free_masks`` unless ``vmap_free`` is False."""
     from onnxgate.converters.fixes.hf import vmap_free_masks
     from onnxgate.converters.hf import input_specs, model_inputs
     from onnxgate.inputs.synthesize import synthesize_inputs
@@ -74,7 +75,7 @@ def save_program(model, path: Path) -> None:
     batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=64)
     shapes = {n: ({0: batch, 1: sequence} if a.dim() == 2 else {0: batch}) for n, a in kwargs.items()}
     model.config.use_cache = False
-    with vmap_free_masks(model) if model.can_generate() else contextlib.nullcontext():
+    with vmap_free_masks(model) if vmap_free and model.can_generate() else contextlib.nullcontext():
         program = torch.export.export(model, (), kwargs=kwargs, dynamic_shapes=shapes)
     torch.export.save(program, path)
 
@@ -240,6 +241,18 @@ def test_trace_check_passes_a_faithful_graph_and_names_one_that_differs():
     assert converter.trace_problem(job, good) is None
     problem = converter.trace_problem(job, other)
     assert problem and "'last_hidden_state' differs" in problem and "input_ids [2, 8]" in problem, problem
+
+
+def test_saving_a_causal_lm_program_needs_the_vmap_free_masks_fix(tmp_path):
+    """hf.vmap_free_masks, the documented way to save a causal LM as .pt2 with transformers 4.57."""
+    from onnxgate.converters.fixes.hf import VMAP_MASKS
+    from tests.converters import hf_tiny
+
+    model = hf_tiny.gpt2()
+    with pytest.raises(Exception, match="flat_apply"):
+        save_program(model, tmp_path / "without.pt2", vmap_free=False)
+    save_program(model, tmp_path / "with.pt2")
+    assert (tmp_path / "with.pt2").stat().st_size > 0 and "flat_apply" in VMAP_MASKS.symptom
 
 
 def test_causal_masks_need_the_traceable_masks_fix():

@@ -50,10 +50,9 @@ def test_catalogue_estimator_passes_with_no_flags(name, fitted, tmp_path):
     sample = tmp_path / "x.npy"
     np.save(sample, rows)
     try:
-        # accept_vacuous: a default-fitted estimator may answer a constant on this sample (Lasso's
-        # zero coefficients); the vacuous verdict itself is tested in tests/judge/test_verdicts.py.
-        # Not for documents and labels: a vectorizer's counts or an encoder's codes must not be vacuous
-        report, _ = run(est, sample=str(sample), in_process=True, accept_vacuous=name not in cat.NOT_A_MATRIX)
+        # no flags at all: a vacuous verdict is not a pass (sklearn_catalogue._INFORMATIVE gives the
+        # estimators whose defaults answer a constant on this data the one parameter that varies it)
+        report, _ = run(est, sample=str(sample), in_process=True)
         passed = report.passed
     except Exception as exc:  # noqa: BLE001 - a conversion error is a failure of this estimator
         report, passed = exc, False
@@ -88,3 +87,20 @@ def test_an_estimator_with_no_converter_is_a_one_line_user_error(name, cli, tmp_
     result = cli("-q", "convert", tmp_path / "m.skops", "-o", tmp_path / "m.onnx")
     assert result.code == 2 and f"skl2onnx cannot convert {name}" in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
+def test_informative_parameters_name_catalogue_estimators_with_a_reason():
+    assert set(cat._INFORMATIVE) <= set(_names())
+    assert all(why for _make, why in cat._INFORMATIVE.values())
+
+
+@pytest.mark.parametrize("name", ["KBinsDiscretizer", "Binarizer"])
+def test_the_defaults_replaced_for_information_are_vacuous_not_failed(name, tmp_path):
+    """What _INFORMATIVE replaces is a verdict that proves nothing, never a failure it hides."""
+    from onnxgate.pipelines.run import run
+
+    classes, data = dict(cat.supported()), cat._data()
+    est = classes[name]().fit(*data["iris"])
+    np.save(tmp_path / "x.npy", data["iris"][0][::10])
+    report, _ = run(est, sample=str(tmp_path / "x.npy"), in_process=True)
+    assert report.status == "vacuous", report.to_markdown()
