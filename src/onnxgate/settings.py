@@ -244,7 +244,7 @@ class LoadSettings:
 class InputSettings:
     """The shared inputs: a sample file, or inputs synthesised from the model's signature."""
 
-    sample: Any = option(None, "shared inputs: .npy, .npz, .csv or test_data_set_N/", metavar="F", parse=_sample, example="x.npy", toml=False)
+    sample: Any = option(None, "shared inputs: .npy, .npz, .csv, .txt, .json or test_data_set_N/", metavar="F", parse=_sample, example="x.npy", toml=False)
     seed: int | None = option(None, "seed for inputs synthesised without --sample (default 0; recorded in the report)", metavar="N", parse=_seed, example=3)
     dims: tuple[str, ...] = option((), "size of a dynamic dim for synthesised inputs (symbolic name, or INPUT:AXIS)", kind="list", metavar="NAME=SIZE", flag="--dim", parse=_assignments(), example=("batch=4",))
     input_ranges: tuple[str, ...] = option((), "value range of a synthesised input (HI exclusive for integers)", kind="list", metavar="NAME=LO:HI", flag="--input-range", parse=_assignments(), example=("x=0:1",))

@@ -20,9 +20,11 @@ import numpy as np
 from onnxgate._util import installed_versions, one_line as _one_line
 from onnxgate.converters.opsets import check_requested, skl2onnx_max_opset
 from onnxgate.converters.base import Conversion, Converter, ConverterSettings
+from onnxgate.converters import sklearn_inputs as forms
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
 from onnxgate.converters.fixes import sklearn_precision as precision
+from onnxgate.converters.fixes import sklearn_text as text
 from onnxgate.trust import Trust
 from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
@@ -81,6 +83,9 @@ class SklearnConverter(Converter):
 
     # -- inputs ---------------------------------------------------------------------------
     def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        form = forms.input_form(model)
+        if form.special:  # documents, labels or tokens: see converters/sklearn_inputs.py
+            return {"X": forms.form_feed(form, _one_array(sample, form), sample.path or "the sample")}
         dtype = self.settings(options).dtype
         names = getattr(model, "feature_names_in_", None)
         names = [str(n) for n in names] if names is not None else None
@@ -110,6 +115,9 @@ class SklearnConverter(Converter):
         categories where the model routes columns by name): see inputs.synthesize."""
         from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
+        form = forms.input_form(model)
+        if form.special:
+            return forms.synthesize_form(form, model, options)
         dtype = self.settings(options).dtype
         names = getattr(model, "feature_names_in_", None)
         categories = _column_categories(model)
@@ -148,12 +156,14 @@ class SklearnConverter(Converter):
         initial = []
         for name, arr in feeds.items():
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
-            initial.append((name, tensor_type([None, arr.shape[1]])))
+            initial.append((name, tensor_type([None, *arr.shape[1:]])))
         check_requested(opset, skl2onnx_max_opset(), f"skl2onnx {skl2onnx.__version__}")
         opset = opset or default_opset()
         applied = Applied()
         source = fixes.conversion_copy(model, applied)
         conv_options = fixes.zipmap_options(source, applied)
+        found = text.vectorizers(fixes.walk(source))
+        conv_options = text.vectorizer_options(found, conv_options, applied)
         try:
             onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options), applied)
         except Exception as exc:
@@ -164,8 +174,10 @@ class SklearnConverter(Converter):
         if core64:
             precision.float64_core(onx, applied)
         fixes.repair_graph(onx, model, _final(model), applied)
+        text.repair_graph(onx, list(fixes.walk(model)), _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
         notes = [f"inputs: {[(n, str(t)) for n, t in _interface(initial, core64)]}", *applied.notes]
+        notes += _warned(text.known_differences(found, feeds))
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
@@ -463,6 +475,26 @@ def _column_feed(col: np.ndarray, dtype: type) -> np.ndarray:
     return col.astype(dtype).reshape(-1, 1)
 
 
+def _warned(notes: list[str]) -> list[str]:
+    """``notes`` (differences no fix removes), each also raised as a warning: the report keeps a framework's warnings."""
+    import warnings
+
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
+
+
+def _one_array(sample: Any, form: forms.InputForm) -> np.ndarray:
+    """The sample's single array (a one-column table is its column) for a model that takes one."""
+    if len(sample.arrays) != 1:
+        raise SampleError(
+            f"{sample.path or 'the sample'} holds {len(sample.arrays)} arrays {list(sample.arrays)}; "
+            f"the {form.estimator} takes one input",
+            f"pass {form.wanted()}",
+        )
+    return next(iter(sample.arrays.values()))
+
+
 def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndarray:
     arr = np.asarray(arr)
     where = sample.path or "the sample"
@@ -484,6 +516,9 @@ def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndar
 
 def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
     """The feeds as scikit-learn expects them: float64 (the same values) and a DataFrame where named."""
+    form = forms.input_form(model)
+    if list(feeds) == ["X"] and form.special:
+        return forms.reference_input(feeds["X"], form)
     if list(feeds) == ["X"]:
         X = feeds["X"].astype(np.float64)
         names = getattr(model, "feature_names_in_", None)
@@ -525,7 +560,7 @@ def _reference_output(model: Any, final: Any, name: str, X: Any, applied: Applie
         selector = fixes.converted_as_selector(final, applied)
         use_predict = (kind == "regressor" and not selector) or name == "GPmean" or not hasattr(model, "transform")
         y = np.asarray(call(model.predict if use_predict else model.transform))
-        return y.reshape(-1, 1) if y.ndim == 1 else y
+        return y.reshape(-1, 1) if y.ndim == 1 and not forms.keeps_rank(final) else y
     if name in ("index", "distance"):  # NearestNeighbors: kneighbors()
         distance, index = call(final_kneighbors(model))
         return np.asarray(index if name == "index" else distance)

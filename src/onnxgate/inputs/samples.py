@@ -1,4 +1,7 @@
-"""Load the shared inputs: ``.npy``, ``.npz``, ``.csv`` or a ``test_data_set_N/`` directory.
+"""Load the shared inputs: ``.npy``, ``.npz``, ``.csv``, ``.txt``, ``.json`` or a ``test_data_set_N/`` directory.
+
+``.txt`` is one document per line (UTF-8) for text models; ``.json`` is a list of strings
+(documents, labels), of numbers (labels) or of equal-length lists of strings (rows of tokens).
 
 A :class:`Sample` is raw data as the user gave it; the converter maps it onto the
 ONNX input names (``Converter.feeds``). Every read error is a :class:`SampleError`
@@ -20,6 +23,7 @@ from onnxgate.errors import SampleError
 from onnxgate.checks import limits
 
 MAX_SAMPLE_BYTES = 2 * 1024**3  # refuse samples that would not fit comfortably in memory
+MAX_TEXT_BYTES = 64 * 1024**2  # .txt/.json: parsed into Python objects first, several times their size
 
 
 @dataclass
@@ -50,11 +54,12 @@ def load_sample(path: str | Path) -> Sample:
     if size > MAX_SAMPLE_BYTES:
         raise SampleError(f"sample {str(p)!r} is {size / 1e9:.1f} GB", "pass a smaller sample (a few hundred rows)")
     suffix = p.suffix.lower()
-    loaders = {".npy": _load_npy, ".npz": _load_npz, ".csv": _load_csv, ".pb": _load_pb_file}
+    loaders = {".npy": _load_npy, ".npz": _load_npz, ".csv": _load_csv, ".pb": _load_pb_file, ".txt": _load_txt,
+               ".json": _load_json}
     if suffix not in loaders:
         raise SampleError(
             f"sample {str(p)!r} has an unsupported type {suffix or '(none)'!r}",
-            "expected one of .npy, .npz, .csv, .pb or a test_data_set_N/ directory",
+            "expected one of .npy, .npz, .csv, .txt, .json, .pb or a test_data_set_N/ directory",
         )
     return loaders[suffix](p)
 
@@ -63,6 +68,13 @@ def _load_npy(p: Path) -> Sample:
     limits.check_npy_file(p)
     try:
         arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise SampleError(f"cannot read {str(p)!r} as .npy: {_first_line(exc)}", "save it with numpy.save") from None
+        raise SampleError(
+            f"{str(p)!r} holds Python objects (dtype object): reading it needs pickle, which onnxgate refuses",
+            "save strings with numpy.save(path, numpy.asarray(values, dtype=str))",
+        ) from None
     except Exception as exc:
         raise SampleError(f"cannot read {str(p)!r} as .npy: {_first_line(exc)}", "save it with numpy.save") from None
     _check_array(arr, p.name)
@@ -114,6 +126,77 @@ def _load_csv(p: Path) -> Sample:
         values = [r[j] for r in body]
         columns[name] = _column(values)
     return Sample("table", columns, str(p))
+
+
+def _read_text(p: Path, kind: str) -> str:
+    size = p.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise SampleError(f"{kind} sample {str(p)!r} is {size / 1e6:.0f} MB; onnxgate reads at most "
+                          f"{MAX_TEXT_BYTES // 1024**2} MB of text", "pass a few hundred representative rows")
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SampleError(f"{str(p)!r} is not UTF-8 (byte {exc.start}: {exc.reason})", "save it as UTF-8") from None
+
+
+def _load_txt(p: Path) -> Sample:
+    """One document per line; a final newline ends the last line rather than adding an empty one."""
+    text = _read_text(p, ".txt")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    if not lines:
+        raise SampleError(f"{str(p)!r} holds no lines", "write one document per line")
+    arr = np.array(lines, dtype=str)
+    limits.check_sample_array(arr.shape, arr.dtype, repr(str(p)))
+    return Sample("array", {"input": arr}, str(p))
+
+
+def _load_json(p: Path) -> Sample:
+    """A JSON list: of strings or numbers (1-D), or of equal-length lists of strings (2-D)."""
+    import json
+
+    try:
+        value = json.loads(_read_text(p, ".json"))
+    except (ValueError, RecursionError) as exc:
+        raise SampleError(f"cannot read {str(p)!r} as JSON: {_first_line(exc)}", "write a JSON list, one item per row") from None
+    arr = _json_rows(value, str(p))
+    _check_array(arr, p.name)
+    limits.check_sample_array(arr.shape, arr.dtype, repr(str(p)))
+    return Sample("array", {"input": arr}, str(p))
+
+
+def _json_rows(value: object, where: str) -> np.ndarray:
+    hint = "write a list of strings, of numbers, or of equal-length lists of strings"
+    if not isinstance(value, list) or not value:
+        raise SampleError(f"{where!r} is not a non-empty JSON list", hint)
+    kinds = {_json_kind(v) for v in value}
+    if kinds == {"dict"}:
+        raise SampleError(
+            f"{where!r} is a list of objects (dicts): ONNX Runtime takes no batch of maps, so onnxgate cannot feed "
+            "one (a DictVectorizer's graph takes one map per call)", "pass the vectorized rows as a 2-D .npy array")
+    if kinds <= {"int", "float"}:
+        try:
+            return np.array(value, dtype=np.int64 if kinds == {"int"} else np.float64)
+        except OverflowError:
+            raise SampleError(f"{where!r} holds an integer beyond int64", hint) from None
+    if len(kinds) != 1 or kinds & {"other", "dict"}:
+        raise SampleError(f"{where!r} mixes {sorted(kinds)} items", hint)
+    if kinds == {"list"}:
+        widths = {len(v) for v in value}
+        if len(widths) != 1 or not all(isinstance(t, str) for v in value for t in v):
+            raise SampleError(f"{where!r} holds lists of different lengths or of non-strings", hint)
+    return np.array(value, dtype=str)
+
+
+def _json_kind(v: object) -> str:
+    if isinstance(v, bool):
+        return "other"
+    for kind, types in (("str", str), ("int", int), ("float", float), ("list", list), ("dict", dict)):
+        if isinstance(v, types):
+            return kind
+    return "other"
 
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*(nan|NaN|inf|-inf)?\s*$")

@@ -305,6 +305,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     run_settings = s.runtime.run_settings()
     provider_names = resolve_providers(s.runtime.providers, ep_plugins=run_settings.ep_plugins)
     _check_inputs_fit(target.info, reference.feeds)
+    _feed_columns_as_declared(target.info, reference)
     policy = s.compare.policy()
     if policy.topk is None and reference.topk:  # a language model's logits: top-k token agreement too
         policy = replace(policy, topk=reference.topk)
@@ -712,6 +713,17 @@ def _check_inputs_fit(info: dict[str, Any], feeds: dict[str, np.ndarray]) -> Non
             f"the ONNX model's inputs are {expected}; the sample maps to {list(feeds)}",
             "pass the ONNX file converted from this source, or a sample with matching inputs",
         )
+
+
+def _feed_columns_as_declared(info: dict[str, Any], reference: ReferenceRunner) -> None:
+    """A 1-D feed (documents, labels) for an input the ONNX file declares [N, 1] (skl2onnx's documented text
+    input) is fed as that column, to ONNX Runtime and the original alike."""
+    from onnxgate.runtime.framework import send_feeds
+
+    columns = {i["name"] for i in info["inputs"] if len(i["shape"] or []) == 2 and i["shape"][1] == 1}
+    feeds = reference.feeds
+    if any(feeds[n].ndim == 1 for n in columns if n in feeds):
+        send_feeds(reference, {n: v.reshape(-1, 1) if n in columns and v.ndim == 1 else v for n, v in feeds.items()})
 
 
 def run(source: Any, settings: Settings | None = None, *, output: str | Path | None = None,
