@@ -23,6 +23,7 @@ from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
 from onnxgate.converters.fixes import sklearn_precision as precision
+from onnxgate.converters.fixes import sklearn_quantile as quantile
 from onnxgate.trust import Trust
 from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
 
@@ -154,8 +155,9 @@ class SklearnConverter(Converter):
         applied = Applied()
         source = fixes.conversion_copy(model, applied)
         conv_options = fixes.zipmap_options(source, applied)
+        custom = quantile.custom_converters(source, opset, applied)
         try:
-            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options), applied)
+            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options, custom), applied)
         except Exception as exc:
             raise UnsupportedModelError(
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
@@ -305,7 +307,8 @@ def _one_thread_for_few_rows(feeds: dict[str, np.ndarray]) -> Any:
     return _controller.limit(limits=1)
 
 
-def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]) -> Any:
+def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any], custom: tuple[dict, dict] = ({}, {})) -> Any:
+    """skl2onnx's conversion; ``custom``: converters and shape calculators by estimator type, for this call only."""
     from skl2onnx import convert_sklearn
 
     return convert_sklearn(
@@ -313,6 +316,8 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         initial_types=initial,
         target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
         options=options or None,
+        custom_conversion_functions=custom[0] or None,
+        custom_shape_calculators=custom[1] or None,
     )
 
 
