@@ -72,7 +72,7 @@ _PPF_DENOMINATOR = np.array([
     [5.2264952788528545610e3, 1.05075007164441684324e-9, 2.04426310338993978564e-15],
 ])
 _PPF_SHIFTS = np.array([0.0, 1.6, 5.0])  # the intermediate and tail arguments are r - 1.6 and r - 5
-_PPF_TINY = 1e-300  # min(p, 1 - p) is kept above 0: the clip to scikit-learn's bounds happens long before
+_PPF_TINY = 1e-300  # min(p, 1 - p) kept above 0 for the log; any p within 1e-7 of 0 or 1 is clipped to scikit-learn's bound
 
 
 # -- registration, per conversion -------------------------------------------------------------
@@ -82,11 +82,11 @@ def custom_converters(model: Any, opset: int, applied: Applied) -> tuple[dict[ty
     """``convert_sklearn``'s ``custom_conversion_functions`` and ``custom_shape_calculators`` for the
     QuantileTransformers in ``model`` (empty where there are none, the fix is off, or the opset is below
     :data:`MIN_OPSET`, where skl2onnx's converter runs)."""
-    found = [m for m in walk(model) if type(m).__name__ == "QuantileTransformer"]
-    if not found or not enabled(QUANTILE_GRAPH) or opset < MIN_OPSET or not all(_supported(m) for m in found):
-        return {}, {}
     from sklearn.preprocessing import QuantileTransformer
 
+    found = [m for m in walk(model) if type(m) is QuantileTransformer]
+    if not found or not enabled(QUANTILE_GRAPH) or opset < MIN_OPSET or not all(_supported(m) for m in found):
+        return {}, {}
     applied.add(QUANTILE_GRAPH, ", ".join(f"n_quantiles={m.quantiles_.shape[0]} {m.output_distribution}" for m in found))
     return {QuantileTransformer: convert_quantile_transformer}, {QuantileTransformer: _output_shape}
 
