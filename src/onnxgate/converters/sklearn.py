@@ -47,6 +47,7 @@ class SklearnConverter(Converter):
     install_hint = "pip install 'onnxgate[sklearn]'"
     settings_class = SklearnSettings
     reference_call = "predict/predict_proba/transform per output"
+    independent_rows = True
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
