@@ -17,6 +17,8 @@ ratio onnxgate/raw. ``raw ok`` says whether the hand script's own check passed (
 that fails, e.g. on an estimator that needs one of onnxgate's fixes, has no ratio).
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_corpus.py [--rounds 3] [--keras] [--convnext] [--only NAME ...]``
+(``--stacking``: instead of the raw script, onnxgate against itself with the calibration's perturbed copies run
+one call each, interleaved, with the time spent measuring the noise floor.)
 (``--convnext --rounds 0 --only ConvNeXtTiny``: one cold round of ConvNeXtTiny, whose raw from_keras graph
 ONNX Runtime refuses and onnxgate converts through its exporter fallback).
 """
@@ -203,7 +205,11 @@ def main() -> None:
     parser.add_argument("--keras", action="store_true", help="add a small Keras CNN (imports TensorFlow)")
     parser.add_argument("--convnext", action="store_true", help="add ConvNeXtTiny at 32x32 (minutes: two conversions)")
     parser.add_argument("--only", nargs="*", help="model names to run")
+    parser.add_argument("--stacking", action="store_true",
+                        help="onnxgate with the calibration's perturbed copies stacked into one call vs one call each")
     args = parser.parse_args()
+    if args.stacking:
+        return stacking(args.only, args.rounds)
 
     data = _data()
     corpus = {**_sklearn_corpus(), **_booster_corpus()}
@@ -229,6 +235,50 @@ def main() -> None:
             np.save(sample, rows)
             rows_out.append(_measure("ConvNeXtTiny", lambda: onnxgate_run(model, sample), lambda: keras_raw(model, rows), args.rounds))
     _print(rows_out)
+
+
+def stacking(only: list[str] | None, rounds: int) -> None:
+    """Per scikit-learn/booster model: onnxgate's run and its noise-floor time with the perturbed copies stacked into
+    one call of the original (the default for independent rows) and with one call per copy, interleaved."""
+    from onnxgate.judge import calibration
+
+    measure = calibration.noise_floors
+    spent: list[float] = []
+
+    def timed(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return measure(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - start)
+
+    calibration.noise_floors = timed
+    data, stacked_rows, totals = _data(), calibration.STACK_ROWS, {"stacked": [0.0, 0.0], "one call each": [0.0, 0.0]}
+    with tempfile.TemporaryDirectory(prefix="bench-stacking-") as tmp:
+        for name, (kind, make) in {**_sklearn_corpus(), **_booster_corpus()}.items():
+            if only and name not in only:
+                continue
+            X, y = data[kind]
+            model = make().fit(X, y) if kind != "transformer" else make().fit(X)
+            sample = Path(tmp) / "x.npy"
+            np.save(sample, (_held_out(X[::10], X) if name in HELD_OUT else X[::10]).astype(np.float32))
+            times: dict[str, list[tuple[float, float]]] = {label: [] for label in totals}
+            for r in range(rounds + 1):
+                for label, limit in (("stacked", stacked_rows), ("one call each", 0)):
+                    calibration.STACK_ROWS, spent[:] = limit, []
+                    seconds, _ = _timed(lambda: onnxgate_run(model, sample))
+                    if r:
+                        times[label].append((seconds, sum(spent)))
+            medians = {label: np.median(np.array(t), axis=0) for label, t in times.items()}
+            for label, (run_s, floor_s) in medians.items():
+                totals[label][0] += run_s
+                totals[label][1] += floor_s
+            (a, fa), (b, fb) = medians["one call each"], medians["stacked"]
+            print(f"  {name:34s} run {a:.3f} -> {b:.3f} s   noise floor {fa * 1e3:6.1f} -> {fb * 1e3:6.1f} ms", flush=True)
+    calibration.STACK_ROWS = stacked_rows
+    (a, fa), (b, fb) = totals["one call each"], totals["stacked"]
+    print(f"\none call per copy -> stacked: runs {a:.3f} -> {b:.3f} s ({b / a:.2f}x), noise floor {fa:.3f} -> {fb:.3f} s "
+          f"({fb / fa:.2f}x) (sums of medians of {rounds} interleaved rounds)")
 
 
 def _measure(name: str, ours: Callable[[], Any], raw: Callable[[], Any], rounds: int) -> dict[str, Any]:
