@@ -27,7 +27,9 @@ class _Counted:
         return self.fn(feeds["X"].astype(np.float64))
 
 
-def _models():
+@pytest.fixture(scope="module")
+def models():
+    """name -> (the outputs as a function of float64 rows, the sample rows, the stepwise outputs)."""
     from sklearn.datasets import load_diabetes, load_iris
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import LogisticRegression
@@ -43,8 +45,8 @@ def _models():
 
 
 @pytest.mark.parametrize("name", ["probabilities", "forest"])
-def test_one_stacked_call_gives_the_floors_of_one_call_per_copy(name):
-    fn, rows, stepwise = _models()[name]
+def test_one_stacked_call_gives_the_floors_of_one_call_per_copy(name, models):
+    fn, rows, stepwise = models[name]
     feeds = {"X": rows.astype(np.float32)}
     nominal = fn(rows.astype(np.float32).astype(np.float64))
     stacked, separate = _Counted(fn), _Counted(fn)
@@ -60,8 +62,8 @@ def test_one_stacked_call_gives_the_floors_of_one_call_per_copy(name):
     assert any(f.elements.max() > 0 for f in a.values())  # a real measurement, not zeros on both sides
 
 
-def test_an_output_without_the_stacked_rows_falls_back_to_one_call_per_copy():
-    fn, rows, _ = _models()["probabilities"]
+def test_an_output_without_the_stacked_rows_falls_back_to_one_call_per_copy(models):
+    fn, rows, _ = models["probabilities"]
 
     def with_summary(x):  # a per-call output: its row count is not the stacked rows'
         out = fn(x)
@@ -76,8 +78,8 @@ def test_an_output_without_the_stacked_rows_falls_back_to_one_call_per_copy():
     np.testing.assert_array_equal(a["mean"].elements, b["mean"].elements)
 
 
-def test_a_sample_too_large_to_stack_runs_one_call_per_copy(monkeypatch):
-    fn, rows, _ = _models()["probabilities"]
+def test_a_sample_too_large_to_stack_runs_one_call_per_copy(monkeypatch, models):
+    fn, rows, _ = models["probabilities"]
     monkeypatch.setattr(calibration, "STACK_ROWS", len(rows) * TRIALS - 1)
     counted = _Counted(fn)
     noise_floors(counted, {"X": rows.astype(np.float32)}, fn(rows), stacked=True)
