@@ -62,7 +62,7 @@ def _sklearn_corpus() -> dict[str, tuple[str, Callable[[], Any]]]:
         "KNeighborsClassifier": ("classifier", lambda: neighbors.KNeighborsClassifier()),
         "KMeans": ("clusterer", lambda: cluster.KMeans(n_clusters=3, n_init=3, random_state=0)),
         "PCA": ("transformer", lambda: decomposition.PCA(n_components=2)),
-        # default n_quantiles (150 on iris): skl2onnx's own converter takes ~50 s, onnxgate's graph (fix
+        # default n_quantiles (150 on iris): skl2onnx's own converter takes ~45 s, onnxgate's graph (fix
         # sklearn.quantile_transformer_graph) well under one; skl2onnx refuses the normal output
         "QuantileTransformer": ("transformer", lambda: preprocessing.QuantileTransformer(random_state=0)),
         "QuantileTransformer(normal)": ("transformer", lambda: preprocessing.QuantileTransformer(output_distribution="normal", random_state=0)),

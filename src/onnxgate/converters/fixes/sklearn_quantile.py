@@ -2,7 +2,7 @@
 
 skl2onnx builds its QuantileTransformer graph as a binary search through its algebra API
 (``OnnxGather``/``OnnxWhere`` nested once per halving step); composing the nested expression
-takes time that grows about 4x per step: 0.5 s at n_quantiles=10, 13 s at 100 and ~50 s on a
+takes time that grows about 3x per step: 0.5 s at n_quantiles=10, 13 s at 100 and ~45 s on a
 default QuantileTransformer fitted on iris (150 quantiles, 8 steps), for what is a
 per-feature piecewise-linear interpolation. It also refuses ``output_distribution='normal'``.
 
@@ -39,7 +39,7 @@ from onnxgate.converters.fixes.sklearn import walk
 QUANTILE_GRAPH = Fix(
     "sklearn.quantile_transformer_graph",
     "skl2onnx's QuantileTransformer converter composes a binary search through its algebra API, one nested "
-    "level per halving step: ~50 s for a default QuantileTransformer on iris (13 s at n_quantiles=100), and "
+    "level per halving step: ~45 s for a default QuantileTransformer on iris (13 s at n_quantiles=100), and "
     "it refuses output_distribution='normal'",
     "converted with onnxgate's vectorised float64 graph (bucket counts, np.interp both ways averaged, bounds, "
     "AS241 normal quantile); constant node count",
