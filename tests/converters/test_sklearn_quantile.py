@@ -61,9 +61,10 @@ def _one_quantile_scaled(model, feature: int, index: int, factor: float = 1.01):
     broken = onnx.ModelProto()
     broken.CopyFrom(model)
     (table,) = [t for t in broken.graph.initializer if t.name.startswith("qt_quantiles")]
-    values = numpy_helper.to_array(table).copy()
-    per_feature = values.size // 4  # iris: 4 features
-    values[feature * per_feature + index] *= factor
+    values = numpy_helper.to_array(table).copy()  # one row per lookup block, a feature's blocks in a run
+    flat = values.reshape(-1)
+    per_feature = flat.size // 4  # iris: 4 features
+    flat[feature * per_feature + index] *= factor
     table.CopyFrom(numpy_helper.from_array(values, table.name))
     return broken
 

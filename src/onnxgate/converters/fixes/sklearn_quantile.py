@@ -155,30 +155,39 @@ def convert_quantile_transformer(scope: Any, operator: Any, container: Any) -> N
 
 @dataclass(frozen=True)
 class _Tables:
-    """The fitted arrays as initializers: the quantiles once (per feature, padded with NaN to whole lookup
-    blocks: :func:`_count_below`), np.interp's slopes per segment and the references."""
+    """The fitted arrays as initializers: the quantiles once, per feature padded with NaN to whole lookup
+    blocks (:func:`_count_below`) and stored one block per row, np.interp's slopes per segment, the references."""
 
-    quantiles: str  # (F * blocks * block,) float64
-    stride: str  # (F,) int64: where each feature's quantiles start
+    blocks: str  # (F * blocks, block) float64: feature f's block k is row f * blocks + k
+    quantiles: str  # the same values flat: feature f's quantile i is at stride[f] + i
+    stride: str  # (F,) int64
+    block_stride: str  # (F,) int64: feature f's first block row
     slopes: str  # (F * (n - 1),)
     slope_stride: str  # (F,) int64
     references: str  # (n,)
     block: int
-    blocks: int
+    per_feature: int  # blocks per feature
 
     @classmethod
     def of(cls, g: _Builder, quantiles: np.ndarray, references: np.ndarray) -> "_Tables":
         n, features = quantiles.shape
         block = int(np.ceil(np.sqrt(n)))
-        blocks = -(-n // block)
-        padded = np.full((features, blocks * block), np.nan)
+        per_feature = -(-n // block)
+        padded = np.full((features, per_feature * block), np.nan)
         padded[:, :n] = quantiles.T
         with np.errstate(divide="ignore", invalid="ignore"):  # np.interp's slopes; those of repeats are never used
             slopes = np.diff(references)[None, :] / np.diff(quantiles.T, axis=1)
         slopes = np.where(np.isfinite(slopes), slopes, 0.0)
-        return cls(g.const("quantiles", padded.ravel()), g.const("stride", np.arange(features, dtype=np.int64) * padded.shape[1]),
-                   g.const("slopes", slopes.ravel()), g.const("slope_stride", np.arange(features, dtype=np.int64) * (n - 1)),
-                   g.const("references", references), block, blocks)
+        table = g.const("quantiles", padded.reshape(features * per_feature, block))
+        offsets = np.arange(features, dtype=np.int64)
+        return cls(table, g.op("Reshape", table, g.const("flat", np.array([-1], dtype=np.int64))),
+                   g.const("stride", offsets * padded.shape[1]), g.const("block_stride", offsets * per_feature),
+                   g.const("slopes", slopes.ravel()), g.const("slope_stride", offsets * (n - 1)),
+                   g.const("references", references), block, per_feature)
+
+    def block_starts(self, features: int) -> np.ndarray:
+        """(F, blocks): the flat position of each block's first quantile."""
+        return (np.arange(features, dtype=np.int64)[:, None] * self.per_feature + np.arange(self.per_feature)) * self.block
 
 
 def _index(g: _Builder, value: int) -> str:
@@ -207,8 +216,8 @@ def _interpolate(g: _Builder, x: str, quantiles: np.ndarray, references: np.ndar
         before = g.op("Where", g.op("Equal", count, _index(g, 0)), first, value)
         return g.op("Where", g.op("Equal", count, _index(g, n)), last, before)
 
-    at_or_below = _count_below(g, x, t, "GreaterOrEqual")  # quantiles <= x
-    below = _count_below(g, x, t, "Greater")  # quantiles < x
+    at_or_below = _count_below(g, x, t, "GreaterOrEqual", quantiles.shape[1])  # quantiles <= x
+    below = _count_below(g, x, t, "Greater", quantiles.shape[1])  # quantiles < x
     lo = clip(g.op("Sub", at_or_below, _index(g, 1)), 0, n - 2)  # x in [q[lo], q[lo + 1])
     forward = g.op("Add", g.op("Mul", slope(lo), g.op("Sub", x, quantile(lo))), reference(lo))
     hi = clip(below, 1, n - 1)  # x in (q[hi - 1], q[hi]]
@@ -218,26 +227,25 @@ def _interpolate(g: _Builder, x: str, quantiles: np.ndarray, references: np.ndar
     return g.op("Mul", total, g.const("half", np.array(0.5)))
 
 
-def _count_below(g: _Builder, x: str, t: _Tables, compare: str) -> str:
+def _count_below(g: _Builder, x: str, t: _Tables, compare: str, features: int) -> str:
     """Per row and feature, how many quantiles q satisfy ``compare(x, q)`` (x >= q or x > q): int64 (N, F).
 
     A feature's quantiles are sorted; in blocks of b = ceil(sqrt(n)), the blocks whose first quantile
-    passes are counted first, then the quantiles of the last such block, so memory is rows x features
-    x 2b. The padding is NaN, which passes no comparison."""
+    passes are counted first, then the quantiles of the last such block (one row of the block table),
+    so memory is rows x features x 2b. The padding is NaN, which passes no comparison."""
+    from onnx import TensorProto
+
     last = g.const("last_axis", np.array([-1], dtype=np.int64))
     x3 = g.op("Unsqueeze", x, last)
-    stride = g.op("Unsqueeze", t.stride, last)  # (F, 1)
 
-    def passed(thresholds: str) -> str:
-        hits = g.op("Cast", g.op(compare, x3, thresholds), to=7)  # INT64
-        return g.op("ReduceSum", hits, last, keepdims=0)
+    def passed(thresholds: str) -> str:  # summed as float32 (exact to 2^24), ONNX Runtime's fastest reduction
+        hits = g.op("Cast", g.op(compare, x3, thresholds), to=TensorProto.FLOAT)
+        return g.op("Cast", g.op("ReduceSum", hits, last, keepdims=0), to=TensorProto.INT64)
 
-    firsts = g.op("Add", stride, g.const("block_starts", np.arange(t.blocks, dtype=np.int64) * t.block))
-    heads = passed(g.op("Gather", t.quantiles, firsts, axis=0))  # (N, F): blocks whose first quantile passes
-    block = g.op("Mul", g.op("Max", g.op("Sub", heads, _index(g, 1)), _index(g, 0)), _index(g, t.block))
-    start = g.op("Unsqueeze", g.op("Add", block, t.stride), last)  # (N, F, 1): the block's first position
-    members = g.op("Add", start, g.const("block_members", np.arange(t.block, dtype=np.int64)))
-    return g.op("Add", block, passed(g.op("Gather", t.quantiles, members, axis=0)))
+    heads = passed(g.op("Gather", t.quantiles, g.const("block_starts", t.block_starts(features)), axis=0))  # (N, F)
+    block = g.op("Max", g.op("Sub", heads, _index(g, 1)), _index(g, 0))  # the last block whose first quantile passes
+    within = passed(g.op("Gather", t.blocks, g.op("Add", block, t.block_stride), axis=0))  # (N, F, b) -> (N, F)
+    return g.op("Add", g.op("Mul", block, _index(g, t.block)), within)
 
 
 def _uniform_bounds(g: _Builder, x: str, y: str, quantiles: np.ndarray) -> str:
