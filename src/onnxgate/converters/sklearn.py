@@ -23,6 +23,7 @@ from onnxgate.converters.base import Conversion, Converter, ConverterSettings
 from onnxgate.converters import sklearn_inputs as forms
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
+from onnxgate.converters.fixes import sklearn_dict as dicts
 from onnxgate.converters.fixes import sklearn_precision as precision
 from onnxgate.converters.fixes import sklearn_quantile as quantile
 from onnxgate.converters.fixes import sklearn_text as text
@@ -86,6 +87,8 @@ class SklearnConverter(Converter):
     # -- inputs ---------------------------------------------------------------------------
     def feeds(self, model: Any, sample: Any, *, options: dict[str, Any]) -> dict[str, np.ndarray]:
         form = forms.input_form(model)
+        if form.kind == "mappings":  # a DictVectorizer's rows of {key: value}: fixes/sklearn_dict.py
+            return forms.mapping_feeds(form, sample, self.settings(options).dtype)
         if form.special:  # documents, labels or tokens: see converters/sklearn_inputs.py
             return {"X": forms.form_feed(form, _one_array(sample, form), sample.path or "the sample")}
         dtype = self.settings(options).dtype
@@ -118,6 +121,8 @@ class SklearnConverter(Converter):
         from onnxgate.inputs.synthesize import InputSpec, synthesize_from_options
 
         form = forms.input_form(model)
+        if form.kind == "mappings":
+            return forms.synthesize_mappings(model, options, self.settings(options).dtype)
         if form.special:
             return forms.synthesize_form(form, model, options)
         dtype = self.settings(options).dtype
@@ -155,31 +160,35 @@ class SklearnConverter(Converter):
         core64 = precision.needs_float64_core(_final(model), self.settings(options).dtype)
         if core64:  # converted in float64, given a float32 interface after conversion
             types[np.dtype(np.float32)] = DoubleTensorType
+        head, rest = dicts.split(model) if forms.input_form(model).kind == "mappings" else (None, model)
+        if head is not None:  # fixes/sklearn_dict.py: skl2onnx converts the rest, on the dense [N, V]
+            dicts.require()
+            values_dtype = feeds[dicts.VALUES].dtype
+        typed = {"X": np.zeros((1, len(head.feature_names_)), values_dtype)} if head is not None else feeds
         initial = []
-        for name, arr in feeds.items():
+        for name, arr in typed.items():
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
             initial.append((name, tensor_type([None, *arr.shape[1:]])))
         check_requested(opset, skl2onnx_max_opset(), f"skl2onnx {skl2onnx.__version__}")
         opset = opset or default_opset()
         applied = Applied()
-        source = fixes.conversion_copy(model, applied)
-        conv_options = fixes.zipmap_options(source, applied)
-        found = text.vectorizers(fixes.walk(source))
-        conv_options = text.vectorizer_options(found, conv_options, applied)
-        custom = quantile.custom_converters(source, opset, applied)
-        try:
-            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options, custom), applied)
-        except Exception as exc:
-            raise UnsupportedModelError(
-                f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
-                "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
-            ) from exc
+        found: list[Any] = []
+        if rest is None:  # a DictVectorizer alone: no skl2onnx conversion
+            onx = dicts.standalone(head, values_dtype, opset, _ml_opset(opset))
+        else:
+            source = fixes.conversion_copy(rest, applied)
+            found = text.vectorizers(fixes.walk(source))
+            onx = _skl2onnx(source, initial, opset, found, applied, _final(model))
         if core64:
             precision.float64_core(onx, applied)
+        if head is not None:
+            onx = onx if rest is None else dicts.join(head, values_dtype, onx, opset)
+            applied.add(dicts.DICT_TENSORS, f"{len(head.feature_names_)} features")
         fixes.repair_graph(onx, model, _final(model), applied)
         text.repair_graph(onx, list(fixes.walk(model)), _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
-        notes = [f"inputs: {[(n, str(t)) for n, t in _interface(initial, core64)]}", *applied.notes]
+        notes = [f"inputs: {_input_note(onx) if head is not None else [(n, str(t)) for n, t in _interface(initial, core64)]}",
+                 *applied.notes]
         notes += _warned(text.known_differences(found, feeds))
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
@@ -343,6 +352,28 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         custom_conversion_functions=custom[0] or None,
         custom_shape_calculators=custom[1] or None,
     )
+
+
+def _skl2onnx(source: Any, initial: list[Any], opset: int, found: list[Any], applied: Applied, final: Any) -> Any:
+    """skl2onnx's conversion of ``source`` with the fixes that act through its options and custom converters."""
+    conv_options = fixes.zipmap_options(source, applied)
+    conv_options = text.vectorizer_options(found, conv_options, applied)
+    custom = quantile.custom_converters(source, opset, applied)
+    try:
+        return fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options, custom), applied)
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"skl2onnx cannot convert {type(final).__name__}: {_one_line(exc)}",
+            "see https://onnx.ai/sklearn-onnx/supported.html for supported estimators",
+        ) from exc
+
+
+def _input_note(onx: Any) -> list[tuple[str, str]]:
+    """The graph's declared inputs, as the conversion notes list them."""
+    from onnx import TensorProto
+
+    return [(i.name, f"{TensorProto.DataType.Name(i.type.tensor_type.elem_type).lower()}"
+             f"{[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]}") for i in onx.graph.input]
 
 
 def _interface(initial: list[Any], core64: bool) -> list[Any]:
@@ -523,6 +554,8 @@ def _as_matrix(arr: np.ndarray, model: Any, dtype: type, sample: Any) -> np.ndar
 def _model_input(model: Any, feeds: dict[str, np.ndarray]) -> Any:
     """The feeds as scikit-learn expects them: float64 (the same values) and a DataFrame where named."""
     form = forms.input_form(model)
+    if form.kind == "mappings":
+        return forms.reference_rows(feeds)
     if list(feeds) == ["X"] and form.special:
         return forms.reference_input(feeds["X"], form)
     if list(feeds) == ["X"]:

@@ -8,7 +8,9 @@ decided by the fitted estimator (for a Pipeline, by its first step):
 * ``labels``: LabelEncoder and LabelBinarizer take one label per row, a 1-D array in the
   dtype of the fitted ``classes_`` (integers, floats or strings);
 * ``tokens``: FeatureHasher(input_type="string") takes rows of tokens, a 2-D string array
-  (n, tokens per row).
+  (n, tokens per row);
+* ``mappings``: DictVectorizer takes rows of {key: value}, fed as two tensors ``keys`` (string)
+  and ``values`` (float), both (n, entries per row), padded with key "" (fixes/sklearn_dict.py).
 
 :func:`input_form` says which; :func:`form_feed` checks a sample against it (one-line
 :class:`SampleError`s that name the shape wanted) and :func:`synthesize_form` builds inputs
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxgate.converters.fixes import sklearn_dict as dicts
 from onnxgate.errors import NeedsSampleError, SampleError
 
 VECTORIZERS = ("CountVectorizer", "TfidfVectorizer")
@@ -35,7 +38,7 @@ _ONE_D = ("documents", "labels")
 class InputForm:
     """What one model's single input ``X`` holds.
 
-    ``kind``: "matrix" (the usual (rows, features) numbers), "documents", "labels" or "tokens";
+    ``kind``: "matrix" (the usual (rows, features) numbers), "documents", "labels", "tokens" or "mappings";
     ``estimator``: the class that decides it; ``dtype``: the dtype to feed (None: the converter's float).
     """
 
@@ -57,6 +60,7 @@ class InputForm:
             "documents": "a 1-D array of documents, one string per row, shape (n,)",
             "labels": f"a 1-D array of labels ({_dtype_words(self.dtype)}), one per row, shape (n,)",
             "tokens": "a 2-D array of strings, one row of tokens per sample, shape (n, tokens)",
+            "mappings": "a .json list of objects, one {key: number or string} per row",
         }.get(self.kind, "a 2-D (rows, features) array of numbers")
 
 
@@ -79,6 +83,8 @@ def input_form(model: Any) -> InputForm:
         return InputForm("labels", name, _label_dtype(np.asarray(first.classes_)))
     if name == "FeatureHasher" and getattr(first, "input_type", None) == "string":
         return InputForm("tokens", name, np.dtype(object))
+    if dicts.is_dict_vectorizer(first):
+        return InputForm("mappings", name, np.dtype(object))
     return MATRIX
 
 
@@ -156,6 +162,45 @@ def synthesize_form(form: InputForm, model: Any, options: dict[str, Any]) -> dic
     )
 
 
+MAPPING_ROWS = 8  # synthesised rows of {key: value}
+MAX_ENTRIES = 8  # at most this many entries per synthesised row
+
+
+def mapping_feeds(form: InputForm, sample: Any, dtype: type) -> dict[str, np.ndarray]:
+    """The ``keys``/``values`` feeds of a DictVectorizer model from a sample (a .json list of objects, or
+    ``keys``/``values`` arrays from an .npz or a test_data_set_N/ directory), checked."""
+    dicts.require()
+    where = sample.path or "the sample"
+    arrays = sample.arrays
+    if set(arrays) != {dicts.KEYS, dicts.VALUES}:
+        raise SampleError(f"{where} holds {list(arrays)}; the {form.estimator} takes {form.wanted()}",
+                          'write the rows as JSON, e.g. [{"city": "Paris", "age": 31}]')
+    keys, values = np.asarray(arrays[dicts.KEYS]), np.asarray(arrays[dicts.VALUES])
+    if keys.ndim != 2 or keys.shape != values.shape or values.dtype.kind not in "fiu" or not (
+            keys.dtype.kind in "US" or _strings(keys)):
+        raise SampleError(f"{where} has keys {keys.dtype}{list(keys.shape)} and values {values.dtype}{list(values.shape)}; "
+                          "they must be strings and numbers of one (rows, entries) shape", f"pass {form.wanted()}")
+    return {dicts.KEYS: keys.astype(str).astype(object), dicts.VALUES: np.ascontiguousarray(values.astype(dtype))}
+
+
+def synthesize_mappings(model: Any, options: dict[str, Any], dtype: type) -> dict[str, np.ndarray]:
+    """Seeded rows of distinct features of the DictVectorizer's ``feature_names_`` (up to :data:`MAX_ENTRIES`
+    each): a feature named ``key=value`` (a string value, one-hot) gets 1, the others a normal draw.
+    Every synthesised row is a row the vectorizer maps onto its vocabulary, never all zeros."""
+    dicts.require()
+    first = first_step(model)
+    names = [str(f) for f in first.feature_names_]
+    if not names:
+        raise NeedsSampleError("the DictVectorizer has no features", "pass --sample FILE with rows as a .json list of objects")
+    rng = np.random.default_rng(options.get("seed"))
+    one_hot = getattr(first, "separator", "=")
+    rows = []
+    for _ in range(MAPPING_ROWS):
+        chosen = rng.choice(len(names), size=int(rng.integers(1, min(len(names), MAX_ENTRIES) + 1)), replace=False)
+        rows.append({names[j]: 1.0 if one_hot in names[j] else float(rng.normal()) for j in sorted(chosen)})
+    return dicts.rows_to_tensors(rows, dtype)
+
+
 def vocabulary_words(vectorizer: Any) -> tuple[str, ...]:
     """The words of a fitted vectorizer's vocabulary (n-gram terms split), sorted: documents made of
     them tokenise back to vocabulary terms, so no synthesised row is all zeros."""
@@ -164,6 +209,11 @@ def vocabulary_words(vectorizer: Any) -> tuple[str, ...]:
     if not words:
         raise NeedsSampleError(f"the {type(vectorizer).__name__} has an empty vocabulary", "pass --sample FILE with documents")
     return tuple(words)
+
+
+def reference_rows(feeds: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """A DictVectorizer model's feeds as the rows of dicts scikit-learn takes (padding skipped)."""
+    return dicts.tensors_to_rows(feeds[dicts.KEYS], np.asarray(feeds[dicts.VALUES], dtype=np.float64))
 
 
 def reference_input(arr: np.ndarray, form: InputForm) -> Any:

@@ -1,7 +1,8 @@
 """Load the shared inputs: ``.npy``, ``.npz``, ``.csv``, ``.txt``, ``.json`` or a ``test_data_set_N/`` directory.
 
 ``.txt`` is one document per line (UTF-8) for text models; ``.json`` is a list of strings
-(documents, labels), of numbers (labels) or of equal-length lists of strings (rows of tokens).
+(documents, labels), of numbers (labels), of equal-length lists of strings (rows of tokens) or
+of objects (a DictVectorizer's rows: :func:`_json_mappings`).
 
 A :class:`Sample` is raw data as the user gave it; the converter maps it onto the
 ONNX input names (``Converter.feeds``). Every read error is a :class:`SampleError`
@@ -161,10 +162,36 @@ def _load_json(p: Path) -> Sample:
         value = json.loads(_read_text(p, ".json"))
     except (ValueError, RecursionError) as exc:
         raise SampleError(f"cannot read {str(p)!r} as JSON: {_first_line(exc)}", "write a JSON list, one item per row") from None
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        arrays = _json_mappings(value, str(p))
+        for arr in arrays.values():
+            limits.check_sample_array(arr.shape, arr.dtype, repr(str(p)))
+        return Sample("named", arrays, str(p))
     arr = _json_rows(value, str(p))
     _check_array(arr, p.name)
     limits.check_sample_array(arr.shape, arr.dtype, repr(str(p)))
     return Sample("array", {"input": arr}, str(p))
+
+
+def _json_mappings(rows: list[dict], where: str) -> dict[str, np.ndarray]:
+    """A list of objects as a DictVectorizer's ``keys``/``values`` arrays (converters/fixes/sklearn_dict.py):
+    a number is its key's value; a string value is one-hot, as DictVectorizer makes it with its default
+    separator: ``{"city": "Paris"}`` is key ``"city=Paris"``, value 1. Rows are padded with key "", value 0."""
+    from onnxgate.converters.fixes.sklearn_dict import PAD_KEY, rows_to_tensors
+
+    flat = []
+    for n, row in enumerate(rows):
+        entries: dict[str, float] = {}
+        for key, v in row.items():
+            kind = _json_kind(v)
+            if kind not in ("int", "float", "str") or key == PAD_KEY:
+                what = "an empty key" if key == PAD_KEY else f"a {type(v).__name__} value"
+                raise SampleError(f"{where!r} row {n} key {key!r} holds {what}; each row is an object of string "
+                                  "keys to numbers or strings",
+                                  'flatten it: a list of strings becomes one key per string, e.g. "tags=a": 1')
+            entries[f"{key}={v}" if kind == "str" else key] = 1.0 if kind == "str" else float(v)
+        flat.append(entries)
+    return rows_to_tensors(flat, np.float64)
 
 
 def _json_rows(value: object, where: str) -> np.ndarray:
@@ -172,10 +199,6 @@ def _json_rows(value: object, where: str) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise SampleError(f"{where!r} is not a non-empty JSON list", hint)
     kinds = {_json_kind(v) for v in value}
-    if kinds == {"dict"}:
-        raise SampleError(
-            f"{where!r} is a list of objects (dicts): ONNX Runtime takes no batch of maps, so onnxgate cannot feed "
-            "one (a DictVectorizer's graph takes one map per call)", "pass the vectorized rows as a 2-D .npy array")
     if kinds <= {"int", "float"}:
         try:
             return np.array(value, dtype=np.int64 if kinds == {"int"} else np.float64)
