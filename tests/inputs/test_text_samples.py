@@ -62,13 +62,26 @@ def test_json_lists(value, dtype, shape, tmp_path):
     assert arr.dtype.kind == dtype and arr.shape == shape
 
 
+def test_json_objects_load_as_padded_keys_and_values(tmp_path):
+    """A DictVectorizer's rows: a string value is one-hot under key=value, rows padded with key "" and value 0."""
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps([{"age": 31, "city": "Paris"}, {"age": 2.5}, {}]))
+    sample = load_sample(p)
+    assert sample.kind == "named" and sample.arrays["keys"].tolist() == [["age", "city=Paris"], ["age", ""], ["", ""]]
+    assert sample.arrays["values"].tolist() == [[31.0, 1.0], [2.5, 0.0], [0.0, 0.0]]
+
+
 @pytest.mark.parametrize("value, message", [
     ({"a": 1}, "not a non-empty JSON list"),
     ([], "not a non-empty JSON list"),
     (["a", 1], "mixes"),
     ([True, False], "mixes"),
     ([["a"], ["b", "c"]], "different lengths"),
-    ([{"a": 1.0}, {"b": 2.0}], "takes no batch of maps"),
+    ([{"a": 1.0}, {"b": [2.0]}], "row 1 key 'b' holds a list value"),
+    ([{"a": {"b": 1}}], "row 0 key 'a' holds a dict value"),
+    ([{"a": None}], "holds a NoneType value"),
+    ([{"": 1.0}], "holds an empty key"),
+    ([{"a": 1.0}, "b"], "mixes"),
     ([2**70], "beyond int64"),
 ])
 def test_json_refusals_are_one_line(value, message, tmp_path):

@@ -185,7 +185,9 @@ def mapping_feeds(form: InputForm, sample: Any, dtype: type) -> dict[str, np.nda
 
 def synthesize_mappings(model: Any, options: dict[str, Any], dtype: type) -> dict[str, np.ndarray]:
     """Seeded rows of distinct features of the DictVectorizer's ``feature_names_`` (up to :data:`MAX_ENTRIES`
-    each): a feature named ``key=value`` (a string value, one-hot) gets 1, the others a normal draw.
+    each): a feature named ``key=value`` (a string value, one-hot) gets 1, the others a standard normal draw,
+    or a uniform one in ``--input-range values=LO:HI`` (a DictVectorizer records no value ranges, so a model
+    fitted on another scale may answer the same on every row: the verdict then says vacuous, and why).
     Every synthesised row is a row the vectorizer maps onto its vocabulary, never all zeros."""
     dicts.require()
     first = first_step(model)
@@ -194,10 +196,12 @@ def synthesize_mappings(model: Any, options: dict[str, Any], dtype: type) -> dic
         raise NeedsSampleError("the DictVectorizer has no features", "pass --sample FILE with rows as a .json list of objects")
     rng = np.random.default_rng(options.get("seed"))
     one_hot = getattr(first, "separator", "=")
+    bounds = (options.get("input_ranges") or {}).get(dicts.VALUES)
+    draw = (lambda: float(rng.uniform(*bounds))) if bounds else (lambda: float(rng.standard_normal()))
     rows = []
     for _ in range(MAPPING_ROWS):
         chosen = rng.choice(len(names), size=int(rng.integers(1, min(len(names), MAX_ENTRIES) + 1)), replace=False)
-        rows.append({names[j]: 1.0 if one_hot in names[j] else float(rng.normal()) for j in sorted(chosen)})
+        rows.append({names[j]: 1.0 if one_hot in names[j] else draw() for j in sorted(chosen)})
     return dicts.rows_to_tensors(rows, dtype)
 
 
