@@ -5,7 +5,7 @@ parameters (plus the minimum a meta-estimator needs: an inner estimator) on bund
 (iris, diabetes, digits) and ``rows`` a few of the rows it was fitted on, the shared input.
 The estimators whose input is not a feature matrix (:data:`NOT_A_MATRIX`) get documents, labels
 or rows of tokens: sentences of the bundled data sets' descriptions (real text nobody here wrote)
-and iris' class names.
+and iris' class names; DictVectorizer gets iris' rows as dicts (:func:`iris_dicts`), a list saved as .json.
 ``SKIPS`` names the estimators that are not run, each with its reason; it only shrinks.
 """
 
@@ -17,14 +17,10 @@ from typing import Any, Callable
 import numpy as np
 
 # name -> why it is not in the catalogue run
-SKIPS: dict[str, str] = {
-    "DictVectorizer": "skl2onnx's graph takes one map per call (map(string, float) -> [1, k]); ONNX Runtime "
-                      "takes no batch of maps (a seq(map) graph input is an invalid model) and onnxgate's "
-                      "feeds are tensors, so a batch of dicts cannot be fed",
-}
+SKIPS: dict[str, str] = {}
 
 # estimators whose input is not a (rows, features) matrix: built by _build_not_a_matrix
-NOT_A_MATRIX = ("CountVectorizer", "TfidfVectorizer", "FeatureHasher", "LabelEncoder", "LabelBinarizer")
+NOT_A_MATRIX = ("CountVectorizer", "TfidfVectorizer", "FeatureHasher", "LabelEncoder", "LabelBinarizer", "DictVectorizer")
 
 # name -> why it converts but does not pass with no flags yet (strict: a pass is reported, so the entry goes)
 KNOWN_FAILURES: dict[str, str] = {}
@@ -137,12 +133,24 @@ def sentences() -> list[str]:
     return [" ".join(s.split()) for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
 
 
-def _build_not_a_matrix(name: str, cls: type) -> tuple[Any, np.ndarray]:
+def iris_dicts() -> list[dict[str, Any]]:
+    """Iris' rows as {feature name: measurement, "species": class name}: numbers and a string value."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    return [{**dict(zip(iris.feature_names, map(float, x))), "species": str(iris.target_names[t])}
+            for x, t in zip(iris.data, iris.target)]
+
+
+def _build_not_a_matrix(name: str, cls: type) -> tuple[Any, Any]:
     """Vectorizers fitted on sentences (rows: 16 of them), label transformers on iris' class names (rows: 16
     labels), FeatureHasher on rows of six words: the only setting skl2onnx converts is input_type="string";
     n_features=1024 since the default 2**20 columns make the dense comparison 14 s for no more evidence."""
     from sklearn.datasets import load_iris
 
+    if name == "DictVectorizer":  # rows: 16 of the dicts, a list (saved as .json)
+        dicts = iris_dicts()
+        return cls().fit(dicts), [dicts[i] for i in np.random.default_rng(0).permutation(len(dicts))[:16]]
     docs = sentences()
     rows = np.random.default_rng(0).permutation(len(docs))[:16]
     if name == "FeatureHasher":
@@ -155,8 +163,8 @@ def _build_not_a_matrix(name: str, cls: type) -> tuple[Any, np.ndarray]:
     return cls().fit(docs), np.array(docs)[rows]
 
 
-def build(name: str, cls: type, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, np.ndarray]:
-    """The fitted estimator and the rows (float64; strings or labels for :data:`NOT_A_MATRIX`) to run it on."""
+def build(name: str, cls: type, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, Any]:
+    """The fitted estimator and the rows (float64; strings, labels or a list of dicts for :data:`NOT_A_MATRIX`) to run it on."""
     from sklearn.base import is_classifier, is_regressor
     from threadpoolctl import threadpool_limits
 

@@ -18,6 +18,7 @@ import pytest
 
 from onnxgate.converters.fixes import DISABLE_ENV
 from onnxgate.converters.fixes.sklearn_dict import DICT_TENSORS, KEYS, VALUES
+from tests.converters.sklearn_catalogue import iris_dicts
 
 warnings.filterwarnings("ignore")
 pytest.importorskip("skl2onnx")
@@ -26,12 +27,8 @@ skops_io = pytest.importorskip("skops.io")
 
 def iris_rows() -> tuple[list[dict], np.ndarray]:
     """Iris as rows of {feature name: value, "species": name} and a binary target (long sepals)."""
-    from sklearn.datasets import load_iris
-
-    iris = load_iris()
-    rows = [{**dict(zip(iris.feature_names, map(float, x))), "species": str(iris.target_names[t])}
-            for x, t in zip(iris.data, iris.target)]
-    return rows, (iris.data[:, 0] > 5.8).astype(int)
+    rows = iris_dicts()
+    return rows, np.array([r["sepal length (cm)"] > 5.8 for r in rows], dtype=int)
 
 
 def _dict_vectorizer():
