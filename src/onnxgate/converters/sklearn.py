@@ -160,11 +160,10 @@ class SklearnConverter(Converter):
         core64 = precision.needs_float64_core(_final(model), self.settings(options).dtype)
         if core64:  # converted in float64, given a float32 interface after conversion
             types[np.dtype(np.float32)] = DoubleTensorType
+        # a DictVectorizer first (fixes/sklearn_dict.py): skl2onnx converts the rest, on its dense [N, V] output
         head, rest = dicts.split(model) if forms.input_form(model).kind == "mappings" else (None, model)
-        if head is not None:  # fixes/sklearn_dict.py: skl2onnx converts the rest, on the dense [N, V]
-            dicts.require()
-            values_dtype = feeds[dicts.VALUES].dtype
-        typed = {"X": np.zeros((1, len(head.feature_names_)), values_dtype)} if head is not None else feeds
+        values_dtype = dicts.values_dtype(feeds) if head is not None else None
+        typed = feeds if head is None else {"X": np.zeros((1, len(head.feature_names_)), values_dtype)}
         initial = []
         for name, arr in typed.items():
             tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
@@ -172,18 +171,13 @@ class SklearnConverter(Converter):
         check_requested(opset, skl2onnx_max_opset(), f"skl2onnx {skl2onnx.__version__}")
         opset = opset or default_opset()
         applied = Applied()
-        found: list[Any] = []
-        if rest is None:  # a DictVectorizer alone: no skl2onnx conversion
-            onx = dicts.standalone(head, values_dtype, opset, _ml_opset(opset))
-        else:
-            source = fixes.conversion_copy(rest, applied)
-            found = text.vectorizers(fixes.walk(source))
-            onx = _skl2onnx(source, initial, opset, found, applied, _final(model))
+        source = fixes.conversion_copy(rest, applied) if rest is not None else None
+        found = text.vectorizers(fixes.walk(source)) if source is not None else []
+        onx = _skl2onnx(source, initial, opset, found, applied, _final(model)) if source is not None else None
         if core64:
             precision.float64_core(onx, applied)
         if head is not None:
-            onx = onx if rest is None else dicts.join(head, values_dtype, onx, opset)
-            applied.add(dicts.DICT_TENSORS, f"{len(head.feature_names_)} features")
+            onx = dicts.attach(head, values_dtype, onx, opset, _ml_opset(opset), applied)
         fixes.repair_graph(onx, model, _final(model), applied)
         text.repair_graph(onx, list(fixes.walk(model)), _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxgate.converters.fixes import Fix, enabled
+from onnxgate.converters.fixes import Applied, Fix, enabled
 from onnxgate.errors import UnsupportedModelError
 
 DICT_TENSORS = Fix(
@@ -60,6 +60,12 @@ def require() -> None:
             "no batch of maps, so onnxgate cannot feed it rows",
             f"remove {DICT_TENSORS.name} from ONNXGATE_DISABLE_FIXES to convert it to keys/values tensor inputs",
         )
+
+
+def values_dtype(feeds: dict[str, np.ndarray]) -> np.dtype:
+    """The float type of the ``values`` feed (float32, or float64 with --double); refused when the fix is off."""
+    require()
+    return np.asarray(feeds[VALUES]).dtype
 
 
 def split(model: Any) -> tuple[Any, Any | None]:
@@ -148,6 +154,12 @@ def standalone(dv: Any, values_dtype: Any, opset: int, ml_opset: int) -> Any:
     model = helper.make_model(graph, opset_imports=imports, producer_name="onnxgate")
     model.ir_version = helper.find_min_ir_version_for(imports)
     return model
+
+
+def attach(dv: Any, values_dtype: Any, tail: Any | None, opset: int, ml_opset: int, applied: Applied) -> Any:
+    """The DictVectorizer's graph (:func:`standalone`), or ``tail`` fed by it (:func:`join`); the fix recorded."""
+    applied.add(DICT_TENSORS, f"{len(dv.feature_names_)} features")
+    return standalone(dv, values_dtype, opset, ml_opset) if tail is None else join(dv, values_dtype, tail, opset)
 
 
 def join(dv: Any, values_dtype: Any, tail: Any, opset: int) -> Any:
