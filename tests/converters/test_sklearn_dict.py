@@ -146,3 +146,15 @@ def test_same_model_same_bytes_at_each_opset(opset, tmp_path):
     onnx.checker.check_model(models[0], full_check=True)
     digests = {hashlib.sha256(m.SerializeToString()).hexdigest() for m in models}
     assert len(digests) == 1
+
+
+def test_the_symptom_is_present_in_the_raw_converter():
+    """skl2onnx alone still gives one map per call (drop the fix when this fails)."""
+    from onnx import TensorProto
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DictionaryType, FloatTensorType, StringTensorType
+
+    raw = convert_sklearn(_dict_vectorizer(), initial_types=[("X", DictionaryType(StringTensorType([1]), FloatTensorType([1])))])
+    (x,) = raw.graph.input
+    assert x.type.HasField("map_type") and x.type.map_type.key_type == TensorProto.STRING  # one map, not a batch
+    assert [op.op_type for op in raw.graph.node] == ["DictVectorizer"]
