@@ -162,7 +162,7 @@ class SklearnConverter(Converter):
             types[np.dtype(np.float32)] = DoubleTensorType
         # a DictVectorizer first (fixes/sklearn_dict.py): skl2onnx converts the rest, on its dense [N, V] output
         head, rest = dicts.split(model) if forms.input_form(model).kind == "mappings" else (None, model)
-        values_dtype = dicts.values_dtype(feeds) if head is not None else None
+        values_dtype = dicts.feed_dtype(feeds) if head is not None else None
         typed = feeds if head is None else {"X": np.zeros((1, len(head.feature_names_)), values_dtype)}
         initial = []
         for name, arr in typed.items():

@@ -14,7 +14,8 @@ graph of two tensor inputs, one row of (key, value) entries per sample:
 
 ``out[n, j] = sum_m values[n, m] * (keys[n, m] == feature_names_[j])``: a LabelEncoder from key to
 vocabulary index (-1 for a key not in the vocabulary, which scikit-learn ignores too), Equal
-against ``range(V)``, Cast, Mul, ReduceSum: seven nodes whatever V, at every opset skl2onnx writes.
+against ``range(V)``, Cast, Mul, ReduceSum: seven nodes whatever V, at every opset skl2onnx writes
+(Equal on strings needs opset 19; below 13 ReduceSum takes its axes as an attribute).
 A string value is one-hot in scikit-learn (``{"city": "Paris"}`` -> feature ``"city=Paris"`` = 1,
 with the vectorizer's ``separator``): the sample loader writes it as key ``"city=Paris"``, value 1
 (inputs/samples.py), and so must a server (README). The remaining steps of a Pipeline are
@@ -62,7 +63,7 @@ def require() -> None:
         )
 
 
-def values_dtype(feeds: dict[str, np.ndarray]) -> np.dtype:
+def feed_dtype(feeds: dict[str, np.ndarray]) -> np.dtype:
     """The float type of the ``values`` feed (float32, or float64 with --double); refused when the fix is off."""
     require()
     return np.asarray(feeds[VALUES]).dtype
@@ -98,7 +99,8 @@ def rows_to_tensors(rows: list[dict[str, float]], dtype: Any = np.float32) -> di
 
 
 def tensors_to_rows(keys: np.ndarray, values: np.ndarray) -> list[dict[str, float]]:
-    """The rows of dicts the ``keys``/``values`` feeds stand for (padding skipped), as scikit-learn takes them."""
+    """The rows of dicts the ``keys``/``values`` feeds stand for (padding skipped), as scikit-learn takes them.
+    A key repeated within a row (a hand-built feed; a JSON object has none) is summed by the graph, kept last here."""
     return [{str(k): float(v) for k, v in zip(kr, vr) if k != PAD_KEY} for kr, vr in zip(keys, values)]
 
 
