@@ -132,20 +132,25 @@ def test_no_sample_synthesises_rows_of_the_vocabulary_in_the_given_value_range()
     assert run(_pipeline(), in_process=True)[0].status == "vacuous"
 
 
-@pytest.mark.parametrize("opset", [12, None])
-def test_same_model_same_bytes_at_each_opset(opset, tmp_path):
-    """Deterministic bytes; below opset 13 ReduceSum takes its axes as an attribute, and the checker accepts both."""
+@pytest.mark.parametrize("opset", [12, 15, None])
+def test_same_model_same_bytes_and_exact_columns_at_each_opset(opset, tmp_path):
+    """Deterministic bytes at each opset, accepted by the full checker; the scatter graph (opset >= 16) and the
+    one-hot graph (12: ReduceSum's axes as an attribute; 15) give scikit-learn's columns exactly."""
     import onnx
+    import onnxruntime as ort
 
     from onnxgate.converters.sklearn import SklearnConverter
     from onnxgate.inputs.samples import load_sample
 
     feeds = load_sample(_sample(tmp_path)).arrays
     feeds[VALUES] = feeds[VALUES].astype(np.float32)
-    models = [SklearnConverter().convert(_pipeline(), feeds, opset=opset, options={}).model for _ in range(2)]
+    models = [SklearnConverter().convert(model, feeds, opset=opset, options={}).model
+              for model in (_pipeline(), _pipeline(), _dict_vectorizer())]
     onnx.checker.check_model(models[0], full_check=True)
-    digests = {hashlib.sha256(m.SerializeToString()).hexdigest() for m in models}
-    assert len(digests) == 1
+    assert len({hashlib.sha256(m.SerializeToString()).hexdigest() for m in models[:2]}) == 1
+    columns = ort.InferenceSession(models[2].SerializeToString()).run(None, feeds)[0]
+    expected = _dict_vectorizer().transform(json.loads(_sample(tmp_path).read_text())).toarray()
+    np.testing.assert_array_equal(columns, expected.astype(np.float32))
 
 
 def test_the_symptom_is_present_in_the_raw_converter():
