@@ -20,6 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxgate.converters.fixes import Applied, Fix, enabled, free_declared_batch, rename_value
+from onnxgate.converters.fixes import sklearn_neighbors as neighbors
+from onnxgate.converters.fixes import sklearn_outputs as outputs
 from onnxgate.converters.fixes import sklearn_precision as precision
 
 HGB_BOOL_ATTRIBUTE = Fix(
@@ -282,6 +284,7 @@ def _ints_not_bools(value: Any) -> Any:
 def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     """The graph fixes, each where its symptom shows."""
     _name_graph(onx, model, applied)
+    outputs.canonical_output_names(onx, applied)
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
@@ -291,6 +294,7 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     precision.round_down_hgb_thresholds(onx, estimators, applied)
     precision.center_naive_bayes_log_probabilities(onx, estimators, applied)
     precision.float64_erf(onx, applied)
+    neighbors.distance_weights(onx, estimators, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)

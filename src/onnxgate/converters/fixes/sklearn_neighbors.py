@@ -1,0 +1,135 @@
+"""k-nearest-neighbour weights as scikit-learn computes them (``weights="distance"``).
+
+skl2onnx (``operator_converters/nearest_neighbours.py``) builds the weights of
+KNeighborsRegressor and KNeighborsClassifier as ``Reciprocal(Max(-d, 1e-6))`` on the distances
+``d`` TopK returns. The ``-d`` is a leftover of opsets before 11, when TopK could only take the
+largest values of the negated distances; from opset 11 TopK takes the smallest and the values are
+already the distances. So every weight is ``1/1e-6`` and ``weights="distance"`` computes the
+uniform mean (upstream issue 1214). Even with the sign right, scikit-learn's ``_get_weights``
+gives a query row with a zero distance weight 1 for its zero-distance neighbours and 0 for the
+others, where ``1/max(d, 1e-6)`` gives them 1e6 against the others' 1/d.
+
+:func:`distance_weights` replaces the three nodes by scikit-learn's rule:
+``Where(row has a zero, Cast(d == 0), 1/d)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from onnxgate.converters.fixes import Applied, Fix, enabled
+
+DISTANCE_WEIGHTS = Fix(
+    "sklearn.knn_distance_weights",
+    "skl2onnx weighs k-nearest neighbours (weights='distance') by Reciprocal(Max(-d, 1e-6)): the distances "
+    "TopK returns are negated (a leftover of opsets < 11), so every weight is 1e6 and the graph computes the "
+    "uniform mean; and a zero distance would get 1e6 where scikit-learn keeps only the zero-distance neighbours",
+    "the weights are computed as scikit-learn's _get_weights does: 1/d, and on a row with a zero distance "
+    "1 for its zero-distance neighbours and 0 for the others",
+    "https://github.com/onnx/sklearn-onnx/issues/1214",
+)
+
+# the estimators whose skl2onnx graph weighs TopK's distances (RadiusNeighbors* have no TopK)
+_K_NEIGHBORS = ("KNeighborsRegressor", "KNeighborsClassifier")
+
+
+@dataclass(frozen=True)
+class WeightNodes:
+    """skl2onnx's weight computation: ``reciprocal(floor(negate(distances)))``; ``negate`` may be absent."""
+
+    distances: str  # TopK's values
+    negate: Any | None  # Mul(distances, -1)
+    floor: Any  # Max(x, 1e-6)
+    reciprocal: Any
+    dtype: np.dtype
+
+
+def distance_weights(onx: Any, estimators: list[Any], applied: Applied) -> None:
+    """:data:`DISTANCE_WEIGHTS`, for a model holding a k-neighbours estimator with ``weights="distance"``."""
+    if not enabled(DISTANCE_WEIGHTS) or not any(_weighs_by_distance(m) for m in estimators):
+        return
+    graph = onx.graph
+    opset = next((i.version for i in onx.opset_import if i.domain in ("", "ai.onnx")), 1)
+    for found in _weight_nodes(graph):
+        _replace(graph, found, opset)
+        applied.add(DISTANCE_WEIGHTS, "distances negated" if found.negate is not None else "zero distances")
+
+
+def _weighs_by_distance(m: Any) -> bool:
+    return type(m).__name__ in _K_NEIGHBORS and getattr(m, "weights", None) == "distance"
+
+
+def _weight_nodes(graph: Any) -> list[WeightNodes]:
+    """Every ``Reciprocal(Max(x, c))`` whose ``x`` is TopK's values, or those values times -1."""
+    from onnx import numpy_helper
+
+    producer = {name: node for node in graph.node for name in node.output}
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    def scalar(name: str) -> float | None:
+        value = constants.get(name)
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+    found = []
+    for node in graph.node:
+        floor = producer.get(node.input[0]) if node.op_type == "Reciprocal" else None
+        if floor is None or floor.op_type != "Max" or len(floor.input) != 2 or scalar(floor.input[1]) is None:
+            continue
+        source, negate = floor.input[0], None
+        if producer.get(source) is not None and producer[source].op_type == "Mul" and scalar(producer[source].input[1]) == -1.0:
+            negate, source = producer[source], producer[source].input[0]
+        top = producer.get(source)
+        if top is not None and top.op_type == "TopK" and top.output[0] == source:
+            found.append(WeightNodes(source, negate, floor, node, constants[floor.input[1]].dtype))
+    return found
+
+
+def _replace(graph: Any, found: WeightNodes, opset: int) -> None:
+    """The weight nodes replaced, where the Reciprocal was, by scikit-learn's rule on the distances."""
+    nodes = _sklearn_weights(graph, found.distances, found.reciprocal.output[0], found.dtype, opset)
+    dropped = {id(found.reciprocal), id(found.floor)}
+    if found.negate is not None and not _used_elsewhere(graph, found.negate.output[0], found.floor):
+        dropped.add(id(found.negate))
+    kept = []
+    for node in graph.node:
+        if node is found.reciprocal:
+            kept.extend(nodes)
+        elif id(node) not in dropped:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _used_elsewhere(graph: Any, name: str, user: Any) -> bool:
+    return any(name in node.input for node in graph.node if node is not user) or any(o.name == name for o in graph.output)
+
+
+def _sklearn_weights(graph: Any, d: str, out: str, dtype: np.dtype, opset: int) -> list[Any]:
+    """Nodes computing ``out`` = 1/d per neighbour, or on a row with a zero distance 1 where d == 0 else 0."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = f"{out}_sklearn"
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph.initializer.append(numpy_helper.from_array(np.zeros(1, dtype=dtype), f"{p}_zero"))
+    nodes = [
+        helper.make_node("Equal", [d, f"{p}_zero"], [f"{p}_is_zero"], name=f"{p}_equal"),
+        helper.make_node("Cast", [f"{p}_is_zero"], [f"{p}_hit"], to=elem, name=f"{p}_hit"),
+        _row_max(graph, f"{p}_hit", f"{p}_any", opset),
+        helper.make_node("Cast", [f"{p}_any"], [f"{p}_has_zero"], to=TensorProto.BOOL, name=f"{p}_has_zero"),
+        helper.make_node("Reciprocal", [d], [f"{p}_inverse"], name=f"{p}_inverse"),
+        helper.make_node("Where", [f"{p}_has_zero", f"{p}_hit", f"{p}_inverse"], [out], name=f"{p}_where"),
+    ]
+    return nodes
+
+
+def _row_max(graph: Any, x: str, out: str, opset: int) -> Any:
+    """ReduceMax over axis 1, keeping it: axes an input from opset 18, an attribute before."""
+    from onnx import helper, numpy_helper
+
+    if opset >= 18:
+        graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"{out}_axes"))
+        return helper.make_node("ReduceMax", [x, f"{out}_axes"], [out], keepdims=1, name=out)
+    return helper.make_node("ReduceMax", [x], [out], axes=[1], keepdims=1, name=out)
