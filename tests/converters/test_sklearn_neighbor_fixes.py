@@ -1,0 +1,208 @@
+"""Nearest-neighbour models skl2onnx gets wrong, through onnxgate with no flags: real skl2onnx, real ORT.
+
+* ``sklearn.output_name_clash``: a Pipeline ending in KNeighborsRegressor keeps the output name
+  ``variable1`` (skl2onnx cannot swap names a Scan touches); onnxgate did not know what it was.
+* ``sklearn.knn_distance_weights``: ``weights="distance"`` computes the uniform mean in the graph
+  (distances negated before ``max(d, 1e-6)``), and a query at a fitted point must weigh only its
+  zero-distance neighbours, as scikit-learn does.
+
+Each fix: the model passes and the notes name it; switched off (ONNXGATE_DISABLE_FIXES) it does not
+pass; and the converted graph validated against a broken original (fitted targets x 1.01, or labels
+moved) fails: the fix does not make the comparison blind.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from onnxgate.converters.fixes import DISABLE_ENV
+from onnxgate.errors import OutputMismatchError
+from tests.conftest import run_onnxgate
+
+warnings.filterwarnings("ignore")
+pytest.importorskip("skl2onnx")
+
+NAME_FIX = "sklearn.output_name_clash"
+WEIGHTS_FIX = "sklearn.knn_distance_weights"
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(return_X_y=True)
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+def _fixes(report) -> list[str]:
+    return [n.split(":")[0].removeprefix("fix ") for n in report.conversion.notes if n.startswith("fix ")]
+
+
+def _run(est, rows, tmp_path, **options):
+    from onnxgate.pipelines.run import run
+
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.ascontiguousarray(rows))
+    return run(est, sample=str(sample), in_process=True, **options)
+
+
+def _validate(original, onnx_model, rows, tmp_path, **options):
+    from onnxgate.pipelines.run import validate
+
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.ascontiguousarray(rows))
+    return validate(original, onnx_model, sample=str(sample), in_process=True, **options)
+
+
+def _scaled_targets(model, factor: float = 1.01):
+    """A copy whose final neighbour step's fitted targets are scaled: its predictions are off by 1%."""
+    broken = copy.deepcopy(model)
+    final = broken.steps[-1][1] if hasattr(broken, "steps") else broken
+    final._y = final._y * factor
+    return broken
+
+
+def _knn_pipeline():
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _diabetes()
+    return make_pipeline(StandardScaler(), KNeighborsRegressor()).fit(X, y), X
+
+
+# -- sklearn.output_name_clash --------------------------------------------------------------
+
+
+def test_pipeline_ending_in_knn_regressor_passes_through_the_cli_and_a_broken_one_fails(tmp_path):
+    """The .skops pipeline passes with no flags; its graph's output is 'variable' and the report names the
+    fix; the same graph validated against the pipeline with targets x 1.01 exits 1."""
+    import onnx
+    import skops.io as sio
+
+    est, X = _knn_pipeline()
+    sio.dump(est, tmp_path / "p.skops")
+    sio.dump(_scaled_targets(est), tmp_path / "broken.skops")
+    np.save(tmp_path / "x.npy", X[::20])
+    good = run_onnxgate("run", tmp_path / "p.skops", "--sample", tmp_path / "x.npy", "-o", tmp_path / "p.onnx",
+                        "--report", tmp_path / "r.json")
+    assert good.code == 0, good.err
+    assert [o.name for o in onnx.load(tmp_path / "p.onnx").graph.output] == ["variable"]
+    notes = json.loads((tmp_path / "r.json").read_text())["conversion"]["notes"]
+    assert any(n.startswith(f"fix {NAME_FIX}: ") and "'variable1' -> 'variable'" in n for n in notes), notes
+    bad = run_onnxgate("validate", tmp_path / "broken.skops", tmp_path / "p.onnx", "--sample", tmp_path / "x.npy")
+    assert bad.code == 1, bad.out + bad.err
+    assert "variable" in bad.out + bad.err
+
+
+def test_without_the_name_fix_the_pipeline_does_not_pass(tmp_path, monkeypatch):
+    est, X = _knn_pipeline()
+    monkeypatch.setenv(DISABLE_ENV, NAME_FIX)
+    with pytest.raises(OutputMismatchError, match="'variable1'"):
+        _run(est, X[::20], tmp_path)
+
+
+def test_name_swap_reaches_the_scan_and_leaves_other_pipelines_alone(tmp_path):
+    """The intermediate 'variable' (the scaler's output, fed to the distance Scan) becomes 'variable1'
+    everywhere; a pipeline skl2onnx names correctly (Ridge) gets no such fix."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est, X = _knn_pipeline()
+    report, conv = _run(est, X[::20], tmp_path)
+    assert report.status == "passed" and NAME_FIX in _fixes(report), report.to_markdown()[:2000]
+    scan = next(n for n in conv.model.graph.node if n.op_type == "Scan")
+    assert scan.input[0] == "variable1"
+    ridge = make_pipeline(StandardScaler(), Ridge()).fit(X, _diabetes()[1])
+    report, _ = _run(ridge, X[::20], tmp_path)
+    assert report.status == "passed" and NAME_FIX not in _fixes(report)
+
+
+# -- sklearn.knn_distance_weights -----------------------------------------------------------
+
+
+def _distance_models():
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _diabetes()
+    Xi, yi = _iris()
+    return {
+        # fitted on the even rows; the sample is every third row: fitted points (zero distance) and new ones
+        "regressor": (KNeighborsRegressor(weights="distance").fit(X[::2], y[::2]), X[::9]),
+        "pipeline classifier": (make_pipeline(StandardScaler(), KNeighborsClassifier(weights="distance"))
+                                .fit(Xi[::2], yi[::2]), Xi[::3]),
+    }
+
+
+def _break(model):
+    """Regressor: targets x 1.01. Classifier: every fifth fitted label moved to the next class."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if not hasattr(final, "classes_"):
+        return _scaled_targets(model)
+    broken = copy.deepcopy(model)
+    final = broken.steps[-1][1] if hasattr(broken, "steps") else broken
+    final._y = final._y.copy()
+    final._y[::5] = (final._y[::5] + 1) % len(final.classes_)
+    return broken
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["float32", "float64"])
+@pytest.mark.parametrize("key", list(_distance_models()))
+def test_distance_weights_pass_and_a_broken_original_fails(key, double, tmp_path):
+    est, rows = _distance_models()[key]
+    report, conv = _run(est, rows, tmp_path, double=double)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert WEIGHTS_FIX in _fixes(report)
+    bad = _validate(_break(est), conv.model, rows, tmp_path, double=double)
+    assert bad.status == "failed", bad.to_markdown()[:2000]
+
+
+@pytest.mark.parametrize("key", list(_distance_models()))
+def test_without_the_weights_fix_the_model_fails(key, tmp_path, monkeypatch):
+    est, rows = _distance_models()[key]
+    monkeypatch.setenv(DISABLE_ENV, WEIGHTS_FIX)
+    report, _ = _run(est, rows, tmp_path)
+    assert WEIGHTS_FIX not in _fixes(report)
+    assert report.status == "failed"
+
+
+def test_a_fitted_point_weighs_only_its_zero_distance_neighbours():
+    """Queried at a fitted point (a duplicate pair in iris: rows 101 and 142), the graph predicts what
+    scikit-learn does, the mean of the zero-distance neighbours, not a 1e6-weighted blend."""
+    import onnxruntime as ort
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from onnxgate.converters.sklearn import SklearnConverter
+
+    X, _ = _iris()
+    y = np.arange(len(X), dtype=np.float64)
+    est = KNeighborsRegressor(weights="distance").fit(X, y)
+    query = X[[101]]
+    assert np.array_equal(X[101], X[142])
+    np.testing.assert_allclose(est.predict(query), [(101 + 142) / 2])
+    conv = SklearnConverter().convert(est, {"X": query.astype(np.float64)}, opset=None, options={"double": True})
+    session = ort.InferenceSession(conv.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"X": query})
+    np.testing.assert_array_equal(got.ravel(), [(101 + 142) / 2])
+
+
+def test_weights_fix_absent_for_uniform_weights():
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from onnxgate.converters.sklearn import SklearnConverter
+
+    X, y = _diabetes()
+    conv = SklearnConverter().convert(KNeighborsRegressor().fit(X, y), {"X": X[:4].astype(np.float32)}, opset=None, options={})
+    assert not any(n.startswith(f"fix {WEIGHTS_FIX}") for n in conv.notes)
