@@ -206,3 +206,28 @@ def test_weights_fix_absent_for_uniform_weights():
     X, y = _diabetes()
     conv = SklearnConverter().convert(KNeighborsRegressor().fit(X, y), {"X": X[:4].astype(np.float32)}, opset=None, options={})
     assert not any(n.startswith(f"fix {WEIGHTS_FIX}") for n in conv.notes)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_distance_weights_on_exact_ties_agree_with_the_tie_breaks(kind, tmp_path):
+    """Points on an integer grid (distances exact everywhere; fitted duplicates, so query rows at zero
+    distance from several fitted points and ties at the k-th place): the fixed graph's weights are among
+    the answers converters/sklearn_ties.py enumerates, and a broken original still fails."""
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    from onnxgate.pipelines.run import convert
+
+    rng = np.random.default_rng(0)
+    X, Q = rng.integers(0, 4, size=(60, 2)).astype(np.float64), rng.integers(0, 5, size=(16, 2)) / 1.0
+    if kind == "regressor":
+        est = KNeighborsRegressor(weights="distance", algorithm="kd_tree").fit(X, rng.normal(size=len(X)))
+    else:
+        est = KNeighborsClassifier(weights="distance", algorithm="kd_tree").fit(X, rng.integers(0, 3, size=len(X)))
+    np.save(tmp_path / "x.npy", Q)
+    result = convert(est, tmp_path / "m.onnx", in_process=True, sample=str(tmp_path / "x.npy"))
+    result.reference.close()
+    assert WEIGHTS_FIX in [n.split(":")[0].removeprefix("fix ") for n in result.conversion.notes]
+    report = _validate(est, tmp_path / "m.onnx", Q, tmp_path)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    assert max(o.ties for c in report.cases for o in c.outputs) >= 1  # the tie-breaks were needed
+    assert _validate(_break(est), tmp_path / "m.onnx", Q, tmp_path).status == "failed"
