@@ -2,7 +2,7 @@
 
 * ``sklearn.output_name_clash``: a Pipeline ending in KNeighborsRegressor keeps the output name
   ``variable1`` (skl2onnx cannot swap names a Scan touches); onnxgate did not know what it was.
-* ``sklearn.knn_distance_weights``: ``weights="distance"`` computes the uniform mean in the graph
+* ``sklearn.neighbors_distance_weights``: ``weights="distance"`` computes the uniform mean in the graph
   (distances negated before ``max(d, 1e-6)``), and a query at a fitted point must weigh only its
   zero-distance neighbours, as scikit-learn does.
 
@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore")
 pytest.importorskip("skl2onnx")
 
 NAME_FIX = "sklearn.output_name_clash"
-WEIGHTS_FIX = "sklearn.knn_distance_weights"
+WEIGHTS_FIX = "sklearn.neighbors_distance_weights"
 
 
 def _diabetes():
@@ -128,11 +128,11 @@ def test_name_swap_reaches_the_scan_and_leaves_other_pipelines_alone(tmp_path):
     assert report.status == "passed" and NAME_FIX not in _fixes(report)
 
 
-# -- sklearn.knn_distance_weights -----------------------------------------------------------
+# -- sklearn.neighbors_distance_weights -----------------------------------------------------------
 
 
 def _distance_models():
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -143,6 +143,8 @@ def _distance_models():
         "regressor": (KNeighborsRegressor(weights="distance").fit(X[::2], y[::2]), X[::9]),
         "pipeline classifier": (make_pipeline(StandardScaler(), KNeighborsClassifier(weights="distance"))
                                 .fit(Xi[::2], yi[::2]), Xi[::3]),
+        # no sign flip here: only the fitted points' zero distances (1e6 against 1/d for the others)
+        "radius regressor": (RadiusNeighborsRegressor(radius=0.2, weights="distance").fit(X[::2], y[::2]), X[::9]),
     }
 
 

@@ -1,4 +1,4 @@
-"""k-nearest-neighbour weights as scikit-learn computes them (``weights="distance"``).
+"""Nearest-neighbour weights as scikit-learn computes them (``weights="distance"``).
 
 skl2onnx (``operator_converters/nearest_neighbours.py``) builds the weights of
 KNeighborsRegressor and KNeighborsClassifier as ``Reciprocal(Max(-d, 1e-6))`` on the distances
@@ -7,10 +7,13 @@ largest values of the negated distances; from opset 11 TopK takes the smallest a
 already the distances. So every weight is ``1/1e-6`` and ``weights="distance"`` computes the
 uniform mean (upstream issue 1214). Even with the sign right, scikit-learn's ``_get_weights``
 gives a query row with a zero distance weight 1 for its zero-distance neighbours and 0 for the
-others, where ``1/max(d, 1e-6)`` gives them 1e6 against the others' 1/d.
+others, where ``1/max(d, 1e-6)`` gives them 1e6 against the others' 1/d. RadiusNeighbors* have
+no TopK and no sign flip, but the same floor: their distances are ``Where(inside, d, 0)`` and
+their weights ``inside * Reciprocal(Max(., 1e-6))``.
 
-:func:`distance_weights` replaces the three nodes by scikit-learn's rule:
-``Where(row has a zero, Cast(d == 0), 1/d)``.
+:func:`distance_weights` replaces the weight nodes by scikit-learn's rule:
+``Where(row has a zero, Cast(d == 0 [and inside]), 1/max(d, tiny))``; ``tiny``, the smallest
+normal number, only keeps the radius graph's zeros outside the radius finite (x 0 there).
 """
 
 from __future__ import annotations
@@ -23,24 +26,26 @@ import numpy as np
 from onnxgate.converters.fixes import Applied, Fix, enabled
 
 DISTANCE_WEIGHTS = Fix(
-    "sklearn.knn_distance_weights",
+    "sklearn.neighbors_distance_weights",
     "skl2onnx weighs k-nearest neighbours (weights='distance') by Reciprocal(Max(-d, 1e-6)): the distances "
     "TopK returns are negated (a leftover of opsets < 11), so every weight is 1e6 and the graph computes the "
-    "uniform mean; and a zero distance would get 1e6 where scikit-learn keeps only the zero-distance neighbours",
+    "uniform mean; and a zero distance gets 1e6 (KNeighbors*, RadiusNeighbors*) where scikit-learn keeps only "
+    "the zero-distance neighbours",
     "the weights are computed as scikit-learn's _get_weights does: 1/d, and on a row with a zero distance "
     "1 for its zero-distance neighbours and 0 for the others",
     "https://github.com/onnx/sklearn-onnx/issues/1214",
 )
 
-# the estimators whose skl2onnx graph weighs TopK's distances (RadiusNeighbors* have no TopK)
-_K_NEIGHBORS = ("KNeighborsRegressor", "KNeighborsClassifier")
+# the estimators whose skl2onnx graph weighs distances by Reciprocal(Max(d, 1e-6))
+_WEIGHED = ("KNeighborsRegressor", "KNeighborsClassifier", "RadiusNeighborsRegressor", "RadiusNeighborsClassifier")
 
 
 @dataclass(frozen=True)
 class WeightNodes:
     """skl2onnx's weight computation: ``reciprocal(floor(negate(distances)))``; ``negate`` may be absent."""
 
-    distances: str  # TopK's values
+    distances: str  # TopK's values, or the radius graph's Where(inside, d, 0)
+    inside: str | None  # the radius graph's condition: which distances are neighbours (None: all)
     negate: Any | None  # Mul(distances, -1)
     floor: Any  # Max(x, 1e-6)
     reciprocal: Any
@@ -59,11 +64,12 @@ def distance_weights(onx: Any, estimators: list[Any], applied: Applied) -> None:
 
 
 def _weighs_by_distance(m: Any) -> bool:
-    return type(m).__name__ in _K_NEIGHBORS and getattr(m, "weights", None) == "distance"
+    return type(m).__name__ in _WEIGHED and getattr(m, "weights", None) == "distance"
 
 
 def _weight_nodes(graph: Any) -> list[WeightNodes]:
-    """Every ``Reciprocal(Max(x, c))`` whose ``x`` is TopK's values, or those values times -1."""
+    """Every ``Reciprocal(Max(x, c))`` whose ``x`` is TopK's values (or those times -1) or a radius
+    graph's ``Where(inside, d, 0)``."""
     from onnx import numpy_helper
 
     producer = {name: node for node in graph.node for name in node.output}
@@ -83,13 +89,15 @@ def _weight_nodes(graph: Any) -> list[WeightNodes]:
             negate, source = producer[source], producer[source].input[0]
         top = producer.get(source)
         if top is not None and top.op_type == "TopK" and top.output[0] == source:
-            found.append(WeightNodes(source, negate, floor, node, constants[floor.input[1]].dtype))
+            found.append(WeightNodes(source, None, negate, floor, node, constants[floor.input[1]].dtype))
+        elif top is not None and top.op_type == "Where" and negate is None:
+            found.append(WeightNodes(source, top.input[0], None, floor, node, constants[floor.input[1]].dtype))
     return found
 
 
 def _replace(graph: Any, found: WeightNodes, opset: int) -> None:
     """The weight nodes replaced, where the Reciprocal was, by scikit-learn's rule on the distances."""
-    nodes = _sklearn_weights(graph, found.distances, found.reciprocal.output[0], found.dtype, opset)
+    nodes = _sklearn_weights(graph, found, opset)
     dropped = {id(found.reciprocal), id(found.floor)}
     if found.negate is not None and not _used_elsewhere(graph, found.negate.output[0], found.floor):
         dropped.add(id(found.negate))
@@ -107,22 +115,27 @@ def _used_elsewhere(graph: Any, name: str, user: Any) -> bool:
     return any(name in node.input for node in graph.node if node is not user) or any(o.name == name for o in graph.output)
 
 
-def _sklearn_weights(graph: Any, d: str, out: str, dtype: np.dtype, opset: int) -> list[Any]:
-    """Nodes computing ``out`` = 1/d per neighbour, or on a row with a zero distance 1 where d == 0 else 0."""
+def _sklearn_weights(graph: Any, found: WeightNodes, opset: int) -> list[Any]:
+    """Nodes computing the Reciprocal's output as scikit-learn's weights: 1/d per neighbour, or on a row
+    with a zero distance 1 for the neighbours at distance 0 and 0 for the others."""
     from onnx import TensorProto, helper, numpy_helper
 
+    d, out, dtype = found.distances, found.reciprocal.output[0], np.dtype(found.dtype)
     p = f"{out}_sklearn"
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    graph.initializer.append(numpy_helper.from_array(np.zeros(1, dtype=dtype), f"{p}_zero"))
-    nodes = [
-        helper.make_node("Equal", [d, f"{p}_zero"], [f"{p}_is_zero"], name=f"{p}_equal"),
-        helper.make_node("Cast", [f"{p}_is_zero"], [f"{p}_hit"], to=elem, name=f"{p}_hit"),
+    graph.initializer.extend([numpy_helper.from_array(np.zeros(1, dtype=dtype), f"{p}_zero"),
+                              numpy_helper.from_array(np.array([np.finfo(dtype).tiny], dtype=dtype), f"{p}_tiny")])
+    zero = [helper.make_node("Equal", [d, f"{p}_zero"], [f"{p}_at_zero"], name=f"{p}_equal")]
+    if found.inside is not None:
+        zero.append(helper.make_node("And", [f"{p}_at_zero", found.inside], [f"{p}_at_zero_inside"], name=f"{p}_inside"))
+    return [
+        *zero,
+        helper.make_node("Cast", [zero[-1].output[0]], [f"{p}_hit"], to=helper.np_dtype_to_tensor_dtype(dtype), name=f"{p}_hit"),
         _row_max(graph, f"{p}_hit", f"{p}_any", opset),
         helper.make_node("Cast", [f"{p}_any"], [f"{p}_has_zero"], to=TensorProto.BOOL, name=f"{p}_has_zero"),
-        helper.make_node("Reciprocal", [d], [f"{p}_inverse"], name=f"{p}_inverse"),
+        helper.make_node("Max", [d, f"{p}_tiny"], [f"{p}_positive"], name=f"{p}_positive"),
+        helper.make_node("Reciprocal", [f"{p}_positive"], [f"{p}_inverse"], name=f"{p}_inverse"),
         helper.make_node("Where", [f"{p}_has_zero", f"{p}_hit", f"{p}_inverse"], [out], name=f"{p}_where"),
     ]
-    return nodes
 
 
 def _row_max(graph: Any, x: str, out: str, opset: int) -> Any:
