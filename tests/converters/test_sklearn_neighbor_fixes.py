@@ -28,6 +28,7 @@ warnings.filterwarnings("ignore")
 pytest.importorskip("skl2onnx")
 
 NAME_FIX = "sklearn.output_name_clash"
+ZEROS_FIX = "sklearn.nan_zeros_dtype"
 WEIGHTS_FIX = "sklearn.neighbors_distance_weights"
 
 
@@ -143,6 +144,8 @@ def _distance_models():
         "regressor": (KNeighborsRegressor(weights="distance").fit(X[::2], y[::2]), X[::9]),
         "pipeline classifier": (make_pipeline(StandardScaler(), KNeighborsClassifier(weights="distance"))
                                 .fit(Xi[::2], yi[::2]), Xi[::3]),
+        # two targets: skl2onnx's multi-target path (and, in float64, sklearn.nan_zeros_dtype)
+        "two-target regressor": (KNeighborsRegressor(weights="distance").fit(X[::2], np.c_[y, X[:, 0] * 100][::2]), X[::9]),
         # no sign flip here: only the fitted points' zero distances (1e6 against 1/d for the others)
         "radius regressor": (RadiusNeighborsRegressor(radius=0.2, weights="distance").fit(X[::2], y[::2]), X[::9]),
     }
@@ -178,6 +181,16 @@ def test_without_the_weights_fix_the_model_fails(key, tmp_path, monkeypatch):
     report, _ = _run(est, rows, tmp_path)
     assert WEIGHTS_FIX not in _fixes(report)
     assert report.status == "failed"
+
+
+def test_two_target_regressor_in_float64_loads_only_with_the_zeros_fix(tmp_path, monkeypatch):
+    """skl2onnx's NaN guard for two targets uses float32 zeros; in a float64 graph ORT refuses the Where."""
+    est, rows = _distance_models()["two-target regressor"]
+    report, _ = _run(est, rows, tmp_path, double=True)
+    assert report.status == "passed" and ZEROS_FIX in _fixes(report), report.to_markdown()[:2000]
+    monkeypatch.setenv(DISABLE_ENV, ZEROS_FIX)
+    report, _ = _run(est, rows, tmp_path, double=True)
+    assert report.status == "error" and "bound to different types" in report.to_markdown()
 
 
 def test_a_fitted_point_weighs_only_its_zero_distance_neighbours():

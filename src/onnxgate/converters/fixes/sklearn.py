@@ -295,6 +295,7 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     precision.center_naive_bayes_log_probabilities(onx, estimators, applied)
     precision.float64_erf(onx, applied)
     neighbors.distance_weights(onx, estimators, applied)
+    neighbors.nan_zeros_dtype(onx, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)

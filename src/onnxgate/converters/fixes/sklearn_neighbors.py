@@ -36,6 +36,14 @@ DISTANCE_WEIGHTS = Fix(
     "https://github.com/onnx/sklearn-onnx/issues/1214",
 )
 
+NAN_ZEROS_DTYPE = Fix(
+    "sklearn.nan_zeros_dtype",
+    "skl2onnx's multi-target KNeighborsRegressor (weights='distance') replaces NaN by ConstantOfShape zeros, "
+    "float32 by default; in a float64 graph (--double) ONNX Runtime refuses the Where that mixes them "
+    "('Type parameter (T) of Optype (Where) bound to different types')",
+    "the zeros get the dtype of the values they replace",
+)
+
 # the estimators whose skl2onnx graph weighs distances by Reciprocal(Max(d, 1e-6))
 _WEIGHED = ("KNeighborsRegressor", "KNeighborsClassifier", "RadiusNeighborsRegressor", "RadiusNeighborsClassifier")
 
@@ -146,3 +154,25 @@ def _row_max(graph: Any, x: str, out: str, opset: int) -> Any:
         graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), f"{out}_axes"))
         return helper.make_node("ReduceMax", [x, f"{out}_axes"], [out], keepdims=1, name=out)
     return helper.make_node("ReduceMax", [x], [out], axes=[1], keepdims=1, name=out)
+
+
+def nan_zeros_dtype(onx: Any, applied: Applied) -> None:
+    """:data:`NAN_ZEROS_DTYPE`: a Where choosing between ConstantOfShape's default float32 zeros and values
+    of another type gets zeros of that type."""
+    if not enabled(NAN_ZEROS_DTYPE):
+        return
+    from onnx import TensorProto, helper, shape_inference
+
+    producer = {name: node for node in onx.graph.node for name in node.output}
+    pairs = [(producer[w.input[a]], w.input[b]) for w in onx.graph.node if w.op_type == "Where"
+             for a, b in ((1, 2), (2, 1)) if getattr(producer.get(w.input[a]), "op_type", None) == "ConstantOfShape"]
+    pairs = [(const, other) for const, other in pairs if not const.attribute]  # no value: float32 zeros
+    if not pairs:
+        return
+    inferred = shape_inference.infer_shapes(onx).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.input, *inferred.value_info]}
+    for const, other in pairs:
+        elem = types.get(other)
+        if elem and elem != TensorProto.FLOAT:
+            const.attribute.append(helper.make_attribute("value", helper.make_tensor("value", elem, [1], [0])))
+            applied.add(NAN_ZEROS_DTYPE, helper.tensor_dtype_to_np_dtype(elem).name)
