@@ -64,11 +64,22 @@ def _validate(original, onnx_model, rows, tmp_path, **options):
     return validate(original, onnx_model, sample=str(sample), in_process=True, **options)
 
 
-def _scaled_targets(model, factor: float = 1.01):
-    """A copy whose final neighbour step's fitted targets are scaled: its predictions are off by 1%."""
+def _neighbor_steps(model) -> list:
+    """The fitted neighbour estimators in ``model`` (itself, a pipeline's final step, a voting ensemble's)."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    return list(getattr(final, "estimators_", None) or [final])
+
+
+def _break(model):
+    """A copy whose neighbour estimators answer wrongly: regressors' fitted targets x 1.01, classifiers'
+    fitted labels moved to the next class on every fifth point."""
     broken = copy.deepcopy(model)
-    final = broken.steps[-1][1] if hasattr(broken, "steps") else broken
-    final._y = final._y * factor
+    for est in _neighbor_steps(broken):
+        if hasattr(est, "classes_"):
+            est._y = est._y.copy()
+            est._y[::5] = (est._y[::5] + 1) % len(est.classes_)
+        else:
+            est._y = est._y * 1.01
     return broken
 
 
@@ -92,7 +103,7 @@ def test_pipeline_ending_in_knn_regressor_passes_through_the_cli_and_a_broken_on
 
     est, X = _knn_pipeline()
     sio.dump(est, tmp_path / "p.skops")
-    sio.dump(_scaled_targets(est), tmp_path / "broken.skops")
+    sio.dump(_break(est), tmp_path / "broken.skops")
     np.save(tmp_path / "x.npy", X[::20])
     good = run_onnxgate("run", tmp_path / "p.skops", "--sample", tmp_path / "x.npy", "-o", tmp_path / "p.onnx",
                         "--report", tmp_path / "r.json")
@@ -133,6 +144,7 @@ def test_name_swap_reaches_the_scan_and_leaves_other_pipelines_alone(tmp_path):
 
 
 def _distance_models():
+    from sklearn.ensemble import VotingRegressor
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -146,21 +158,13 @@ def _distance_models():
                                 .fit(Xi[::2], yi[::2]), Xi[::3]),
         # two targets: skl2onnx's multi-target path (and, in float64, sklearn.nan_zeros_dtype)
         "two-target regressor": (KNeighborsRegressor(weights="distance").fit(X[::2], np.c_[y, X[:, 0] * 100][::2]), X[::9]),
+        # two weight computations in one graph, each replaced
+        "voting of two regressors": (VotingRegressor([("k5", KNeighborsRegressor(weights="distance")),
+                                                      ("k3", KNeighborsRegressor(3, weights="distance"))])
+                                     .fit(X[::2], y[::2]), X[::9]),
         # no sign flip here: only the fitted points' zero distances (1e6 against 1/d for the others)
         "radius regressor": (RadiusNeighborsRegressor(radius=0.2, weights="distance").fit(X[::2], y[::2]), X[::9]),
     }
-
-
-def _break(model):
-    """Regressor: targets x 1.01. Classifier: every fifth fitted label moved to the next class."""
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
-    if not hasattr(final, "classes_"):
-        return _scaled_targets(model)
-    broken = copy.deepcopy(model)
-    final = broken.steps[-1][1] if hasattr(broken, "steps") else broken
-    final._y = final._y.copy()
-    final._y[::5] = (final._y[::5] + 1) % len(final.classes_)
-    return broken
 
 
 @pytest.mark.parametrize("double", [False, True], ids=["float32", "float64"])

@@ -61,14 +61,16 @@ class WeightNodes:
 
 
 def distance_weights(onx: Any, estimators: list[Any], applied: Applied) -> None:
-    """:data:`DISTANCE_WEIGHTS`, for a model holding a k-neighbours estimator with ``weights="distance"``."""
+    """:data:`DISTANCE_WEIGHTS`, for a model holding a neighbours estimator with ``weights="distance"``."""
     if not enabled(DISTANCE_WEIGHTS) or not any(_weighs_by_distance(m) for m in estimators):
         return
-    graph = onx.graph
+    found = _weight_nodes(onx.graph)
+    if not found:
+        return
     opset = next((i.version for i in onx.opset_import if i.domain in ("", "ai.onnx")), 1)
-    for found in _weight_nodes(graph):
-        _replace(graph, found, opset)
-        applied.add(DISTANCE_WEIGHTS, "distances negated" if found.negate is not None else "zero distances")
+    _replace(onx.graph, found, opset)
+    for f in found:
+        applied.add(DISTANCE_WEIGHTS, "distances negated" if f.negate is not None else "zero distances")
 
 
 def _weighs_by_distance(m: Any) -> bool:
@@ -103,16 +105,16 @@ def _weight_nodes(graph: Any) -> list[WeightNodes]:
     return found
 
 
-def _replace(graph: Any, found: WeightNodes, opset: int) -> None:
-    """The weight nodes replaced, where the Reciprocal was, by scikit-learn's rule on the distances."""
-    nodes = _sklearn_weights(graph, found, opset)
-    dropped = {id(found.reciprocal), id(found.floor)}
-    if found.negate is not None and not _used_elsewhere(graph, found.negate.output[0], found.floor):
-        dropped.add(id(found.negate))
+def _replace(graph: Any, found: list[WeightNodes], opset: int) -> None:
+    """Each weight computation replaced, where its Reciprocal was, by scikit-learn's rule (one rebuild:
+    protobuf copies the nodes it is given, so the ones found are valid only until then)."""
+    new = {id(f.reciprocal): _sklearn_weights(graph, f, opset) for f in found}
+    dropped = {id(f.floor) for f in found}
+    dropped |= {id(f.negate) for f in found if f.negate is not None and not _used_elsewhere(graph, f.negate.output[0], f.floor)}
     kept = []
     for node in graph.node:
-        if node is found.reciprocal:
-            kept.extend(nodes)
+        if id(node) in new:
+            kept.extend(new[id(node)])
         elif id(node) not in dropped:
             kept.append(node)
     del graph.node[:]
