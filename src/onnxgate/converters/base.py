@@ -80,6 +80,9 @@ class Converter(abc.ABC):
     settings_class: ClassVar[type[ConverterSettings]] = ConverterSettings
     # what --benchmark times as "the original": the call reference() makes, in words
     reference_call: ClassVar[str] = "reference()"
+    # True: the original computes each output row from that input row alone (scikit-learn, the boosters), so the
+    # judge may stack several inputs' rows into one call (judge/calibration.py); False (the default): never assumed
+    independent_rows: ClassVar[bool] = False
 
     def settings(self, options: Mapping[str, Any] | None) -> Any:
         """This converter's knobs from the options dict (an instance of ``settings_class``)."""

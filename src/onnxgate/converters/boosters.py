@@ -85,6 +85,7 @@ class BoosterSettings(ConverterSettings):
 class _BoosterConverter(Converter):
     name = ""
     reference_call = "predict on float64 input"
+    independent_rows = True
     install_hint = ""
     package = ""
     settings_class = BoosterSettings

@@ -44,6 +44,7 @@ class CatBoostSettings(ConverterSettings):
 class CatBoostConverter(Converter):
     name = "catboost"
     reference_call = "predict, one call per ONNX output"
+    independent_rows = True
     install_hint = INSTALL_HINT
     settings_class = CatBoostSettings
 

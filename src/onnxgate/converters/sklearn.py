@@ -24,6 +24,7 @@ from onnxgate.converters import sklearn_inputs as forms
 from onnxgate.converters.fixes import Applied
 from onnxgate.converters.fixes import sklearn as fixes
 from onnxgate.converters.fixes import sklearn_precision as precision
+from onnxgate.converters.fixes import sklearn_quantile as quantile
 from onnxgate.converters.fixes import sklearn_text as text
 from onnxgate.trust import Trust
 from onnxgate.errors import NeedsSampleError, OutputMismatchError, SampleError, SourceError, UnsupportedModelError
@@ -48,6 +49,7 @@ class SklearnConverter(Converter):
     install_hint = "pip install 'onnxgate[sklearn]'"
     settings_class = SklearnSettings
     reference_call = "predict/predict_proba/transform per output"
+    independent_rows = True
 
     # -- recognise and load ---------------------------------------------------------------
     def accepts(self, source: Any) -> bool:
@@ -164,8 +166,9 @@ class SklearnConverter(Converter):
         conv_options = fixes.zipmap_options(source, applied)
         found = text.vectorizers(fixes.walk(source))
         conv_options = text.vectorizer_options(found, conv_options, applied)
+        custom = quantile.custom_converters(source, opset, applied)
         try:
-            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options), applied)
+            onx = fixes.convert_with_int_attributes(lambda: _convert(source, initial, opset, conv_options, custom), applied)
         except Exception as exc:
             raise UnsupportedModelError(
                 f"skl2onnx cannot convert {type(_final(model)).__name__}: {_one_line(exc)}",
@@ -328,7 +331,8 @@ def _one_thread_for_few_rows(feeds: dict[str, np.ndarray]) -> Any:
     return _controller.limit(limits=1)
 
 
-def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]) -> Any:
+def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any], custom: tuple[dict, dict] = ({}, {})) -> Any:
+    """skl2onnx's conversion; ``custom``: converters and shape calculators by estimator type, for this call only."""
     from skl2onnx import convert_sklearn
 
     return convert_sklearn(
@@ -336,6 +340,8 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         initial_types=initial,
         target_opset={"": opset, "ai.onnx.ml": _ml_opset(opset)},
         options=options or None,
+        custom_conversion_functions=custom[0] or None,
+        custom_shape_calculators=custom[1] or None,
     )
 
 

@@ -417,7 +417,8 @@ def _calibrate(reference: ReferenceRunner, feeds: dict[str, np.ndarray], nominal
         steps = stepwise_outputs(target.proto)
         jumps = jump_outputs(steps, wide is not None)
         try:
-            floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal, stepwise=jumps)
+            floors = noise_floors(lambda f: reference.infer(f, output_names), feeds, nominal, stepwise=jumps,
+                                  stacked=reference.independent_rows)
         except SampleError:  # the original refuses inputs one ulp away (categories): no floor, dtype defaults
             return policy, None
         wide, unfaithful = faithful_wide(floors, nominal, wide)

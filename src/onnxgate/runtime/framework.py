@@ -170,6 +170,7 @@ class _Host:
             "sample": None if smp is None else {"path": smp.path, "kind": smp.kind},
             "audited": list(audited),
             "topk": converter.default_topk(model),
+            "independent_rows": bool(converter.independent_rows),
         }
         try:
             if smp is None:
@@ -491,6 +492,7 @@ class ReferenceRunner:
     feeds_error: dict[str, Any] | None = None  # the converter could not synthesise inputs (SampleError record)
     audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
     topk: int | None = None  # the converter's top-k agreement for this model when --topk is not given (LM logits)
+    independent_rows: bool = False  # the converter's Converter.independent_rows: rows may be stacked into one call
     warnings: list[str] = field(default_factory=list)  # what the framework warned in its worker, one line each
     _handle: str = ""
     _host: _Host | None = None  # in-process
@@ -659,7 +661,8 @@ def open_reference(
         info, feeds = host.open(str(source) if isinstance(source, Path) else source, sample, {"framework": framework, "trust": trust}, options)
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
                                timeout=timeout, label=label, feeds_error=info.get("feeds_error"), audited=info.get("audited", []),
-                               topk=info.get("topk"), _handle=info["handle"], _host=host)
+                               topk=info.get("topk"), independent_rows=info.get("independent_rows", False),
+                               _handle=info["handle"], _host=host)
     from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
 
     pool = framework_pool()
@@ -684,6 +687,7 @@ def open_reference(
     runner._handle, runner.converter, runner.versions, runner.sample = info["handle"], info["converter"], info["versions"], info["sample"]
     runner.audited = list(info.get("audited", []))
     runner.topk = info.get("topk")
+    runner.independent_rows = bool(info.get("independent_rows", False))
     runner.feeds = _unpack_arrays(reply, out)
     runner.feeds_error = info.get("feeds_error")
     return runner
