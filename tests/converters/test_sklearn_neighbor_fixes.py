@@ -22,7 +22,6 @@ import pytest
 
 from onnxgate.converters.fixes import DISABLE_ENV
 from onnxgate.errors import OutputMismatchError
-from tests.conftest import run_onnxgate
 
 warnings.filterwarnings("ignore")
 pytest.importorskip("skl2onnx")
@@ -95,7 +94,7 @@ def _knn_pipeline():
 # -- sklearn.output_name_clash --------------------------------------------------------------
 
 
-def test_pipeline_ending_in_knn_regressor_passes_through_the_cli_and_a_broken_one_fails(tmp_path):
+def test_pipeline_ending_in_knn_regressor_passes_through_the_cli_and_a_broken_one_fails(cli, tmp_path):
     """The .skops pipeline passes with no flags; its graph's output is 'variable' and the report names the
     fix; the same graph validated against the pipeline with targets x 1.01 exits 1."""
     import onnx
@@ -105,13 +104,13 @@ def test_pipeline_ending_in_knn_regressor_passes_through_the_cli_and_a_broken_on
     sio.dump(est, tmp_path / "p.skops")
     sio.dump(_break(est), tmp_path / "broken.skops")
     np.save(tmp_path / "x.npy", X[::20])
-    good = run_onnxgate("run", tmp_path / "p.skops", "--sample", tmp_path / "x.npy", "-o", tmp_path / "p.onnx",
+    good = cli("run", tmp_path / "p.skops", "--sample", tmp_path / "x.npy", "-o", tmp_path / "p.onnx",
                         "--report", tmp_path / "r.json")
     assert good.code == 0, good.err
     assert [o.name for o in onnx.load(tmp_path / "p.onnx").graph.output] == ["variable"]
     notes = json.loads((tmp_path / "r.json").read_text())["conversion"]["notes"]
     assert any(n.startswith(f"fix {NAME_FIX}: ") and "'variable1' -> 'variable'" in n for n in notes), notes
-    bad = run_onnxgate("validate", tmp_path / "broken.skops", tmp_path / "p.onnx", "--sample", tmp_path / "x.npy")
+    bad = cli("validate", tmp_path / "broken.skops", tmp_path / "p.onnx", "--sample", tmp_path / "x.npy")
     assert bad.code == 1, bad.out + bad.err
     assert "variable" in bad.out + bad.err
 
