@@ -186,6 +186,18 @@ def test_without_the_weights_fix_the_model_fails(key, tmp_path, monkeypatch):
     assert report.status == "failed"
 
 
+@pytest.mark.parametrize("opset", [11, 17])
+def test_distance_weights_at_opsets_before_18(opset, tmp_path, monkeypatch):
+    """TopK takes the smallest distances from opset 11 (where the negation goes wrong); ReduceMax takes its
+    axes as an attribute before opset 18."""
+    est, rows = _distance_models()["regressor"]
+    report, conv = _run(est, rows, tmp_path, opset=opset)
+    assert report.status == "passed" and WEIGHTS_FIX in _fixes(report), report.to_markdown()[:2000]
+    assert [i.version for i in conv.model.opset_import if i.domain == ""] == [opset]
+    monkeypatch.setenv(DISABLE_ENV, WEIGHTS_FIX)
+    assert _run(est, rows, tmp_path, opset=opset)[0].status == "failed"
+
+
 def test_two_target_regressor_in_float64_loads_only_with_the_zeros_fix(tmp_path, monkeypatch):
     """skl2onnx's NaN guard for two targets uses float32 zeros; in a float64 graph ORT refuses the Where."""
     est, rows = _distance_models()["two-target regressor"]
