@@ -4,7 +4,8 @@
   ``variable1`` (skl2onnx cannot swap names a Scan touches); onnxgate did not know what it was.
 * ``sklearn.neighbors_distance_weights``: ``weights="distance"`` computes the uniform mean in the graph
   (distances negated before ``max(d, 1e-6)``), and a query at a fitted point must weigh only its
-  zero-distance neighbours, as scikit-learn does.
+  zero-distance neighbours, as scikit-learn does (KNeighbors* and RadiusNeighbors*).
+* ``sklearn.nan_zeros_dtype``: a two-target KNeighborsRegressor(weights="distance") in float64 loads.
 
 Each fix: the model passes and the notes name it; switched off (ONNXGATE_DISABLE_FIXES) it does not
 pass; and the converted graph validated against a broken original (fitted targets x 1.01, or labels

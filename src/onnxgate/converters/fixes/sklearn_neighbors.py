@@ -14,6 +14,8 @@ their weights ``inside * Reciprocal(Max(., 1e-6))``.
 :func:`distance_weights` replaces the weight nodes by scikit-learn's rule:
 ``Where(row has a zero, Cast(d == 0 [and inside]), 1/max(d, tiny))``; ``tiny``, the smallest
 normal number, only keeps the radius graph's zeros outside the radius finite (x 0 there).
+:func:`nan_zeros_dtype` gives the float32 zeros of the two-target regressor's NaN guard the
+graph's dtype, so that its float64 graph (``--double``) loads.
 """
 
 from __future__ import annotations
