@@ -385,11 +385,21 @@ def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
     if radius is None:
         return
     constants = {i.name: numpy_helper.to_array(i) for i in onx.graph.initializer}
+    has_less_or_equal = _default_opset(onx) >= 12
     for node in onx.graph.node:
         value = constants.get(node.input[1]) if node.op_type == "Less" and len(node.input) == 2 else None
         if value is not None and value.size == 1 and np.isclose(float(value.reshape(-1)[0]), float(radius)):
-            node.op_type = "LessOrEqual"
+            if has_less_or_equal:
+                node.op_type = "LessOrEqual"
+            else:  # opset < 12 has no LessOrEqual: d < next float above r is d <= r, NaN still excluded
+                bumped = np.nextafter(value, np.array(np.inf, dtype=value.dtype)).astype(value.dtype)
+                node.input[1] = f"{node.input[1]}_inclusive"
+                onx.graph.initializer.append(numpy_helper.from_array(bumped, node.input[1]))
             applied.add(RADIUS_INCLUSIVE)
+
+
+def _default_opset(onx: Any) -> int:
+    return next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _name_graph(onx: Any, model: Any, applied: Applied) -> None:
