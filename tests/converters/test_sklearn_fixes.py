@@ -290,3 +290,19 @@ def test_declared_batch_is_freed_and_fails_without(tmp_path, monkeypatch):
     report, _ = _run(est, X, tmp_path)
     assert report.status == "passed" and "declared_batch" in _fixes(report), report.to_markdown()[:2000]
     assert _status_without("declared_batch", est, X, tmp_path, monkeypatch) == "failed"
+
+
+def test_inclusive_radius_below_opset_12_has_no_less_or_equal(tmp_path):
+    """Opset 11 has no LessOrEqual: the fix compares with the next float above the radius instead."""
+    import onnx
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    from onnxgate.pipelines.run import run
+
+    X = np.array([[0.0], [1.0], [3.0], [4.0], [6.0]])
+    est = RadiusNeighborsClassifier(radius=1.0).fit(X, np.array([0, 1, 1, 0, 1]))
+    np.save(tmp_path / "x.npy", X)
+    report, _ = run(est, sample=str(tmp_path / "x.npy"), in_process=True, opset=11, output=str(tmp_path / "r.onnx"))
+    assert report.status == "passed", report.to_markdown()
+    assert "sklearn.radius_neighbors_inclusive" in _fixes(report)
+    assert "LessOrEqual" not in {n.op_type for n in onnx.load(tmp_path / "r.onnx").graph.node}

@@ -20,6 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxgate.converters.fixes import Applied, Fix, enabled, free_declared_batch, rename_value
+from onnxgate.converters.fixes import sklearn_neighbors as neighbors
+from onnxgate.converters.fixes import sklearn_outputs as outputs
 from onnxgate.converters.fixes import sklearn_precision as precision
 
 HGB_BOOL_ATTRIBUTE = Fix(
@@ -282,6 +284,7 @@ def _ints_not_bools(value: Any) -> Any:
 def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     """The graph fixes, each where its symptom shows."""
     _name_graph(onx, model, applied)
+    outputs.canonical_output_names(onx, applied)
     _stack_sequence_probabilities(onx, applied)
     _repair_declared_shapes(onx, applied)
     _reshape_outputs(onx, final, applied)
@@ -291,6 +294,8 @@ def repair_graph(onx: Any, model: Any, final: Any, applied: Applied) -> Any:
     precision.round_down_hgb_thresholds(onx, estimators, applied)
     precision.center_naive_bayes_log_probabilities(onx, estimators, applied)
     precision.float64_erf(onx, applied)
+    neighbors.distance_weights(onx, estimators, applied)
+    neighbors.nan_zeros_dtype(onx, applied)
     if type(final).__name__.startswith("RadiusNeighbors"):
         _wrap_lookup_indices(onx, applied)
         _inclusive_radius(onx, getattr(final, "radius", None), applied)
@@ -380,11 +385,21 @@ def _inclusive_radius(onx: Any, radius: Any, applied: Applied) -> None:
     if radius is None:
         return
     constants = {i.name: numpy_helper.to_array(i) for i in onx.graph.initializer}
+    has_less_or_equal = _default_opset(onx) >= 12
     for node in onx.graph.node:
         value = constants.get(node.input[1]) if node.op_type == "Less" and len(node.input) == 2 else None
         if value is not None and value.size == 1 and np.isclose(float(value.reshape(-1)[0]), float(radius)):
-            node.op_type = "LessOrEqual"
+            if has_less_or_equal:
+                node.op_type = "LessOrEqual"
+            else:  # opset < 12 has no LessOrEqual: d < next float above r is d <= r, NaN still excluded
+                bumped = np.nextafter(value, np.array(np.inf, dtype=value.dtype)).astype(value.dtype)
+                node.input[1] = f"{node.input[1]}_inclusive"
+                onx.graph.initializer.append(numpy_helper.from_array(bumped, node.input[1]))
             applied.add(RADIUS_INCLUSIVE)
+
+
+def _default_opset(onx: Any) -> int:
+    return next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _name_graph(onx: Any, model: Any, applied: Applied) -> None:
