@@ -148,42 +148,31 @@ class SklearnConverter(Converter):
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model: Any, feeds: dict[str, np.ndarray], *, opset: int | None, options: dict[str, Any]) -> Conversion:
         import skl2onnx
-        from skl2onnx.common.data_types import (
-            DoubleTensorType,
-            FloatTensorType,
-            Int64TensorType,
-            StringTensorType,
-        )
 
         _register_boosters(model)
-        types = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType, np.dtype(np.int64): Int64TensorType}
         core64 = precision.needs_float64_core(_final(model), self.settings(options).dtype)
-        if core64:  # converted in float64, given a float32 interface after conversion
-            types[np.dtype(np.float32)] = DoubleTensorType
         # a DictVectorizer first (fixes/sklearn_dict.py): skl2onnx converts the rest, on its dense [N, V] output
         head, rest = dicts.split(model) if forms.input_form(model).kind == "mappings" else (None, model)
         values_dtype = dicts.feed_dtype(feeds) if head is not None else None
         typed = feeds if head is None else {"X": np.zeros((1, len(head.feature_names_)), values_dtype)}
-        initial = []
-        for name, arr in typed.items():
-            tensor_type = StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype]
-            initial.append((name, tensor_type([None, *arr.shape[1:]])))
+        initial = _initial_types(typed, core64)
         check_requested(opset, skl2onnx_max_opset(), f"skl2onnx {skl2onnx.__version__}")
         opset = opset or default_opset()
         applied = Applied()
-        source = fixes.conversion_copy(rest, applied) if rest is not None else None
-        found = text.vectorizers(fixes.walk(source)) if source is not None else []
-        onx = _skl2onnx(source, initial, opset, found, applied, _final(model)) if source is not None else None
-        if core64:
-            precision.float64_core(onx, applied)
+        onx, found = None, []
+        if rest is not None:
+            source = fixes.conversion_copy(rest, applied)
+            found = text.vectorizers(fixes.walk(source))
+            onx = _skl2onnx(source, initial, opset, found, applied, _final(model))
+            if core64:
+                precision.float64_core(onx, applied)
         if head is not None:
             onx = dicts.attach(head, values_dtype, onx, opset, _ml_opset(opset), applied)
         fixes.repair_graph(onx, model, _final(model), applied)
         text.repair_graph(onx, list(fixes.walk(model)), _final(model), applied)
         self._note_reference_fixes(model, feeds, [o.name for o in onx.graph.output], applied)
-        notes = [f"inputs: {_input_note(onx) if head is not None else [(n, str(t)) for n, t in _interface(initial, core64)]}",
-                 *applied.notes]
-        notes += _warned(text.known_differences(found, feeds))
+        declared = _input_note(onx) if head is not None else [(n, str(t)) for n, t in _interface(initial, core64)]
+        notes = [f"inputs: {declared}", *applied.notes, *_warned(text.known_differences(found, feeds))]
         return Conversion(onx, f"skl2onnx {skl2onnx.__version__}", notes=notes)
 
     def _note_reference_fixes(self, model: Any, feeds: dict[str, np.ndarray], names: list[str], applied: Applied) -> None:
@@ -346,6 +335,17 @@ def _convert(model: Any, initial: list[Any], opset: int, options: dict[Any, Any]
         custom_conversion_functions=custom[0] or None,
         custom_shape_calculators=custom[1] or None,
     )
+
+
+def _initial_types(feeds: dict[str, np.ndarray], core64: bool) -> list[Any]:
+    """skl2onnx's ``initial_types``: one typed input per feed, batch dimension free; float32 declared as
+    float64 where the core is converted in float64 (given its float32 interface afterwards)."""
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
+
+    types = {np.dtype(np.float32): DoubleTensorType if core64 else FloatTensorType,
+             np.dtype(np.float64): DoubleTensorType, np.dtype(np.int64): Int64TensorType}
+    return [(name, (StringTensorType if arr.dtype.kind in "OUS" else types[arr.dtype])([None, *arr.shape[1:]]))
+            for name, arr in feeds.items()]
 
 
 def _skl2onnx(source: Any, initial: list[Any], opset: int, found: list[Any], applied: Applied, final: Any) -> Any:
