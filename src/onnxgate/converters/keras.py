@@ -94,6 +94,15 @@ class KerasConverter(Converter):
         opset = opset or _tf.default_opset()
         inputs_note = "inputs: " + ", ".join(s.describe() for s in model.inputs)
         applied = Applied()
+        grouped = _grouped_convolution(model)
+        if grouped is not None:  # from_keras is known to fail on it: the inlined trace first, not after 30 s
+            proto = _inlined_or_none(model, opset, applied)
+            if proto is not None:
+                applied.add(EXPORTER_FALLBACK, f"layer {grouped!r} is a grouped convolution, which Keras compiles with XLA on "
+                                               "CPU and tf2onnx from_keras leaves as a StatefulPartitionedCall ORT refuses")
+                notes = ["path: tf2onnx on the traced model call, XLA functions inlined (a grouped convolution: "
+                         "from_keras not tried)", inputs_note, *applied.notes]
+                return Conversion(proto, f"tf2onnx {tf2onnx.__version__} (traced call, XLA functions inlined)", notes=notes)
         try:
             proto = _from_keras(model, opset)
             rejected = repaired_rejection(proto, applied)
@@ -448,6 +457,18 @@ def _from_keras(model: KerasModel, opset: int) -> Any:
             raise ValueError(f"tf2onnx named the outputs {got}; the model's outputs are {model.outputs}")
         _tf.rename_outputs(proto, by_layer)
     return proto
+
+
+def _grouped_convolution(model: KerasModel) -> str | None:
+    """The name of the first convolution with ``groups > 1`` (ConvNeXt's depthwise blocks), for a model whose
+    inputs can be traced positionally and that is not tf-keras; None otherwise."""
+    if model.legacy or model.input_kind == "dict":
+        return None
+    layers = getattr(model.model, "_flatten_layers", None)
+    for layer in layers(include_self=False, recursive=True) if layers else []:
+        if int(getattr(layer, "groups", 1) or 1) > 1:
+            return str(layer.name)
+    return None
 
 
 def _inlined_or_none(model: KerasModel, opset: int, applied: Applied) -> Any:
