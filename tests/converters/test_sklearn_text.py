@@ -201,6 +201,29 @@ def test_label_encoder_with_a_wrong_class_table_fails(tmp_path):
     assert validate(est, path, sample=str(tmp_path / "y.npy"), in_process=True).status == "failed"
 
 
+def test_edge_values_an_integer_label_encoder_refuses_are_not_compared(tmp_path):
+    """--edge probes zeros and large values; labels the encoder never saw have no answer: those cases are
+    dropped with a warning, the rest is still judged (a wrong class table still fails)."""
+    from sklearn.preprocessing import LabelEncoder
+
+    from onnxgate.converters.sklearn import SklearnConverter
+    from onnxgate.pipelines.run import validate
+
+    labels = np.array([3, 1, 2, 3, 7, 7, 1])
+    est = LabelEncoder().fit(labels)
+    report = _run(est, labels, tmp_path, edge=True)
+    assert report.status == "passed", report.to_markdown()
+    refused = [f.message for f in report.findings if f.check == "edge"]
+    assert len(refused) == 2 and all("not compared: the original refuses" in m and "unseen labels" in m for m in refused)
+    assert not any(c.name.startswith("edge:") for c in report.cases)
+    onx = SklearnConverter().convert(est, {"X": labels}, opset=None, options={}).model
+    node = next(n for n in onx.graph.node if n.op_type == "LabelEncoder")
+    keys = next(a for a in node.attribute if a.name in ("keys_int64s", "keys_floats"))
+    keys.ints[0], keys.ints[1] = keys.ints[1], keys.ints[0]
+    (tmp_path / "swapped.onnx").write_bytes(onx.SerializeToString())
+    assert validate(est, tmp_path / "swapped.onnx", sample=str(tmp_path / "x.npy"), in_process=True, edge=True).status == "failed"
+
+
 def test_feature_hasher_takes_rows_of_tokens_from_json(cli, tmp_path):
     from sklearn.feature_extraction import FeatureHasher
 

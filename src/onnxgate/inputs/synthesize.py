@@ -302,6 +302,9 @@ def _with_edge_rows(spec: InputSpec, arr: np.ndarray, user: tuple[float, float] 
     return out
 
 
+EDGE_PREFIX = "edge:"  # the names of the --edge cases
+
+
 def edge_cases(
     feeds: Mapping[str, np.ndarray],
     specs: Sequence[InputSpec] | None = None,
@@ -327,7 +330,7 @@ def edge_cases(
         zero = 0 if low is None or low <= 0 else low
         zeros[name] = np.full(arr.shape, zero, dtype=arr.dtype)
         large[name] = _large(spec, arr, ranges.get(name))
-    return [("edge:zeros", zeros), ("edge:large", large)]
+    return [(f"{EDGE_PREFIX}zeros", zeros), (f"{EDGE_PREFIX}large", large)]
 
 
 def synthesize_from_options(specs: Sequence[InputSpec], options: Mapping[str, Any] | None) -> dict[str, np.ndarray]:

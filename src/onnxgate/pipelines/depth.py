@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxgate.judge.report import Finding, Report
 from onnxgate.inputs.sweep import AxisCase, axis_cases
-from onnxgate.inputs.synthesize import edge_cases
+from onnxgate.inputs.synthesize import EDGE_PREFIX, edge_cases
 
 
 def extra_cases(
@@ -28,6 +28,21 @@ def extra_cases(
     if edge:
         cases += edge_cases(feeds, ranges=ranges)
     return cases, axes
+
+
+def drop_refused_edges(
+    cases: list[tuple[str, dict[str, np.ndarray]]], reference_errors: dict[str, str]
+) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[Finding]]:
+    """An edge case (``--edge``) whose values the original itself refuses (a label it never saw, a value
+    outside its domain) has no answer to compare: it is dropped with a warning, not made an error."""
+    kept, findings = [], []
+    for name, feeds in cases:
+        if name.startswith(EDGE_PREFIX) and name in reference_errors:
+            why = reference_errors.pop(name)
+            findings.append(Finding("warning", "edge", f"{name} not compared: the original refuses its values ({why})"))
+        else:
+            kept.append((name, feeds))
+    return kept, findings
 
 
 def axis_findings(report: Report, axes: dict[str, AxisCase]) -> None:

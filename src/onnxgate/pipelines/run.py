@@ -313,6 +313,8 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
     report.findings = provider_checks.static_findings(target.proto, target_ort=s.static.target_ort, mobile=s.static.mobile_check)
     cases, axes = _cases(reference.feeds, target, s)
     references, reference_errors, ties = _reference_outputs(reference, cases, target.output_names, progress)
+    cases, refused = depth.drop_refused_edges(cases, reference_errors)
+    report.findings += refused
     nominal = references[cases[0][0]]
     _check_degenerate(report, cases[0][1], nominal, s)
     wide = None
