@@ -222,3 +222,16 @@ def test_saved_evidence_of_a_tie_replays(tmp_path):
     assert saved.passed and saved.inputs.evidence
     replay = validate(None, tmp_path / "model.onnx", evidence=str(tmp_path / "ev"))
     assert replay.status == "passed", replay.to_markdown()[:2000]
+
+
+def test_optimised_variants_are_judged_with_the_same_tie_breaks(tmp_path):
+    """--optimize validates each variant on every case as the converted model is: with the tie-breaks."""
+    from onnxgate.pipelines.run import run
+
+    est, rows = _iris_lof()
+    np.save(tmp_path / "x.npy", rows)
+    report, _ = run(est, sample=str(tmp_path / "x.npy"), in_process=True, optimize=True, benchmark_seconds=0.02)
+    assert report.status == "passed", report.to_markdown()[:3000]
+    checked = [v for v in report.variants.variants if v.cases]
+    assert checked and all(v.passed for v in checked), [(v.name, v.error, [c.status for c in v.cases]) for v in checked]
+    assert any(o.ties for v in checked for c in v.cases for o in c.outputs)

@@ -339,9 +339,11 @@ def check_variant(
     threads: int,
     provider: str = "CPUExecutionProvider",
     isolation: IsolationPolicy | None = None,
+    ties: dict[str, dict[str, Any]] | None = None,
 ) -> OrtRunner | None:
     """Run the variant on every case (in a worker unless ``isolation`` says otherwise) and compare
-    with the original framework's outputs; the runner, for timing, or None when it did not load."""
+    with the original framework's outputs (``ties``: each case's tie-breaks, judge/ties.py, as the
+    converted model is judged); the runner, for timing, or None when it did not load."""
     if variant.data is None:
         return None
     import time
@@ -357,7 +359,8 @@ def check_variant(
         variant.error = str(exc)
         return None
     variant.load_ms = (time.perf_counter_ns() - start) / 1e6
-    variant.cases = run_cases(runner, cases, references, policy=policy_for(variant, policy), output_names=output_names)
+    variant.cases = run_cases(runner, cases, references, policy=policy_for(variant, policy), output_names=output_names,
+                              ties=ties)
     return runner
 
 
@@ -435,6 +438,7 @@ def optimize_variants(
     budget_s: float | None = None,
     progress: Any = None,
     isolation: IsolationPolicy | None = None,
+    ties: dict[str, dict[str, Any]] | None = None,
 ) -> VariantSet:
     """Build, validate and time every variant; choose the best. ``original`` is a SpeedReport.
 
@@ -450,7 +454,8 @@ def optimize_variants(
         if v.data is None:
             continue
         with progress.step(f"validating and timing variant {v.name}"):
-            runner = check_variant(v, cases, references, output_names, policy=policy, threads=threads, isolation=isolation)
+            runner = check_variant(v, cases, references, output_names, policy=policy, threads=threads, isolation=isolation,
+                                   ties=ties)
             if runner is not None and not v.error and all(c.error is None for c in v.cases):
                 time_variant(v, runner, batches, budget_s=budget_s)
         if original is not None:
@@ -476,6 +481,7 @@ def speed_and_variants(
     budget_s: float | None = None,
     progress: Any = None,
     isolation: IsolationPolicy | None = None,
+    ties: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Any, VariantSet | None]:
     """validate()'s --benchmark/--optimize step: (SpeedReport, VariantSet or None).
 
@@ -501,6 +507,7 @@ def speed_and_variants(
         variants = optimize_variants(
             model_bytes, cases, references, output_names, batches,
             policy=policy, threads=threads, original=speed, budget_s=budget_s, progress=progress, isolation=isolation,
+            ties=ties,
         )
     return speed, variants
 

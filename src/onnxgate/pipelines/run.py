@@ -349,7 +349,7 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
                                fresh=conversion is not None, progress=progress, isolation=s.runtime.isolation(),
                                model_dir=Path(target.path).parent if target.path else None)
     if s.speed.benchmark or s.speed.optimize:
-        _speed(report, reference, target.data, cases, references, target.output_names, policy, s, progress)
+        _speed(report, reference, target.data, cases, references, target.output_names, policy, s, progress, ties)
     report.findings += [Finding("info", "framework-warning", w) for w in reference.warnings]  # from its worker
     return report
 
@@ -611,7 +611,8 @@ def _bfloat16_hint(report: Report, proto: Any) -> None:
 
 
 def _speed(report: Report, reference: ReferenceRunner, data: bytes, cases: Any, references: Any,
-           output_names: list[str], policy: TolerancePolicy, s: Settings, progress: Any) -> None:
+           output_names: list[str], policy: TolerancePolicy, s: Settings, progress: Any,
+           ties: dict[str, dict[str, Any]] | None = None) -> None:
     """--benchmark/--optimize: only for a model that ran; a model that errored has nothing to time."""
     from onnxgate.judge.report import Finding
     from onnxgate.pipelines.optimize import speed_and_variants
@@ -622,7 +623,7 @@ def _speed(report: Report, reference: ReferenceRunner, data: bytes, cases: Any, 
     report.speed, report.variants = speed_and_variants(
         reference, data, cases, references, output_names,
         policy=policy, threads=s.speed.threads, optimize=s.speed.optimize, budget_s=s.speed.benchmark_seconds, progress=progress,
-        isolation=s.runtime.isolation(),
+        isolation=s.runtime.isolation(), ties=ties,
     )
 
 
