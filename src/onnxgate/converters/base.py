@@ -129,6 +129,11 @@ class Converter(abc.ABC):
         """
         return None
 
+    def may_tie(self, model: Any) -> bool:
+        """Whether :meth:`reference_ties` can find anything for this model: when False (the default),
+        the judge does not ask for ties, saving a call per case. Optional, with :meth:`reference_ties`."""
+        return False
+
     def reference_ties(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
         """Outputs the original does not define uniquely on ``feeds`` (a nearest-neighbour tie):
         ``{name: judge.ties.TieSet}`` holding every valid tie-break's answer per value, which the

@@ -209,12 +209,18 @@ class SklearnConverter(Converter):
             return None
         return self.reference(model, feeds, output_names)
 
+    def may_tie(self, model: Any) -> bool:
+        """Neighbour models (converters/sklearn_ties.py)."""
+        from onnxgate.converters import sklearn_ties
+
+        return sklearn_ties.applies(model)
+
     def reference_ties(self, model: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
         """Neighbour models: every valid tie-break's outputs on rows whose k-th and (k+1)-th
         neighbours are equidistant (converters/sklearn_ties.py); empty for any other model."""
         from onnxgate.converters import sklearn_ties
 
-        if not sklearn_ties.applies(model):
+        if not self.may_tie(model):
             return {}
         graph_dtype = next((v.dtype for v in feeds.values() if v.dtype.kind == "f"), np.dtype(np.float32))
         reference = self.reference(model, feeds, output_names)  # kept: no second predict

@@ -171,6 +171,7 @@ class _Host:
             "audited": list(audited),
             "topk": converter.default_topk(model),
             "independent_rows": bool(converter.independent_rows),
+            "may_tie": bool(getattr(converter, "may_tie", lambda _m: False)(model)),  # optional, like reference_ties
         }
         try:
             if smp is None:
@@ -493,6 +494,7 @@ class ReferenceRunner:
     audited: list[dict[str, Any]] = field(default_factory=list)  # types trusted by audit: type, instances, grounds
     topk: int | None = None  # the converter's top-k agreement for this model when --topk is not given (LM logits)
     independent_rows: bool = False  # the converter's Converter.independent_rows: rows may be stacked into one call
+    may_tie: bool = False  # the converter's Converter.may_tie(model): whether ties() can find anything
     warnings: list[str] = field(default_factory=list)  # what the framework warned in its worker, one line each
     _handle: str = ""
     _host: _Host | None = None  # in-process
@@ -548,7 +550,10 @@ class ReferenceRunner:
 
     def ties(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
         """``{output: judge.ties.TieSet}``: every valid tie-break's answers where the original's
-        output on ``feeds`` is not unique (nearest-neighbour ties); empty for most models."""
+        output on ``feeds`` is not unique (nearest-neighbour ties); empty for most models, which
+        the converter said at load (``may_tie``): not asked."""
+        if not self.may_tie:
+            return {}
         if self._host is not None:
             return self._host.ties(self._handle, feeds, output_names)
         from onnxgate.judge.ties import unpack_ties
@@ -662,6 +667,7 @@ def open_reference(
         return ReferenceRunner(source, info["converter"], feeds, options, trust, info["sample"], info["versions"],
                                timeout=timeout, label=label, feeds_error=info.get("feeds_error"), audited=info.get("audited", []),
                                topk=info.get("topk"), independent_rows=info.get("independent_rows", False),
+                               may_tie=info.get("may_tie", False),
                                _handle=info["handle"], _host=host)
     from onnxgate.runtime.isolation import _pack_arrays, _unpack_arrays
 
@@ -688,6 +694,7 @@ def open_reference(
     runner.audited = list(info.get("audited", []))
     runner.topk = info.get("topk")
     runner.independent_rows = bool(info.get("independent_rows", False))
+    runner.may_tie = bool(info.get("may_tie", False))
     runner.feeds = _unpack_arrays(reply, out)
     runner.feeds_error = info.get("feeds_error")
     return runner
