@@ -11,25 +11,15 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_dict.py`` (a few seconds
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
-from typing import Any, Callable
 
 import numpy as np
+
+from _timing import median_seconds  # a sibling: this folder is on sys.path
 
 warnings.filterwarnings("ignore")
 
 VOCABULARY, ENTRIES, ROWS, REPEAT = 5000, 30, 1000, 10
-
-
-def _ms(fn: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -51,8 +41,8 @@ def main() -> None:
         model = dicts.standalone(dv, np.float32, opset, 3)
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         np.testing.assert_array_equal(session.run(None, feeds)[0], expected)
-        print(f"{label:24s} {_ms(lambda: session.run(None, feeds)):8.1f} ms")
-    print(f"{'scikit-learn':24s} {_ms(lambda: dv.transform(rows).toarray()):8.1f} ms")
+        print(f"{label:24s} {median_seconds(lambda: session.run(None, feeds), REPEAT) * 1e3:8.1f} ms")
+    print(f"{'scikit-learn':24s} {median_seconds(lambda: dv.transform(rows).toarray(), REPEAT) * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -17,18 +17,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-
-def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from _timing import median_seconds  # a sibling: this folder is on sys.path
 
 
 def bench_compare(repeat: int) -> None:
@@ -42,9 +34,9 @@ def bench_compare(repeat: int) -> None:
         with_ms, without_ms = [], []
         for _ in range(repeat):  # interleaved: load on a shared machine hits both alike
             compare.summarize_errors = real
-            with_ms.append(_median_ms(lambda: compare.compare_outputs({"y": ref}, {"y": got}), 1))
+            with_ms.append(median_seconds(lambda: compare.compare_outputs({"y": ref}, {"y": got}), 1) * 1000)
             compare.summarize_errors = lambda *a, **k: None
-            without_ms.append(_median_ms(lambda: compare.compare_outputs({"y": ref}, {"y": got}), 1))
+            without_ms.append(median_seconds(lambda: compare.compare_outputs({"y": ref}, {"y": got}), 1) * 1000)
         compare.summarize_errors = real
         a, b = statistics.median(with_ms), statistics.median(without_ms)
         print(f"compare_outputs, {size:>9,} float32 elements: {a:8.2f} ms with the summary, {b:8.2f} ms without ({a / b:.2f}x)")
@@ -71,9 +63,9 @@ def bench_render(repeat: int) -> None:
     start = time.perf_counter()
     page = render_report(report)
     first = (time.perf_counter() - start) * 1000
-    html = _median_ms(lambda: render_report(report), repeat)
-    js = _median_ms(report.to_json, repeat)
-    md = _median_ms(report.to_markdown, repeat)
+    html = median_seconds(lambda: render_report(report), repeat) * 1000
+    js = median_seconds(report.to_json, repeat) * 1000
+    md = median_seconds(report.to_markdown, repeat) * 1000
     print(f"render, {len(report.cases)} cases: html {html:.2f} ms (first call {first:.0f} ms: templates and plotly.js read once), "
           f"json {js:.2f} ms, markdown {md:.2f} ms; html/json {html / js:.2f}x; page {len(page) / 1e6:.2f} MB, "
           f"of which plotly.js (inlined once) {len(plotly_js()) / len(page):.1%}")

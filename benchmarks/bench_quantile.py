@@ -12,23 +12,14 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_quantile.py`` (about a m
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from _timing import median_seconds  # a sibling: this folder is on sys.path
+
 warnings.filterwarnings("ignore")
-
-
-def _seconds(fn: Callable[[], Any], repeat: int = 1) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -52,7 +43,7 @@ def main() -> None:
                                              target_opset={"": 18, "ai.onnx.ml": 3})
 
     ours()  # imports
-    convert = {"onnxgate": _seconds(ours), "skl2onnx": _seconds(raw)}
+    convert = {"onnxgate": median_seconds(ours), "skl2onnx": median_seconds(raw)}
     print(f"conversion: skl2onnx {convert['skl2onnx']:.2f} s, onnxgate {convert['onnxgate']:.3f} s "
           f"({convert['skl2onnx'] / convert['onnxgate']:.0f}x faster)")
     rows = (np.random.default_rng(0).normal(size=(100_000, X.shape[1])) * X.std(0) + X.mean(0)).astype(np.float32)
@@ -64,10 +55,10 @@ def main() -> None:
         for n in (16, len(rows)):
             feeds = {"X": rows[:n]}
             session.run(None, feeds)
-            cells.append(f"{n} rows {_seconds(lambda: session.run(None, feeds), 7) * 1e3:.2f} ms")
+            cells.append(f"{n} rows {median_seconds(lambda: session.run(None, feeds), 7) * 1e3:.2f} ms")
         print(f"inference {name:9s} ({len(model.graph.node)} nodes): " + ", ".join(cells))
     wide = rows.astype(np.float64)
-    print(f"scikit-learn transform: {len(rows)} rows {_seconds(lambda: qt.transform(wide), 7) * 1e3:.2f} ms")
+    print(f"scikit-learn transform: {len(rows)} rows {median_seconds(lambda: qt.transform(wide), 7) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ Run: ``.venv/bin/python benchmarks/bench_ties.py [--repeat N]``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import numpy as np
+
+from _timing import median_seconds  # a sibling: this folder is on sys.path
 
 
 def _models():
@@ -33,15 +33,6 @@ def _models():
         ("KNN classifier, 2000 grid fitted, 1000 rows", KNeighborsClassifier(algorithm="kd_tree").fit(grid, rng.integers(0, 3, 2000)),
          rng.integers(0, 6, size=(1000, 3)).astype(np.float64)),
     ]
-
-
-def _median(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _fresh(conv):
@@ -61,9 +52,9 @@ def main() -> None:
     for label, est, rows in _models():
         feeds = {"X": rows.astype(np.float32)}
         names = ["scores", "label"] if hasattr(est, "offset_") else (["label", "probabilities"] if hasattr(est, "classes_") else ["variable"])
-        ref_s = _median(lambda: _fresh(conv).reference(est, feeds, names), args.repeat)
+        ref_s = median_seconds(lambda: _fresh(conv).reference(est, feeds, names), args.repeat)
         conv.reference(est, feeds, names)  # reference_ties reuses the kept outputs, as in a run
-        ties_s = _median(lambda: conv.reference_ties(est, feeds, names), args.repeat)
+        ties_s = median_seconds(lambda: conv.reference_ties(est, feeds, names), args.repeat)
         ties = conv.reference_ties(est, feeds, names)
         on = max((int(t.on_tie.reshape(len(rows), -1).any(axis=1).sum()) for t in ties.values()), default=0)
         print(f"{label:48} {ref_s:12.4f} {ties_s:10.4f} {ties_s / ref_s:7.2f} {on:>8} of {len(rows)}")
