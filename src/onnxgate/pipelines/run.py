@@ -322,7 +322,6 @@ def _judge(source: Any, target: OnnxTarget, reference: ReferenceRunner, s: Setti
         policy, wide = _calibrate(reference, cases[0][1], nominal, target, policy, progress)
         report.tolerances = policy.as_dict()
         report.findings += _coarse_floor_findings(policy)
-    report.evidence = EvidenceData(cases[0][1], nominal)
     originals, references = references, _best_references(references, cases[0][0], wide)
     sessions = SessionCache(target, s.runtime.isolation())
     placements = _run_providers(report, target, cases, references, reference_errors, axes, provider_names, run_settings, policy, sessions,
